@@ -1,0 +1,153 @@
+//! Single-precision GEMM through the `gemm` crate (AVX-512 microkernels with
+//! run-time dispatch and a portable fallback), wrapped with shape checks.
+
+/// A read-only matrix view: `rows x cols`, element `(i, j)` at `i * row_stride + j * col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// Row-major `rows x cols` view of `data`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    fn check(&self, what: &str) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            assert!(last < self.data.len(), "gemm: {what} view out of bounds");
+        }
+    }
+}
+
+/// A mutable row-major-with-stride matrix view (`col_stride` is 1 unless set).
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// Row-major `rows x cols` view of `data`.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+}
+
+/// `c = a @ b` (or `c += a @ b` when `accumulate`).
+///
+/// Panics if the views do not fit their slices (an internal invariant: the
+/// tensor layer checks user-facing shapes before calling).
+pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
+    assert_eq!(a.rows, c.rows, "gemm: output rows differ");
+    assert_eq!(b.cols, c.cols, "gemm: output cols differ");
+    a.check("lhs");
+    b.check("rhs");
+    if c.rows > 0 && c.cols > 0 {
+        let last = (c.rows - 1) * c.row_stride + (c.cols - 1) * c.col_stride;
+        assert!(last < c.data.len(), "gemm: dst view out of bounds");
+    }
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    c.data[i * c.row_stride + j * c.col_stride] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    let flops = 2 * m * n * k;
+    let par = if flops < 1 << 17 || crate::threads() == 1 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(crate::threads())
+    };
+    // SAFETY: every view was bounds-checked above; the gemm crate reads and
+    // writes only elements (i, j) with i < rows and j < cols of each view.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.data.as_mut_ptr(),
+            c.col_stride as isize,
+            c.row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Plain triple-loop reference used by tests.
+pub fn sgemm_reference(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let mut s = 0.0f64;
+            for p in 0..a.cols {
+                s += a.data[i * a.row_stride + p * a.col_stride] as f64
+                    * b.data[p * b.row_stride + j * b.col_stride] as f64;
+            }
+            let dst = &mut c.data[i * c.row_stride + j * c.col_stride];
+            *dst = if accumulate { *dst + s as f32 } else { s as f32 };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_reference_on_ragged_sizes() {
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (67, 13, 65), (64, 64, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let mut c1 = vec![1.0; m * n];
+            let mut c2 = c1.clone();
+            // b given transposed in memory: exercise strides
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let bt_view = MatRef::row_major(&bt, n, k).t();
+            sgemm(MatRef::row_major(&a, m, k), bt_view, MatMut::row_major(&mut c1, m, n), true);
+            sgemm_reference(MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), MatMut::row_major(&mut c2, m, n), true);
+            for (x, y) in c1.iter().zip(&c2) {
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+            }
+        }
+    }
+}

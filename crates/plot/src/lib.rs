@@ -1,0 +1,34 @@
+//! convnet-plot: PNG charts for training runs and audio, drawn with `plotters` into an RGB
+//! buffer and encoded with `png`.
+//!
+//! - [`plot_train_history`] / [`plot_history_pair`]: loss and accuracy per epoch, like the
+//!   Keras course's `show_train_history` (matplotlib).
+//! - [`plot_confusion_matrix`]: counts heatmap, like scikit-learn's `ConfusionMatrixDisplay`.
+//! - [`plot_heatmap`]: a grid with a colour bar (spectrogram, MFCC), like `librosa.display.specshow`.
+//! - [`plot_waveform`]: amplitude against seconds, like `librosa.display.waveshow`.
+//!
+//! Text uses an embedded DejaVu Sans, so output never depends on the host's fonts. Every file is
+//! written to a temporary file in the destination directory and renamed into place.
+//!
+//! ```no_run
+//! let loss = [0.9, 0.5, 0.3];
+//! let val_loss = [1.0, 0.6, 0.45];
+//! convnet_plot::plot_train_history(
+//!     "history_loss.png", "Train History", &loss, &val_loss, "train", "validation", "loss",
+//! )?;
+//! # Ok::<(), convnet_plot::PlotError>(())
+//! ```
+
+mod colormap;
+mod confusion;
+mod error;
+mod heatmap;
+mod history;
+mod render;
+mod waveform;
+
+pub use confusion::plot_confusion_matrix;
+pub use error::PlotError;
+pub use heatmap::plot_heatmap;
+pub use history::{plot_history_pair, plot_train_history};
+pub use waveform::plot_waveform;

@@ -1,0 +1,274 @@
+//! Shared plumbing: the embedded font, drawing into an RGB buffer, atomic PNG writing, the
+//! colour bar, and small helpers for axis ranges.
+
+use std::error::Error;
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+use crate::colormap::Colormap;
+use crate::error::PlotError;
+
+/// DejaVu Sans 2.37 (Debian package `fonts-dejavu-core`), embedded so that rendering never
+/// depends on the host's fonts. Licence: Bitstream Vera Fonts licence (permissive; DejaVu
+/// changes are public domain), full text in `assets/DejaVuSans-LICENSE.txt`.
+static DEJAVU_SANS: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// The font family every chart uses; registered under plotters' default family name so that
+/// default label styles find it too.
+pub(crate) const FONT: &str = "sans-serif";
+
+/// Drawing area over the in-memory RGB buffer.
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+/// What a drawing closure returns; any plotters error converts into it with `?`.
+pub(crate) type DrawResult = Result<(), Box<dyn Error>>;
+
+/// Matplotlib's first two default colours (`C0`, `C1`).
+pub(crate) const C0: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+pub(crate) const C1: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+
+fn register_font() -> Result<(), String> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS)
+                .map_err(|_| "the embedded DejaVu Sans font failed to load".to_string())
+        })
+        .clone()
+}
+
+/// Draws a `width x height` chart with `draw` on a white background and writes it as an RGB
+/// PNG to `path` (through a temporary file in the same directory, then a rename).
+pub(crate) fn render_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> DrawResult,
+) -> Result<(), PlotError> {
+    let render_err = |reason: String| PlotError::Render {
+        path: path.to_path_buf(),
+        reason,
+    };
+    register_font().map_err(render_err)?;
+    let mut buf = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| render_err(e.to_string()))?;
+        draw(&root).map_err(|e| render_err(e.to_string()))?;
+        root.present().map_err(|e| render_err(e.to_string()))?;
+    }
+    write_png_atomic(path, width, height, &buf)
+}
+
+fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let io_err = |source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io_err)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = encode_png(&tmp, width, height, rgb).and_then(|()| {
+        fs::rename(&tmp, path).map_err(|source| PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| match e {
+        // Report the destination, not the temporary name.
+        PlotError::Io { source, .. } => io_err(source),
+        PlotError::Encode { reason, .. } => PlotError::Encode {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+fn encode_png(tmp: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
+    let file = File::create(tmp).map_err(|source| PlotError::Io {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    let encode_err = |e: png::EncodingError| PlotError::Encode {
+        path: tmp.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(encode_err)?;
+    writer.write_image_data(rgb).map_err(encode_err)?;
+    writer.finish().map_err(encode_err)?;
+    Ok(())
+}
+
+/// Text style of the given pixel size in the embedded font.
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
+    (FONT, size).into_font().color(&BLACK)
+}
+
+/// Width in pixels of `text` at `size` (0 if it cannot be measured).
+pub(crate) fn text_width(text: &str, size: f64) -> u32 {
+    (FONT, size).into_font().box_size(text).map(|(w, _)| w).unwrap_or(0)
+}
+
+/// Minimum and maximum of the finite values, or `None` if there are none.
+pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// `lo..hi` widened by `frac` of its span on each side (matplotlib's margins); a zero span
+/// becomes a unit-wide interval around the value.
+pub(crate) fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
+    let span = hi - lo;
+    if span > 0.0 && span.is_finite() {
+        (lo - frac * span, hi + frac * span)
+    } else {
+        let half = if lo == 0.0 { 0.5 } else { 0.05 * lo.abs() };
+        (lo - half, lo + half)
+    }
+}
+
+/// Formats a tick value compactly: integers without decimals, others with the digits needed
+/// for a tick step of `step`.
+pub(crate) fn tick_label(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 || step <= 0.0 || !step.is_finite() {
+        0
+    } else {
+        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    // Avoid "-0".
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// A "nice" tick step (1, 2 or 5 times a power of ten) giving at most about `max_ticks` ticks
+/// over `span`.
+pub(crate) fn nice_step(span: f64, max_ticks: usize) -> f64 {
+    if !(span > 0.0) || !span.is_finite() {
+        return 1.0;
+    }
+    let raw = span / max_ticks.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let norm = raw / mag;
+    let nice = if norm <= 1.0 {
+        1.0
+    } else if norm <= 2.0 {
+        2.0
+    } else if norm <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * mag
+}
+
+/// Multiples of `step` inside `lo..=hi`.
+pub(crate) fn ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Draws a vertical colour bar for values `vmin..vmax` in `area`, ticks and `label` on the
+/// right, like matplotlib's `colorbar()`.
+pub(crate) fn draw_colorbar(
+    area: &Area<'_>,
+    cmap: Colormap,
+    vmin: f64,
+    vmax: f64,
+    label: &str,
+    margins: (u32, u32),
+) -> DrawResult {
+    let step = nice_step(vmax - vmin, 8);
+    let tick_values = ticks(vmin, vmax, step);
+    let fmt = |v: &f64| tick_label(*v, step);
+    let label_w = tick_values.iter().map(|v| text_width(&fmt(v), 13.0)).max().unwrap_or(0);
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(margins.0)
+        .margin_bottom(margins.1)
+        .margin_left(4)
+        .margin_right(4)
+        .right_y_label_area_size(label_w + 14 + if label.is_empty() { 0 } else { 24 })
+        .build_cartesian_2d(0f64..1f64, Ticked::new(vmin, vmax, tick_values))?;
+    let plot = chart.plotting_area().strip_coord_spec();
+    let (w, h) = plot.dim_in_pixel();
+    for y in 0..h as i32 {
+        let t = if h > 1 { 1.0 - f64::from(y) / f64::from(h - 1) } else { 0.5 };
+        let color = cmap.color(t);
+        for x in 0..w as i32 {
+            plot.draw_pixel((x, y), &color)?;
+        }
+    }
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_label_formatter(&fmt)
+        .y_label_style(font(13.0))
+        .y_desc(label)
+        .axis_desc_style(font(14.0))
+        .draw()?;
+    plot.draw(&Rectangle::new([(0, 0), (w as i32 - 1, h as i32 - 1)], BLACK.stroke_width(1)))?;
+    Ok(())
+}
+
+/// A linear `f64` axis with explicit tick positions (plotters' own `with_key_points` on `f64`
+/// ranges has no label formatter). Light grid lines are not drawn.
+pub(crate) struct Ticked {
+    inner: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl Ticked {
+    /// The axis `lo..hi` with ticks at `ticks`.
+    pub(crate) fn new(lo: f64, hi: f64, ticks: Vec<f64>) -> Self {
+        Self {
+            inner: (lo..hi).into(),
+            ticks,
+        }
+    }
+}
+
+impl Ranged for Ticked {
+    type ValueType = f64;
+    type FormatOption = DefaultFormatting;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() { Vec::new() } else { self.ticks.clone() }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}

@@ -1,0 +1,92 @@
+//! Waveform chart, like `librosa.display.waveshow`: amplitude against time in seconds. A
+//! signal with more than two samples per pixel column is drawn as its min/max envelope per
+//! column (what waveshow does for long signals); shorter ones as a line through every sample.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::PlotError;
+use crate::render::{Ticked, C0, DrawResult, finite_range, font, nice_step, render_png, tick_label, ticks};
+
+/// Chart size in pixels.
+const SIZE: (u32, u32) = (800, 320);
+
+/// Writes a waveform PNG of `samples` at `sample_rate` Hz to `path`: x is time in seconds
+/// (`0..samples.len() / sample_rate`), y the amplitude on a symmetric range.
+///
+/// Non-finite samples are skipped. Errors: [`PlotError::InvalidInput`] for no samples or a
+/// zero sample rate; I/O and rendering errors.
+pub fn plot_waveform(
+    path: impl AsRef<Path>,
+    samples: &[f32],
+    sample_rate: u32,
+    title: &str,
+) -> Result<(), PlotError> {
+    let path = path.as_ref();
+    let invalid = |reason: &str| PlotError::InvalidInput {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    if samples.is_empty() {
+        return Err(invalid("no samples"));
+    }
+    if sample_rate == 0 {
+        return Err(invalid("sample rate is 0"));
+    }
+    let sr = f64::from(sample_rate);
+    let duration = samples.len() as f64 / sr;
+    let (lo, hi) = finite_range(samples.iter().map(|&v| f64::from(v))).unwrap_or((0.0, 0.0));
+    let peak = lo.abs().max(hi.abs());
+    let y_max = if peak > 0.0 { peak * 1.1 } else { 1.0 };
+    let x_step = nice_step(duration, 10);
+    let y_step = nice_step(2.0 * y_max, 6);
+
+    render_png(path, SIZE, |root| -> DrawResult {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, font(20.0))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                Ticked::new(0.0, duration, ticks(0.0, duration, x_step)),
+                Ticked::new(-y_max, y_max, ticks(-y_max, y_max, y_step)),
+            )?;
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(230, 230, 230))
+            .x_label_formatter(&|v| tick_label(*v, x_step))
+            .y_label_formatter(&|v| tick_label(*v, y_step))
+            .label_style(font(13.0))
+            .axis_desc_style(font(15.0))
+            .x_desc("Time (s)")
+            .y_desc("Amplitude")
+            .draw()?;
+
+        let (columns, _) = chart.plotting_area().dim_in_pixel();
+        let columns = columns.max(1) as usize;
+        if samples.len() > 2 * columns {
+            // Min/max envelope: one filled bar per pixel column.
+            let bars = (0..columns).filter_map(|k| {
+                let (a, b) = (k * samples.len() / columns, (k + 1) * samples.len() / columns);
+                let (lo, hi) = finite_range(samples[a..b].iter().map(|&v| f64::from(v)))?;
+                let (t0, t1) = (a as f64 / sr, b as f64 / sr);
+                Some(Rectangle::new([(t0, lo), (t1, hi)], C0.filled()))
+            });
+            chart.draw_series(bars)?;
+        } else {
+            let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+            for (i, &s) in samples.iter().enumerate() {
+                if s.is_finite() {
+                    segments.last_mut().map(|seg| seg.push((i as f64 / sr, f64::from(s))));
+                } else if segments.last().is_some_and(|seg| !seg.is_empty()) {
+                    segments.push(Vec::new());
+                }
+            }
+            chart.draw_series(segments.into_iter().map(|seg| PathElement::new(seg, C0.stroke_width(1))))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,203 @@
+//! Pointwise activations: relu, relu6, sigmoid, tanh, silu (swish), gelu
+//! (exact, erf form, as Keras' default and PyTorch's `nn.GELU()`), hard-swish
+//! (MobileNet-V3's `x * relu6(x + 3) / 6`), hard-sigmoid and identity.
+
+use super::{constant, map, zip_map};
+use crate::{Backward, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// An activation function, named as Keras names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Linear,
+    Relu,
+    Relu6,
+    Sigmoid,
+    Tanh,
+    #[serde(alias = "swish")]
+    Silu,
+    Gelu,
+    HardSwish,
+    HardSigmoid,
+}
+
+impl Activation {
+    /// Keras' name of the activation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::HardSwish => "hard_swish",
+            Activation::HardSigmoid => "hard_sigmoid",
+        }
+    }
+
+    /// Parses a Keras activation name.
+    pub fn from_name(name: &str) -> Option<Activation> {
+        Some(match name {
+            "linear" | "none" | "identity" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "relu6" => Activation::Relu6,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "silu" | "swish" => Activation::Silu,
+            "gelu" => Activation::Gelu,
+            "hard_swish" | "hardswish" => Activation::HardSwish,
+            "hard_sigmoid" | "hardsigmoid" => Activation::HardSigmoid,
+            _ => return None,
+        })
+    }
+
+    /// f(x).
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Linear => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Tanh => x.tanh(),
+            Activation::Silu => x * sigmoid(x),
+            Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+
+    /// f'(x) given the input `x` and output `y = f(x)`.
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            Activation::Linear => 1.0,
+            Activation::Relu => (x > 0.0) as u8 as f32,
+            Activation::Relu6 => (x > 0.0 && x < 6.0) as u8 as f32,
+            Activation::Sigmoid => y * (1.0 - y),
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Silu => {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s))
+            }
+            Activation::Gelu => {
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+                cdf + x * pdf
+            }
+            Activation::HardSwish => {
+                if x <= -3.0 {
+                    0.0
+                } else if x >= 3.0 {
+                    1.0
+                } else {
+                    (2.0 * x + 3.0) / 6.0
+                }
+            }
+            Activation::HardSigmoid => {
+                if x > -3.0 && x < 3.0 {
+                    1.0 / 6.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), computed
+/// in f64 so that GELU matches PyTorch's exact form to f32 precision.
+pub fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * (-z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+        .exp();
+    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+struct ActivationBackward(Activation);
+
+impl Backward for ActivationBackward {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        let act = self.0;
+        let x = inputs[0].data();
+        let y = output.data();
+        let g = grad.data();
+        let dx = match act {
+            // derivatives expressible from the output alone: one pass over (y, g)
+            Activation::Relu => zip_map(y, g, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid | Activation::Tanh | Activation::Linear => {
+                zip_map(y, g, move |y, g| g * act.derivative(0.0, y))
+            }
+            _ => {
+                let d = zip_map(x, y, move |x, y| act.derivative(x, y));
+                zip_map(&d, g, |d, g| d * g)
+            }
+        };
+        vec![Some(constant(dx, grad.dims()))]
+    }
+}
+
+impl Tensor {
+    /// `f(x)` elementwise.
+    pub fn activation(&self, act: Activation) -> Tensor {
+        if act == Activation::Linear {
+            return self.clone();
+        }
+        let y = map(self.data(), move |v| act.apply(v));
+        Tensor::from_op(y, self.shape().clone(), &[self], ActivationBackward(act))
+    }
+    /// `max(x, 0)`.
+    pub fn relu(&self) -> Tensor {
+        self.activation(Activation::Relu)
+    }
+    /// `min(max(x, 0), 6)`.
+    pub fn relu6(&self) -> Tensor {
+        self.activation(Activation::Relu6)
+    }
+    /// `1 / (1 + e^-x)`.
+    pub fn sigmoid(&self) -> Tensor {
+        self.activation(Activation::Sigmoid)
+    }
+    /// `tanh(x)`.
+    pub fn tanh(&self) -> Tensor {
+        self.activation(Activation::Tanh)
+    }
+    /// `x * sigmoid(x)` (swish).
+    pub fn silu(&self) -> Tensor {
+        self.activation(Activation::Silu)
+    }
+    /// `x * Phi(x)` (exact GELU).
+    pub fn gelu(&self) -> Tensor {
+        self.activation(Activation::Gelu)
+    }
+    /// `x * relu6(x + 3) / 6`.
+    pub fn hard_swish(&self) -> Tensor {
+        self.activation(Activation::HardSwish)
+    }
+    /// `relu6(x + 3) / 6`.
+    pub fn hard_sigmoid(&self) -> Tensor {
+        self.activation(Activation::HardSigmoid)
+    }
+}

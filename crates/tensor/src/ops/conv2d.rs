@@ -1,0 +1,194 @@
+//! 2-D convolution, NHWC input and HWIO (`[kh, kw, in/groups, out]`) weights,
+//! with stride, dilation, groups (depthwise when `groups == in`) and padding
+//! that is valid, Keras/TensorFlow "same" (the extra pixel at the bottom and
+//! right) or explicit and possibly asymmetric (PyTorch's symmetric padding is
+//! the explicit case).
+
+use super::constant;
+use crate::{Backward, Result, Tensor, TensorError};
+use convnet_kernels::conv::{self, ConvGeometry};
+use serde::{Deserialize, Serialize};
+
+/// How a convolution or pooling window pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding2d {
+    /// No padding: windows stay inside the input.
+    #[default]
+    Valid,
+    /// Output size `ceil(in / stride)`; the total padding is split with the
+    /// odd pixel at the bottom/right (TensorFlow's rule, also timm's `tf_` models).
+    Same,
+    /// Explicit pixels on each side.
+    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+}
+
+impl Padding2d {
+    /// Symmetric explicit padding (PyTorch's `padding=(ph, pw)`).
+    pub fn symmetric(ph: usize, pw: usize) -> Self {
+        Padding2d::Explicit { top: ph, bottom: ph, left: pw, right: pw }
+    }
+
+    /// `(before, after)` pixels along one axis for an input of `size`, a
+    /// window spanning `extent` pixels (`(k - 1) * dilation + 1`) and `stride`.
+    pub fn resolve_axis(self, size: usize, extent: usize, stride: usize, vertical: bool) -> (usize, usize) {
+        match self {
+            Padding2d::Valid => (0, 0),
+            Padding2d::Same => {
+                let out = size.div_ceil(stride);
+                let total = ((out.saturating_sub(1)) * stride + extent).saturating_sub(size);
+                (total / 2, total - total / 2)
+            }
+            Padding2d::Explicit { top, bottom, left, right } => {
+                if vertical {
+                    (top, bottom)
+                } else {
+                    (left, right)
+                }
+            }
+        }
+    }
+}
+
+/// Arguments of [`Tensor::conv2d`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conv2dArgs {
+    pub stride: (usize, usize),
+    pub padding: Padding2d,
+    pub dilation: (usize, usize),
+    pub groups: usize,
+}
+
+impl Default for Conv2dArgs {
+    fn default() -> Self {
+        Self { stride: (1, 1), padding: Padding2d::Valid, dilation: (1, 1), groups: 1 }
+    }
+}
+
+impl Conv2dArgs {
+    /// Output `(height, width)` for an input of `(h, w)` and a `(kh, kw)`
+    /// kernel, or the reason the combination is impossible.
+    pub fn output_hw(&self, (h, w): (usize, usize), (kh, kw): (usize, usize)) -> Result<(usize, usize)> {
+        let g = self.geometry_hw(h, w, kh, kw)?;
+        Ok((g.0, g.1))
+    }
+
+    /// `(out_h, out_w, pad_top, pad_left)`.
+    fn geometry_hw(&self, h: usize, w: usize, kh: usize, kw: usize) -> Result<(usize, usize, usize, usize)> {
+        let (sh, sw) = self.stride;
+        let (dh, dw) = self.dilation;
+        if sh == 0 || sw == 0 || dh == 0 || dw == 0 || kh == 0 || kw == 0 {
+            return Err(TensorError::invalid(
+                "conv2d",
+                format!("kernel {kh}x{kw}, strides {sh}x{sw} and dilation {dh}x{dw} must all be positive"),
+            ));
+        }
+        let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+        let (pt, pb) = self.padding.resolve_axis(h, eh, sh, true);
+        let (pl, pr) = self.padding.resolve_axis(w, ew, sw, false);
+        if h + pt + pb < eh || w + pl + pr < ew {
+            return Err(TensorError::invalid(
+                "conv2d",
+                format!(
+                    "kernel {kh}x{kw} (dilation {dh}x{dw}) is larger than the padded input {}x{}; use padding=\"same\" or a smaller kernel",
+                    h + pt + pb,
+                    w + pl + pr
+                ),
+            ));
+        }
+        Ok(((h + pt + pb - eh) / sh + 1, (w + pl + pr - ew) / sw + 1, pt, pl))
+    }
+}
+
+struct Conv2dBackward {
+    geo: ConvGeometry,
+    has_bias: bool,
+}
+
+impl Backward for Conv2dBackward {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        let (x, w) = (&inputs[0], &inputs[1]);
+        let dy = grad.data();
+        let dx = needs[0].then(|| {
+            let mut dx = vec![0.0; x.numel()];
+            conv::conv2d_backward_input(&self.geo, dy, w.data(), &mut dx);
+            constant(dx, x.dims())
+        });
+        let dw = needs[1].then(|| {
+            let mut dw = vec![0.0; w.numel()];
+            conv::conv2d_backward_weight(&self.geo, x.data(), dy, &mut dw);
+            constant(dw, w.dims())
+        });
+        let mut grads = vec![dx, dw];
+        if self.has_bias {
+            grads.push(needs[2].then(|| constant(conv::bias_grad(dy, self.geo.out_c), &[self.geo.out_c])));
+        }
+        grads
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution. `self: [n, h, w, cin]`, `weight: [kh, kw, cin/groups, cout]`,
+    /// `bias: [cout]` -> `[n, oh, ow, cout]`.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, args: &Conv2dArgs) -> Result<Tensor> {
+        let geo = conv_geometry(self, weight, args)?;
+        if let Some(b) = bias
+            && b.dims() != [geo.out_c]
+        {
+            return Err(TensorError::shape("conv2d", format!("bias {} for {} filters", b.shape(), geo.out_c)));
+        }
+        let mut y = vec![0.0; geo.output_len()];
+        conv::conv2d_forward(&geo, self.data(), weight.data(), bias.map(|b| b.data()), &mut y);
+        let shape = [geo.batch, geo.out_h, geo.out_w, geo.out_c];
+        let op = Conv2dBackward { geo, has_bias: bias.is_some() };
+        Ok(match bias {
+            Some(b) => Tensor::from_op(y, shape, &[self, weight, b], op),
+            None => Tensor::from_op(y, shape, &[self, weight], op),
+        })
+    }
+}
+
+/// Checks shapes and builds the kernel geometry.
+pub(crate) fn conv_geometry(x: &Tensor, weight: &Tensor, args: &Conv2dArgs) -> Result<ConvGeometry> {
+    let [n, h, w, c] = *x.dims() else {
+        return Err(TensorError::shape("conv2d", format!("input must be [n, h, w, c], got {}", x.shape())));
+    };
+    let [kh, kw, cg, oc] = *weight.dims() else {
+        return Err(TensorError::shape("conv2d", format!("weight must be [kh, kw, in/groups, out], got {}", weight.shape())));
+    };
+    let groups = args.groups;
+    if groups == 0 || c % groups != 0 || oc % groups != 0 {
+        return Err(TensorError::invalid(
+            "conv2d",
+            format!("groups={groups} must divide both the {c} input channels and the {oc} filters"),
+        ));
+    }
+    if cg * groups != c {
+        return Err(TensorError::shape(
+            "conv2d",
+            format!("weight {} expects {} input channels with groups={groups}, input has {c}", weight.shape(), cg * groups),
+        ));
+    }
+    let (oh, ow, pt, pl) = args.geometry_hw(h, w, kh, kw)?;
+    Ok(ConvGeometry {
+        batch: n,
+        in_h: h,
+        in_w: w,
+        in_c: c,
+        out_h: oh,
+        out_w: ow,
+        out_c: oc,
+        kernel_h: kh,
+        kernel_w: kw,
+        stride_h: args.stride.0,
+        stride_w: args.stride.1,
+        dilation_h: args.dilation.0,
+        dilation_w: args.dilation.1,
+        pad_top: pt,
+        pad_left: pl,
+        groups,
+    })
+}
