@@ -72,7 +72,7 @@ impl Images {
             n,
             rows: self.rows,
             cols: self.cols,
-            pixels: self.pixels[..n * self.image_len()].to_vec(),
+            pixels: self.pixels[..(n * self.image_len()).min(self.pixels.len())].to_vec(),
         }
     }
 }
@@ -88,9 +88,13 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Images> {
     let dims = src.header(IMAGES_MAGIC, "images (IDX3, unsigned byte)")?;
     let [n, rows, cols] = [dims[0], dims[1], dims[2]];
     if rows == 0 || cols == 0 {
-        return Err(src.bad(format!("image size is {rows}x{cols}; rows and cols must be > 0")));
+        return Err(src.bad(format!(
+            "image size is {rows}x{cols}; rows and cols must be > 0"
+        )));
     }
-    let payload = [n, rows, cols].iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)));
+    let payload = [n, rows, cols]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)));
     let Some(payload) = payload else {
         return Err(src.bad(format!("header dimensions {n}x{rows}x{cols} overflow")));
     };
@@ -209,8 +213,14 @@ impl IdxSource {
             }
         }
         if got < header_len {
+            let what = if self.gzip {
+                "decompressed data"
+            } else {
+                "file"
+            };
             return Err(self.bad(format!(
-                "file too short for an IDX header: need {header_len} bytes, got {got}"
+                "too short for an IDX header: need {header_len} bytes, the {what} has {got} \
+                 (truncated or empty file?)"
             )));
         }
         self.consumed = header_len as u64;

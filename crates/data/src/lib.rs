@@ -12,6 +12,8 @@
 //! # Ok::<(), convnet_data::DataError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod idx;
 mod mnist;

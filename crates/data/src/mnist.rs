@@ -141,7 +141,12 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
-fn check_counts(images_path: &Path, labels_path: &Path, images: &Images, labels: &[u8]) -> Result<()> {
+fn check_counts(
+    images_path: &Path,
+    labels_path: &Path,
+    images: &Images,
+    labels: &[u8],
+) -> Result<()> {
     if images.n != labels.len() {
         return Err(DataError::CountMismatch {
             images_path: images_path.to_path_buf(),

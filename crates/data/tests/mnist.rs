@@ -64,8 +64,14 @@ fn write_small_set(dir: &Path, n_train: u32, n_test: u32, gz: bool) {
 #[test]
 fn vendored_mnist_loads() {
     let m = Mnist::load(MNIST_DIR).expect("vendored MNIST loads");
-    assert_eq!((m.train_images.n, m.train_images.rows, m.train_images.cols), (60000, 28, 28));
-    assert_eq!((m.test_images.n, m.test_images.rows, m.test_images.cols), (10000, 28, 28));
+    assert_eq!(
+        (m.train_images.n, m.train_images.rows, m.train_images.cols),
+        (60000, 28, 28)
+    );
+    assert_eq!(
+        (m.test_images.n, m.test_images.rows, m.test_images.cols),
+        (10000, 28, 28)
+    );
     assert_eq!(m.train_labels.len(), 60000);
     assert_eq!(m.test_labels.len(), 10000);
     assert_eq!(&m.train_labels[..5], &[5, 0, 4, 1, 9]);
@@ -130,7 +136,12 @@ fn truncated_gzip_is_truncated_error() {
     let gz = gzip(&images_bytes(10, 28, 28, &px));
     let p = write(dir.path(), "cut.gz", &gz[..gz.len() / 2]);
     match read_idx_images(&p) {
-        Err(DataError::Truncated { path, expected, got, gzip: true }) => {
+        Err(DataError::Truncated {
+            path,
+            expected,
+            got,
+            gzip: true,
+        }) => {
             assert_eq!(path, p);
             assert_eq!(expected, 16 + 10 * 28 * 28);
             assert!(got < expected, "got {got}");
@@ -146,19 +157,33 @@ fn truncated_raw_is_truncated_error() {
     let p = write(dir.path(), "cut", &bytes[..bytes.len() - 5]);
     let err = read_idx_images(&p).unwrap_err();
     match &err {
-        DataError::Truncated { expected, got, gzip: false, .. } => {
+        DataError::Truncated {
+            expected,
+            got,
+            gzip: false,
+            ..
+        } => {
             assert_eq!((*expected, *got), (28, 23));
         }
         other => panic!("expected Truncated, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("cut") && msg.contains("28") && msg.contains("23"), "{msg}");
+    assert!(
+        msg.contains("cut") && msg.contains("28") && msg.contains("23"),
+        "{msg}"
+    );
 
     // Cut inside the header.
     let p = write(dir.path(), "stub", &bytes[..6]);
-    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
+    assert!(matches!(
+        read_idx_images(&p),
+        Err(DataError::BadFile { .. })
+    ));
     let p = write(dir.path(), "empty", &[]);
-    assert!(matches!(read_idx_labels(&p), Err(DataError::BadFile { .. })));
+    assert!(matches!(
+        read_idx_labels(&p),
+        Err(DataError::BadFile { .. })
+    ));
 }
 
 #[test]
@@ -172,7 +197,10 @@ fn trailing_bytes_are_an_error() {
         other => panic!("expected TrailingData, got {other:?}"),
     }
     let p = write(dir.path(), "long.gz", &gzip(&bytes));
-    assert!(matches!(read_idx_labels(&p), Err(DataError::TrailingData { .. })));
+    assert!(matches!(
+        read_idx_labels(&p),
+        Err(DataError::TrailingData { .. })
+    ));
 }
 
 #[test]
@@ -185,7 +213,10 @@ fn wrong_magic_is_bad_file() {
     assert!(err.to_string().contains("0x00000801"), "{err}");
     // Garbage.
     let p = write(dir.path(), "junk", b"hello world, not an idx file");
-    assert!(matches!(read_idx_labels(&p), Err(DataError::BadFile { .. })));
+    assert!(matches!(
+        read_idx_labels(&p),
+        Err(DataError::BadFile { .. })
+    ));
     // Corrupt gzip body.
     let mut gz = gzip(&labels_bytes(&[1, 2, 3, 4]));
     let mid = gz.len() / 2;
@@ -203,18 +234,39 @@ fn wrong_magic_is_bad_file() {
 fn zero_dimension_and_overflow_are_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "zero", &images_bytes(1, 0, 28, &[]));
-    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
+    assert!(matches!(
+        read_idx_images(&p),
+        Err(DataError::BadFile { .. })
+    ));
     // A huge header on a tiny file: must fail cleanly, not allocate or panic.
-    let p = write(dir.path(), "huge", &images_bytes(u32::MAX, u32::MAX, u32::MAX, &[0; 8]));
-    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
-    let p = write(dir.path(), "big", &images_bytes(u32::MAX, 65536, 65536, &[0; 8]));
-    assert!(matches!(read_idx_images(&p), Err(DataError::Truncated { .. })));
+    let p = write(
+        dir.path(),
+        "huge",
+        &images_bytes(u32::MAX, u32::MAX, u32::MAX, &[0; 8]),
+    );
+    assert!(matches!(
+        read_idx_images(&p),
+        Err(DataError::BadFile { .. })
+    ));
+    let p = write(
+        dir.path(),
+        "big",
+        &images_bytes(u32::MAX, 65536, 65536, &[0; 8]),
+    );
+    assert!(matches!(
+        read_idx_images(&p),
+        Err(DataError::Truncated { .. })
+    ));
 }
 
 #[test]
 fn label_out_of_range_names_index_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "labels.gz", &gzip(&labels_bytes(&[0, 9, 3, 11, 12])));
+    let p = write(
+        dir.path(),
+        "labels.gz",
+        &gzip(&labels_bytes(&[0, 9, 3, 11, 12])),
+    );
     let err = read_idx_labels(&p).unwrap_err();
     match &err {
         DataError::LabelOutOfRange { path, index, value } => {
@@ -262,8 +314,14 @@ fn missing_file_is_typed() {
     assert!(err.to_string().contains("t10k-images-idx3-ubyte"), "{err}");
 
     let nowhere = dir.path().join("nope");
-    assert!(matches!(read_idx_labels(&nowhere), Err(DataError::Io { .. })));
-    assert!(matches!(Mnist::load(&nowhere), Err(DataError::MissingFile { .. })));
+    assert!(matches!(
+        read_idx_labels(&nowhere),
+        Err(DataError::Io { .. })
+    ));
+    assert!(matches!(
+        Mnist::load(&nowhere),
+        Err(DataError::MissingFile { .. })
+    ));
 }
 
 #[test]

@@ -9,7 +9,10 @@ use plotters::prelude::*;
 
 use crate::colormap::Colormap;
 use crate::error::PlotError;
-use crate::render::{Ticked, DrawResult, draw_colorbar, finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks};
+use crate::render::{
+    DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame,
+    draw_title, finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
+};
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (800, 480);
@@ -42,37 +45,57 @@ pub fn plot_heatmap(
         reason,
     };
     if rows == 0 || cols == 0 {
-        return Err(invalid(format!("the grid is {rows}x{cols}; rows and cols must be > 0")));
+        return Err(invalid(format!(
+            "the grid is {rows}x{cols}; rows and cols must be > 0"
+        )));
     }
     if rows.checked_mul(cols) != Some(data.len()) {
-        return Err(invalid(format!("data has {} values, expected rows * cols = {rows} * {cols}", data.len())));
+        return Err(invalid(format!(
+            "data has {} values, expected rows * cols = {rows} * {cols}",
+            data.len()
+        )));
     }
     for (name, (label, lo, hi)) in [("x", x_axis), ("y", y_axis)] {
-        if !(lo < hi) || !lo.is_finite() || !hi.is_finite() {
-            return Err(invalid(format!("{name} axis {label:?} has range {lo}..{hi}; need finite min < max")));
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(invalid(format!(
+                "{name} axis {label:?} has range {lo}..{hi}; need finite min < max"
+            )));
         }
     }
 
     let (d_lo, d_hi) = finite_range(data.iter().map(|&v| f64::from(v))).unwrap_or((0.0, 1.0));
-    let cmap = if d_lo >= 0.0 || d_hi <= 0.0 { Colormap::Magma } else { Colormap::CoolWarm };
-    let (vmin, vmax) = if d_hi > d_lo { (d_lo, d_hi) } else { padded(d_lo, d_hi, 0.0) };
+    let cmap = if d_lo >= 0.0 || d_hi <= 0.0 {
+        Colormap::Magma
+    } else {
+        Colormap::CoolWarm
+    };
+    let (vmin, vmax) = if d_hi > d_lo {
+        (d_lo, d_hi)
+    } else {
+        padded(d_lo, d_hi, 0.0)
+    };
 
     let (x_label, x_lo, x_hi) = x_axis;
     let (y_label, y_lo, y_hi) = y_axis;
     let x_step = nice_step(x_hi - x_lo, 10);
     let y_step = nice_step(y_hi - y_lo, 8);
     let y_ticks = ticks(y_lo, y_hi, y_step);
-    let y_tick_w = y_ticks.iter().map(|v| text_width(&tick_label(*v, y_step), 13.0)).max().unwrap_or(0);
-    let (margin, title_h, x_area, bar_w) = (12, 40, 48, 110);
-    let y_area = y_tick_w + 40;
+    let y_tick_w = y_ticks
+        .iter()
+        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
+        .max()
+        .unwrap_or(0);
+    let margin = 12;
+    let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
+    let bar_w = colorbar_width(vmin, vmax, colorbar_label);
 
     render_png(path, SIZE, |root| -> DrawResult {
-        let root = root.margin(margin, margin, margin, margin);
-        let (main, bar) = root.split_horizontally(SIZE.0 - 2 * margin - bar_w);
-        let main = main.titled(title, font(20.0))?;
+        let (main, _) = root.split_horizontally(SIZE.0 - margin - bar_w);
         let mut chart = ChartBuilder::on(&main)
-            .margin_right(12)
-            .x_label_area_size(x_area)
+            .margin(margin)
+            .margin_top(TITLE_H + 4)
+            .margin_right(0)
+            .x_label_area_size(52)
             .y_label_area_size(y_area)
             .build_cartesian_2d(
                 Ticked::new(x_lo, x_hi, ticks(x_lo, x_hi, x_step)),
@@ -88,7 +111,11 @@ pub fn plot_heatmap(
             for px in 0..w {
                 let col = (px as usize * cols / w as usize).min(cols - 1);
                 let v = f64::from(data[row * cols + col]);
-                let color = if v.is_finite() { cmap.color((v - vmin) / span) } else { MISSING };
+                let color = if v.is_finite() {
+                    cmap.color((v - vmin) / span)
+                } else {
+                    MISSING
+                };
                 plot.draw_pixel((px as i32, py as i32), &color)?;
             }
         }
@@ -98,13 +125,14 @@ pub fn plot_heatmap(
             .disable_mesh()
             .x_label_formatter(&|v| tick_label(*v, x_step))
             .y_label_formatter(&|v| tick_label(*v, y_step))
-            .label_style(font(13.0))
-            .axis_desc_style(font(15.0))
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(DESC_SIZE))
             .x_desc(x_label)
             .y_desc(y_label)
             .draw()?;
-        plot.draw(&Rectangle::new([(0, 0), (w as i32 - 1, h as i32 - 1)], BLACK.stroke_width(1)))?;
-
-        draw_colorbar(&bar, cmap, vmin, vmax, colorbar_label, (title_h, x_area))
+        let (xs, ys) = chart.plotting_area().get_pixel_range();
+        draw_title(root, title, xs.clone(), margin as i32 + TITLE_H as i32 / 2)?;
+        draw_frame(root, (xs.clone(), ys.clone()))?;
+        draw_colorbar(root, cmap, (vmin, vmax), colorbar_label, xs.end - 1, ys)
     })
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use crate::error::PlotError;
-use crate::render::{Ticked, C0, C1, DrawResult, finite_range, font, nice_step, padded, render_png, tick_label, ticks};
+use crate::render::{
+    C0, C1, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title,
+    finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
+};
 
 /// Chart size in pixels: matplotlib's default figure (6.4 x 4.8 in at 100 dpi).
 const SIZE: (u32, u32) = (640, 480);
@@ -40,19 +43,29 @@ pub fn plot_train_history(
     }
     let (y_lo, y_hi) = finite_range(train.iter().chain(validation).copied()).unwrap_or((0.0, 1.0));
     let (y_lo, y_hi) = padded(y_lo, y_hi, 0.05);
-    let (x_lo, x_hi) = if epochs > 1 { padded(1.0, epochs as f64, 0.05) } else { (0.5, 1.5) };
+    let (x_lo, x_hi) = if epochs > 1 {
+        padded(1.0, epochs as f64, 0.05)
+    } else {
+        (0.5, 1.5)
+    };
     let x_step = nice_step(epochs as f64 - 1.0, 10).max(1.0);
     let x_ticks = ticks(1.0, epochs as f64, x_step);
     let y_step = nice_step(y_hi - y_lo, 8);
     let y_ticks = ticks(y_lo, y_hi, y_step);
+    let y_tick_w = y_ticks
+        .iter()
+        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
+        .max()
+        .unwrap_or(0);
+    let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
 
     render_png(path, SIZE, |root| -> DrawResult {
         let mut chart = ChartBuilder::on(root)
-            .caption(title, font(20.0))
             .margin(12)
-            .margin_right(20)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
+            .margin_top(TITLE_H + 4)
+            .margin_right(24)
+            .x_label_area_size(52)
+            .y_label_area_size(y_area)
             .build_cartesian_2d(
                 Ticked::new(x_lo, x_hi, x_ticks),
                 Ticked::new(y_lo, y_hi, y_ticks),
@@ -63,11 +76,15 @@ pub fn plot_train_history(
             .bold_line_style(RGBColor(225, 225, 225))
             .x_label_formatter(&|v| tick_label(*v, 1.0))
             .y_label_formatter(&|v| tick_label(*v, y_step))
-            .label_style(font(13.0))
-            .axis_desc_style(font(15.0))
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(DESC_SIZE))
             .x_desc("Epoch")
             .y_desc(ylabel)
             .draw()?;
+
+        let pixels = chart.plotting_area().get_pixel_range();
+        draw_title(root, title, pixels.0.clone(), 12 + TITLE_H as i32 / 2)?;
+        draw_frame(root, pixels)?;
 
         let mut any_label = false;
         for (series, label, color) in [(train, train_label, C0), (validation, val_label, C1)] {
@@ -76,10 +93,16 @@ pub fn plot_train_history(
             }
             let style = color.stroke_width(2);
             let segments = finite_segments(series);
-            let singles: Vec<(f64, f64)> =
-                segments.iter().filter(|s| s.len() == 1).map(|s| s[0]).collect();
+            let singles: Vec<(f64, f64)> = segments
+                .iter()
+                .filter(|s| s.len() == 1)
+                .map(|s| s[0])
+                .collect();
             let drawn = chart.draw_series(
-                segments.into_iter().filter(|s| s.len() > 1).map(|s| PathElement::new(s, style)),
+                segments
+                    .into_iter()
+                    .filter(|s| s.len() > 1)
+                    .map(|s| PathElement::new(s, style)),
             )?;
             if !label.is_empty() {
                 any_label = true;
@@ -87,14 +110,18 @@ pub fn plot_train_history(
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
             }
-            chart.draw_series(singles.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+            chart.draw_series(
+                singles
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )?;
         }
         if any_label {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperLeft)
                 .margin(10)
-                .label_font(font(13.0))
+                .label_font(font(TICK_SIZE))
                 .background_style(WHITE.mix(0.85))
                 .border_style(RGBColor(200, 200, 200))
                 .draw()?;
@@ -122,7 +149,15 @@ pub fn plot_history_pair(
             continue;
         }
         let path = dir.join(format!("{stem}_{suffix}.png"));
-        plot_train_history(&path, "Train History", train, val, "train", "validation", suffix)?;
+        plot_train_history(
+            &path,
+            "Train History",
+            train,
+            val,
+            "train",
+            "validation",
+            suffix,
+        )?;
         written.push(path);
     }
     Ok(written)

@@ -19,6 +19,8 @@
 //! # Ok::<(), convnet_plot::PlotError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod colormap;
 mod confusion;
 mod error;

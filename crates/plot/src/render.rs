@@ -12,6 +12,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::colormap::Colormap;
 use crate::error::PlotError;
@@ -29,6 +30,13 @@ pub(crate) const FONT: &str = "sans-serif";
 pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 /// What a drawing closure returns; any plotters error converts into it with `?`.
 pub(crate) type DrawResult = Result<(), Box<dyn Error>>;
+
+/// Font sizes (pixels) of titles, axis descriptions, tick labels and legends.
+pub(crate) const TITLE_SIZE: f64 = 22.0;
+pub(crate) const DESC_SIZE: f64 = 17.0;
+pub(crate) const TICK_SIZE: f64 = 15.0;
+/// Height reserved above the plot for the title.
+pub(crate) const TITLE_H: u32 = 40;
 
 /// Matplotlib's first two default colours (`C0`, `C1`).
 pub(crate) const C0: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
@@ -77,7 +85,10 @@ fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
@@ -129,15 +140,26 @@ pub(crate) fn font(size: f64) -> TextStyle<'static> {
 
 /// Width in pixels of `text` at `size` (0 if it cannot be measured).
 pub(crate) fn text_width(text: &str, size: f64) -> u32 {
-    (FONT, size).into_font().box_size(text).map(|(w, _)| w).unwrap_or(0)
+    // Measuring needs the font; layout is often computed before `render_png` registers it.
+    if register_font().is_err() {
+        return 0;
+    }
+    (FONT, size)
+        .into_font()
+        .box_size(text)
+        .map(|(w, _)| w)
+        .unwrap_or(0)
 }
 
 /// Minimum and maximum of the finite values, or `None` if there are none.
 pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
-    values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
-        None => Some((v, v)),
-        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-    })
+    values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })
 }
 
 /// `lo..hi` widened by `frac` of its span on each side (matplotlib's margins); a zero span
@@ -171,7 +193,7 @@ pub(crate) fn tick_label(v: f64, step: f64) -> String {
 /// A "nice" tick step (1, 2 or 5 times a power of ten) giving at most about `max_ticks` ticks
 /// over `span`.
 pub(crate) fn nice_step(span: f64, max_ticks: usize) -> f64 {
-    if !(span > 0.0) || !span.is_finite() {
+    if !(span.is_finite() && span > 0.0) {
         return 1.0;
     }
     let raw = span / max_ticks.max(1) as f64;
@@ -196,46 +218,99 @@ pub(crate) fn ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-/// Draws a vertical colour bar for values `vmin..vmax` in `area`, ticks and `label` on the
-/// right, like matplotlib's `colorbar()`.
+/// Width in pixels a colour bar drawn by [`draw_colorbar`] needs right of the plot.
+pub(crate) fn colorbar_width(vmin: f64, vmax: f64, label: &str) -> u32 {
+    let step = nice_step(vmax - vmin, 8);
+    let tick_w = ticks(vmin, vmax, step)
+        .iter()
+        .map(|v| text_width(&tick_label(*v, step), TICK_SIZE))
+        .max()
+        .unwrap_or(0);
+    let label_w = if label.is_empty() {
+        0
+    } else {
+        12 + DESC_SIZE as u32
+    };
+    COLORBAR_GAP + COLORBAR_BAR + 8 + tick_w + label_w + 4
+}
+
+/// Space between the plot and the colour bar, and the bar's own width, in pixels.
+const COLORBAR_GAP: u32 = 18;
+const COLORBAR_BAR: u32 = 20;
+
+/// Draws a vertical colour bar for `vmin..vmax` right of the plot whose right edge is `plot_x1`
+/// and which spans pixel rows `y_range` (coordinates of `area`), with ticks and a label reading
+/// bottom to top, like matplotlib's `colorbar()`.
 pub(crate) fn draw_colorbar(
     area: &Area<'_>,
     cmap: Colormap,
-    vmin: f64,
-    vmax: f64,
+    (vmin, vmax): (f64, f64),
     label: &str,
-    margins: (u32, u32),
+    plot_x1: i32,
+    y_range: std::ops::Range<i32>,
 ) -> DrawResult {
-    let step = nice_step(vmax - vmin, 8);
-    let tick_values = ticks(vmin, vmax, step);
-    let fmt = |v: &f64| tick_label(*v, step);
-    let label_w = tick_values.iter().map(|v| text_width(&fmt(v), 13.0)).max().unwrap_or(0);
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(margins.0)
-        .margin_bottom(margins.1)
-        .margin_left(4)
-        .margin_right(4)
-        .right_y_label_area_size(label_w + 14 + if label.is_empty() { 0 } else { 24 })
-        .build_cartesian_2d(0f64..1f64, Ticked::new(vmin, vmax, tick_values))?;
-    let plot = chart.plotting_area().strip_coord_spec();
-    let (w, h) = plot.dim_in_pixel();
-    for y in 0..h as i32 {
-        let t = if h > 1 { 1.0 - f64::from(y) / f64::from(h - 1) } else { 0.5 };
-        let color = cmap.color(t);
-        for x in 0..w as i32 {
-            plot.draw_pixel((x, y), &color)?;
-        }
+    let x0 = plot_x1 + COLORBAR_GAP as i32;
+    let x1 = x0 + COLORBAR_BAR as i32 - 1;
+    let (y0, y1) = (y_range.start, y_range.end - 1);
+    let h = (y1 - y0).max(1);
+    for y in y0..=y1 {
+        let color = cmap.color(f64::from(y1 - y) / f64::from(h));
+        area.draw(&PathElement::new(
+            vec![(x0, y), (x1, y)],
+            color.stroke_width(1),
+        ))?;
     }
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .y_label_formatter(&fmt)
-        .y_label_style(font(13.0))
-        .y_desc(label)
-        .axis_desc_style(font(14.0))
-        .draw()?;
-    plot.draw(&Rectangle::new([(0, 0), (w as i32 - 1, h as i32 - 1)], BLACK.stroke_width(1)))?;
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.stroke_width(1)))?;
+
+    let step = nice_step(vmax - vmin, 8);
+    let span = if vmax > vmin { vmax - vmin } else { 1.0 };
+    let tick_style = font(TICK_SIZE).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut tick_w = 0;
+    for v in ticks(vmin, vmax, step) {
+        let y = y1 - ((v - vmin) / span * f64::from(h)).round() as i32;
+        area.draw(&PathElement::new(
+            vec![(x1, y), (x1 + 4, y)],
+            BLACK.stroke_width(1),
+        ))?;
+        let text = tick_label(v, step);
+        tick_w = tick_w.max(text_width(&text, TICK_SIZE) as i32);
+        area.draw(&Text::new(text, (x1 + 7, y), tick_style.clone()))?;
+    }
+    if !label.is_empty() {
+        let style = font(DESC_SIZE)
+            .transform(FontTransform::Rotate270)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        let x = x1 + 7 + tick_w + 8 + DESC_SIZE as i32 / 2;
+        area.draw(&Text::new(label.to_string(), (x, (y0 + y1) / 2), style))?;
+    }
+    Ok(())
+}
+
+/// Draws `title` centred over pixel columns `x_range` at row `y` (coordinates of `area`).
+pub(crate) fn draw_title(
+    area: &Area<'_>,
+    title: &str,
+    x_range: std::ops::Range<i32>,
+    y: i32,
+) -> DrawResult {
+    let style = font(TITLE_SIZE).pos(Pos::new(HPos::Center, VPos::Center));
+    area.draw(&Text::new(
+        title.to_string(),
+        ((x_range.start + x_range.end) / 2, y),
+        style,
+    ))?;
+    Ok(())
+}
+
+/// Draws a thin black frame around the chart's plotting area (matplotlib's four spines).
+pub(crate) fn draw_frame(
+    area: &Area<'_>,
+    (xs, ys): (std::ops::Range<i32>, std::ops::Range<i32>),
+) -> DrawResult {
+    area.draw(&Rectangle::new(
+        [(xs.start, ys.start), (xs.end - 1, ys.end - 1)],
+        BLACK.stroke_width(1),
+    ))?;
     Ok(())
 }
 
@@ -265,7 +340,11 @@ impl Ranged for Ticked {
     }
 
     fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
-        if hint.weight().allow_light_points() { Vec::new() } else { self.ticks.clone() }
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
     }
 
     fn range(&self) -> std::ops::Range<f64> {

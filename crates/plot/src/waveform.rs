@@ -7,7 +7,10 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::PlotError;
-use crate::render::{Ticked, C0, DrawResult, finite_range, font, nice_step, render_png, tick_label, ticks};
+use crate::render::{
+    C0, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title, finite_range,
+    font, nice_step, render_png, text_width, tick_label, ticks,
+};
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (800, 320);
@@ -41,17 +44,24 @@ pub fn plot_waveform(
     let y_max = if peak > 0.0 { peak * 1.1 } else { 1.0 };
     let x_step = nice_step(duration, 10);
     let y_step = nice_step(2.0 * y_max, 6);
+    let y_ticks = ticks(-y_max, y_max, y_step);
+    let y_tick_w = y_ticks
+        .iter()
+        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
+        .max()
+        .unwrap_or(0);
+    let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
 
     render_png(path, SIZE, |root| -> DrawResult {
         let mut chart = ChartBuilder::on(root)
-            .caption(title, font(20.0))
             .margin(12)
+            .margin_top(TITLE_H + 4)
             .margin_right(24)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
+            .x_label_area_size(52)
+            .y_label_area_size(y_area)
             .build_cartesian_2d(
                 Ticked::new(0.0, duration, ticks(0.0, duration, x_step)),
-                Ticked::new(-y_max, y_max, ticks(-y_max, y_max, y_step)),
+                Ticked::new(-y_max, y_max, y_ticks),
             )?;
         chart
             .configure_mesh()
@@ -59,34 +69,46 @@ pub fn plot_waveform(
             .bold_line_style(RGBColor(230, 230, 230))
             .x_label_formatter(&|v| tick_label(*v, x_step))
             .y_label_formatter(&|v| tick_label(*v, y_step))
-            .label_style(font(13.0))
-            .axis_desc_style(font(15.0))
+            .label_style(font(TICK_SIZE))
+            .axis_desc_style(font(DESC_SIZE))
             .x_desc("Time (s)")
             .y_desc("Amplitude")
             .draw()?;
 
+        let pixels = chart.plotting_area().get_pixel_range();
+        draw_title(root, title, pixels.0.clone(), 12 + TITLE_H as i32 / 2)?;
         let (columns, _) = chart.plotting_area().dim_in_pixel();
         let columns = columns.max(1) as usize;
         if samples.len() > 2 * columns {
             // Min/max envelope: one filled bar per pixel column.
             let bars = (0..columns).filter_map(|k| {
-                let (a, b) = (k * samples.len() / columns, (k + 1) * samples.len() / columns);
+                let (a, b) = (
+                    k * samples.len() / columns,
+                    (k + 1) * samples.len() / columns,
+                );
                 let (lo, hi) = finite_range(samples[a..b].iter().map(|&v| f64::from(v)))?;
                 let (t0, t1) = (a as f64 / sr, b as f64 / sr);
                 Some(Rectangle::new([(t0, lo), (t1, hi)], C0.filled()))
             });
             chart.draw_series(bars)?;
         } else {
-            let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+            // Runs of finite samples; a non-finite sample ends a run.
+            let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
+            let mut current = Vec::new();
             for (i, &s) in samples.iter().enumerate() {
                 if s.is_finite() {
-                    segments.last_mut().map(|seg| seg.push((i as f64 / sr, f64::from(s))));
-                } else if segments.last().is_some_and(|seg| !seg.is_empty()) {
-                    segments.push(Vec::new());
+                    current.push((i as f64 / sr, f64::from(s)));
+                } else if !current.is_empty() {
+                    segments.push(std::mem::take(&mut current));
                 }
             }
-            chart.draw_series(segments.into_iter().map(|seg| PathElement::new(seg, C0.stroke_width(1))))?;
+            segments.push(current);
+            chart.draw_series(
+                segments
+                    .into_iter()
+                    .map(|seg| PathElement::new(seg, C0.stroke_width(1))),
+            )?;
         }
-        Ok(())
+        draw_frame(root, pixels)
     })
 }
