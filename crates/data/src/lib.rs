@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod digit_image;
 mod error;
 mod idx;
 mod mnist;
@@ -21,6 +22,7 @@ mod mnist;
 #[cfg(feature = "download")]
 mod download;
 
+pub use digit_image::{MNIST_SIDE, load_digit_image};
 pub use error::{DataError, Result};
 pub use idx::{Images, read_idx_images, read_idx_labels};
 pub use mnist::{MNIST_FILES, Mnist, MnistFile, idx_md5, verify_mnist};
