@@ -1,0 +1,114 @@
+//! `convnet bench mnist`: the speed of the classic MNIST CNN, as a table.
+//!
+//! Trains full epochs (60,000 images, batch 128, validation on the 10,000
+//! test images, as `convnet train mnist` does), then times inference over the
+//! test set, and prints seconds per epoch and images per second next to the
+//! reference figures measured on the 2-core AVX-512 development machine.
+
+use crate::mnist::{DEFAULT_DATA, tensors};
+use anyhow::{Context, Result};
+use clap::Args;
+use convnet::data::Mnist;
+use convnet::models;
+use convnet::nn::{Adam, FitOptions, Loss, Metric};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Reference seconds per epoch, 2 threads, same network and data (measured on the development machine).
+const REFERENCES: [(&str, f64); 4] = [
+    ("PyTorch 2.15, channels-last", 27.0),
+    ("PyTorch 2.15, NCHW", 30.0),
+    ("Keras 3.15 / TensorFlow 2.21", 38.8),
+    ("burn 0.22, flex backend", 95.5),
+];
+
+/// Options of `convnet bench mnist`.
+#[derive(Args, Debug)]
+pub struct MnistBenchArgs {
+    /// Folder with the four MNIST IDX files.
+    #[arg(long, default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Epochs to time (the median is reported).
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() { f64::NAN } else { s[s.len() / 2] }
+}
+
+pub fn mnist(args: &MnistBenchArgs) -> Result<()> {
+    let mnist = Mnist::load(&args.data).with_context(|| format!("loading MNIST from {}", args.data.display()))?;
+    let (x_train, y_train) = tensors(&mnist.train_images, &mnist.train_labels)?;
+    let (x_test, y_test) = tensors(&mnist.test_images, &mnist.test_labels)?;
+    let mut model = models::mnist_cnn(42)?;
+    model.compile(Loss::sparse_categorical_crossentropy(), Adam::default(), &[Metric::Accuracy])?;
+    let threads = rayon::current_num_threads();
+    if !args.json {
+        eprintln!("training {} epoch(s) of 60,000 images on {threads} thread(s)...", args.epochs);
+    }
+    let options = FitOptions::new(args.batch_size, args.epochs)
+        .with_validation_data(x_test.clone(), y_test.clone())
+        .with_seed(42)
+        .with_verbose(0);
+    let history = model.fit(&x_train, &y_train, options)?;
+    let epoch_s = median(&history.epoch_seconds);
+
+    // inference alone, over the test set
+    let start = Instant::now();
+    let probs = model.predict(&x_test, args.batch_size)?;
+    let infer_s = start.elapsed().as_secs_f64();
+    let n_test = probs.dims()[0] as f64;
+    let infer_ips = n_test / infer_s;
+    // training throughput: the epoch minus its validation pass
+    let train_s = (epoch_s - infer_s).max(f64::EPSILON);
+    let train_ips = x_train.dims()[0] as f64 / train_s;
+    let peak = peak_rss_bytes();
+
+    if args.json {
+        let out = json!({
+            "threads": threads,
+            "epoch_seconds": history.epoch_seconds,
+            "median_epoch_seconds": epoch_s,
+            "train_images_per_sec": train_ips,
+            "inference_images_per_sec": infer_ips,
+            "peak_rss_bytes": peak,
+            "val_accuracy": history.val_accuracy,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("MNIST CNN, batch {}, {threads} thread(s)", args.batch_size);
+    println!("| engine | s/epoch | vs convnet |");
+    println!("| --- | ---: | ---: |");
+    println!("| convnet (this run, median of {}) | {epoch_s:.1} | 1.00x |", history.epoch_seconds.len());
+    for (name, s) in REFERENCES {
+        println!("| {name} (reference) | {s:.1} | {:.2}x |", s / epoch_s);
+    }
+    println!();
+    println!("| measure | value |");
+    println!("| --- | ---: |");
+    println!("| training images/s | {train_ips:.0} |");
+    println!("| inference images/s | {infer_ips:.0} |");
+    if let Some(p) = peak {
+        println!("| peak memory | {:.0} MB |", p as f64 / 1e6);
+    }
+    println!("| validation accuracy after last epoch | {:.4} |", history.val_accuracy.last().copied().unwrap_or(f64::NAN));
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! Ready-made models of the Keras course.
+
+use crate::nn::{Activation, Conv2dConfig, DenseConfig, DropoutConfig, FlattenConfig, MaxPooling2dConfig, Padding};
+use crate::nn::{Result, Sequential};
+
+/// The classic Keras MNIST CNN (28x28x1 -> 10 probabilities, 454,922 parameters):
+/// Conv2D(32, 5x5, same, relu) / MaxPooling2D(2) / Conv2D(64, 5x5, same, relu) /
+/// MaxPooling2D(2) / Dropout(0.25) / Flatten / Dense(128, relu) / Dropout(0.5) /
+/// Dense(10, softmax). `seed` fixes the initial weights.
+pub fn mnist_cnn(seed: u64) -> Result<Sequential> {
+    let mut model = Sequential::new([28, 28, 1]).with_seed(seed);
+    model
+        .add(Conv2dConfig::new(32, 5).with_padding(Padding::Same).with_activation(Activation::Relu))?
+        .add(MaxPooling2dConfig::new(2))?
+        .add(Conv2dConfig::new(64, 5).with_padding(Padding::Same).with_activation(Activation::Relu))?
+        .add(MaxPooling2dConfig::new(2))?
+        .add(DropoutConfig::new(0.25))?
+        .add(FlattenConfig::new())?
+        .add(DenseConfig::new(128).with_activation(Activation::Relu))?
+        .add(DropoutConfig::new(0.5))?
+        .add(DenseConfig::new(10).with_activation(Activation::Softmax))?;
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mnist_cnn_has_kerass_parameter_count() {
+        let model = super::mnist_cnn(0).unwrap();
+        assert_eq!(model.count_params(), 454_922);
+        assert_eq!(model.output_shape(), [10]);
+    }
+}
