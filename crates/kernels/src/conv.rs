@@ -2,8 +2,14 @@
 //! weights, as im2col + GEMM. HWIO is the layout whose `[kh*kw*cin, cout]`
 //! matrix view multiplies an NHWC im2col buffer directly, so no weight copy
 //! is needed per step.
+//!
+//! On AVX-512 CPUs the dense (`groups == 1`) cases run as direct convolutions
+//! (`conv_fast.rs`); this file keeps the general path (any stride, dilation,
+//! groups: im2col of a few images per task into per-thread scratch and a
+//! single-threaded GEMM into those images' rows, so tasks never share
+//! output), the routing, and plain-loop references for tests.
 
-use crate::gemm::{MatMut, MatRef, sgemm};
+use crate::gemm::{MatMut, MatRef, sgemm_serial};
 use rayon::prelude::*;
 
 /// Every size a convolution needs, already validated by the caller.
@@ -66,21 +72,19 @@ impl ConvGeometry {
             && self.out_w == self.in_w
     }
     fn check(&self, x: usize, w: usize, y: usize) {
-        assert!(self.groups > 0 && self.in_c % self.groups == 0 && self.out_c % self.groups == 0);
+        assert!(self.groups > 0 && self.in_c.is_multiple_of(self.groups) && self.out_c.is_multiple_of(self.groups));
         assert_eq!(x, self.input_len(), "conv: input length");
         assert_eq!(w, self.weight_len(), "conv: weight length");
         assert_eq!(y, self.output_len(), "conv: output length");
     }
 }
 
-/// Fills `col` (`[batch*oh*ow, patch_len]`, row-major) with the patches of group `g`.
-fn im2col(geo: &ConvGeometry, x: &[f32], group: usize, col: &mut [f32]) {
+/// The im2col rows (`[oh*ow, patch_len]`) of one image `img` (`[h, w, c]`) for group `group`.
+pub(crate) fn im2col_image(geo: &ConvGeometry, img: &[f32], group: usize, col_img: &mut [f32]) {
     let cg = geo.group_in();
     let k = geo.patch_len();
     let c0 = group * cg;
-    let rows_per_image = geo.out_pixels();
-    col.par_chunks_mut(rows_per_image * k).enumerate().for_each(|(b, col_img)| {
-        let img = &x[b * geo.in_h * geo.in_w * geo.in_c..(b + 1) * geo.in_h * geo.in_w * geo.in_c];
+    {
         for oy in 0..geo.out_h {
             for ox in 0..geo.out_w {
                 let row = &mut col_img[(oy * geo.out_w + ox) * k..(oy * geo.out_w + ox + 1) * k];
@@ -92,121 +96,307 @@ fn im2col(geo: &ConvGeometry, x: &[f32], group: usize, col: &mut [f32]) {
                         let dst = &mut row[p..p + cg];
                         if iy >= 0 && (iy as usize) < geo.in_h && ix >= 0 && (ix as usize) < geo.in_w {
                             let base = ((iy as usize) * geo.in_w + ix as usize) * geo.in_c + c0;
-                            dst.copy_from_slice(&img[base..base + cg]);
+                            if cg < 8 {
+                                // a memcpy call per pixel costs more than the copy
+                                for (d, s) in dst.iter_mut().zip(&img[base..base + cg]) {
+                                    *d = *s;
+                                }
+                            } else {
+                                dst.copy_from_slice(&img[base..base + cg]);
+                            }
                         } else {
-                            dst.fill(0.0);
+                            dst.iter_mut().for_each(|d| *d = 0.0);
                         }
                         p += cg;
                     }
                 }
             }
         }
-    });
+    }
 }
 
-/// Scatters-adds `col` (layout as [`im2col`]) back into `dx` for group `g`.
-fn col2im(geo: &ConvGeometry, col: &[f32], group: usize, dx: &mut [f32]) {
+/// Scatter-adds one image's im2col rows `col_img` back into its input gradient `img` for group `group`.
+fn col2im_image(geo: &ConvGeometry, col_img: &[f32], group: usize, img: &mut [f32]) {
     let cg = geo.group_in();
     let k = geo.patch_len();
     let c0 = group * cg;
-    let rows_per_image = geo.out_pixels();
-    let img_len = geo.in_h * geo.in_w * geo.in_c;
-    dx.par_chunks_mut(img_len).enumerate().for_each(|(b, img)| {
-        let col_img = &col[b * rows_per_image * k..(b + 1) * rows_per_image * k];
-        for oy in 0..geo.out_h {
-            for ox in 0..geo.out_w {
-                let row = &col_img[(oy * geo.out_w + ox) * k..(oy * geo.out_w + ox + 1) * k];
-                let mut p = 0;
-                for ky in 0..geo.kernel_h {
-                    let iy = (oy * geo.stride_h + ky * geo.dilation_h) as isize - geo.pad_top as isize;
-                    for kx in 0..geo.kernel_w {
-                        let ix = (ox * geo.stride_w + kx * geo.dilation_w) as isize - geo.pad_left as isize;
-                        if iy >= 0 && (iy as usize) < geo.in_h && ix >= 0 && (ix as usize) < geo.in_w {
-                            let base = ((iy as usize) * geo.in_w + ix as usize) * geo.in_c + c0;
-                            for (d, s) in img[base..base + cg].iter_mut().zip(&row[p..p + cg]) {
-                                *d += *s;
-                            }
+    for oy in 0..geo.out_h {
+        for ox in 0..geo.out_w {
+            let row = &col_img[(oy * geo.out_w + ox) * k..(oy * geo.out_w + ox + 1) * k];
+            let mut p = 0;
+            for ky in 0..geo.kernel_h {
+                let iy = (oy * geo.stride_h + ky * geo.dilation_h) as isize - geo.pad_top as isize;
+                for kx in 0..geo.kernel_w {
+                    let ix = (ox * geo.stride_w + kx * geo.dilation_w) as isize - geo.pad_left as isize;
+                    if iy >= 0 && (iy as usize) < geo.in_h && ix >= 0 && (ix as usize) < geo.in_w {
+                        let base = ((iy as usize) * geo.in_w + ix as usize) * geo.in_c + c0;
+                        for (d, s) in img[base..base + cg].iter_mut().zip(&row[p..p + cg]) {
+                            *d += *s;
                         }
-                        p += cg;
                     }
+                    p += cg;
                 }
             }
         }
-    });
+    }
+}
+
+/// Images per task of the im2col paths: about 1 MiB of im2col rows. Depends
+/// on the geometry only, so that the weight gradient's partial sums (one per
+/// chunk, added in order) do not depend on the number of threads.
+fn im2col_chunk(geo: &ConvGeometry) -> usize {
+    ((1 << 18) / (geo.out_pixels() * geo.patch_len()).max(1)).clamp(1, geo.batch.max(1))
+}
+
+/// An activation fused into a convolution's output (and its backward).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvAct {
+    /// The plain convolution.
+    #[default]
+    Identity,
+    /// `max(0, .)`; the backward pass masks the gradient with `y > 0`.
+    Relu,
 }
 
 /// `y = conv(x, w) (+ bias)`. `y` is overwritten.
 pub fn conv2d_forward(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    conv2d_forward_act(geo, x, w, bias, ConvAct::Identity, y);
+}
+
+/// `y = act(conv(x, w) (+ bias))`, the activation fused into the store. `y` is overwritten.
+pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct, y: &mut [f32]) {
+    crate::alloc::configure();
     geo.check(x.len(), w.len(), y.len());
-    let m = geo.batch * geo.out_pixels();
-    let k = geo.patch_len();
-    let og = geo.group_out();
-    let mut col = Vec::new();
-    for g in 0..geo.groups {
-        let a = if geo.is_pointwise() {
-            MatRef::row_major(x, m, k)
-        } else {
-            col.resize(m * k, 0.0);
-            im2col(geo, x, g, &mut col);
-            MatRef::row_major(&col, m, k)
-        };
-        let b = MatRef { data: &w[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 };
-        let c = MatMut { data: &mut y[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
-        sgemm(a, b, c, false);
+    if let Some(b) = bias {
+        assert_eq!(b.len(), geo.out_c, "conv: bias length");
     }
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), geo.out_c);
-        y.par_chunks_mut(geo.out_c * 64).for_each(|rows| {
-            for row in rows.chunks_exact_mut(geo.out_c) {
+    if geo.output_len() == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::conv_fast::forward_supported(geo) {
+        crate::conv_fast::forward(geo, x, w, bias, act == ConvAct::Relu, crate::conv_fast::as_uninit(y));
+        return;
+    }
+    forward_im2col(geo, x, w, bias, y);
+    if act == ConvAct::Relu {
+        y.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+    }
+}
+
+/// As [`conv2d_forward_act`] into a new vector, which the fast path fills
+/// without zeroing it first (saving a memset of the whole output).
+pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct) -> Vec<f32> {
+    crate::alloc::configure();
+    let n = geo.output_len();
+    #[cfg(target_arch = "x86_64")]
+    if n > 0 && crate::conv_fast::forward_supported(geo) {
+        geo.check(x.len(), w.len(), n);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), geo.out_c, "conv: bias length");
+        }
+        // SAFETY: the direct forward writes every output value (all pixels by
+        // the row tiles, all channels by the masked channel blocks).
+        return unsafe {
+            crate::alloc::filled_vec(n, |y| crate::conv_fast::forward(geo, x, w, bias, act == ConvAct::Relu, y))
+        };
+    }
+    let mut y = vec![0.0; n];
+    conv2d_forward_act(geo, x, w, bias, act, &mut y);
+    y
+}
+
+/// The general im2col + GEMM forward (any stride, dilation and groups).
+fn forward_im2col(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    // per task: the im2col rows of a few images (per-thread scratch) and a
+    // single-threaded GEMM into those images' output rows
+    let (k, og, pixels) = (geo.patch_len(), geo.group_out(), geo.out_pixels());
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let chunk = im2col_chunk(geo);
+    y.par_chunks_mut(chunk * pixels * geo.out_c).enumerate().for_each(|(t, yc)| {
+        let images = yc.len() / (pixels * geo.out_c).max(1);
+        let m = images * pixels;
+        let xc = &x[t * chunk * img_in..(t * chunk + images) * img_in];
+        let mut col = crate::scratch::take(if geo.is_pointwise() { 0 } else { m * k }, false);
+        for g in 0..geo.groups {
+            let a = if geo.is_pointwise() {
+                MatRef::row_major(xc, m, k)
+            } else {
+                for (i, ci) in col.chunks_mut(pixels * k).enumerate() {
+                    im2col_image(geo, &xc[i * img_in..(i + 1) * img_in], g, ci);
+                }
+                MatRef::row_major(&col, m, k)
+            };
+            let b = MatRef { data: &w[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 };
+            let c = MatMut { data: &mut yc[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
+            sgemm_serial(a, b, c, false);
+        }
+        if let Some(bias) = bias {
+            for row in yc.chunks_exact_mut(geo.out_c) {
                 for (v, b) in row.iter_mut().zip(bias) {
                     *v += *b;
                 }
             }
-        });
-    }
+        }
+    });
 }
 
 /// `dx = conv_transpose(dy, w)`: the gradient with respect to the input. `dx` is overwritten.
 pub fn conv2d_backward_input(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     geo.check(dx.len(), w.len(), dy.len());
-    let m = geo.batch * geo.out_pixels();
-    let k = geo.patch_len();
-    let og = geo.group_out();
-    if geo.is_pointwise() {
-        let a = MatRef::row_major(dy, m, og);
-        let b = MatRef { data: w, rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 }.t();
-        sgemm(a, b, MatMut::row_major(dx, m, k), false);
+    #[cfg(target_arch = "x86_64")]
+    if geo.input_len() > 0 && crate::conv_fast::backward_input_supported(geo) {
+        crate::conv_fast::backward(geo, &[], w, dy, None, Some(dx), None, None);
         return;
     }
-    dx.fill(0.0);
-    let mut col = vec![0.0; m * k];
-    for g in 0..geo.groups {
-        let a = MatRef { data: &dy[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
-        let b = MatRef { data: &w[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 }.t();
-        sgemm(a, b, MatMut::row_major(&mut col, m, k), false);
-        col2im(geo, &col, g, dx);
+    backward_input_im2col(geo, dy, w, dx);
+}
+
+/// The general GEMM + col2im input gradient.
+fn backward_input_im2col(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    // per task: dy rows of a few images times the weights into scratch, then
+    // scattered into those images' own gradient (no writes shared between tasks)
+    let (k, og, pixels) = (geo.patch_len(), geo.group_out(), geo.out_pixels());
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let chunk = im2col_chunk(geo);
+    if img_in == 0 {
+        return;
     }
+    dx.par_chunks_mut(chunk * img_in).enumerate().for_each(|(t, dxc)| {
+        let images = dxc.len() / img_in;
+        let m = images * pixels;
+        let dyc = &dy[t * chunk * pixels * geo.out_c..(t * chunk + images) * pixels * geo.out_c];
+        if geo.is_pointwise() {
+            let b = MatRef { data: w, rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 }.t();
+            sgemm_serial(MatRef::row_major(dyc, m, og), b, MatMut::row_major(dxc, m, k), false);
+            return;
+        }
+        dxc.fill(0.0);
+        let mut col = crate::scratch::take(m * k, false);
+        for g in 0..geo.groups {
+            let a = MatRef { data: &dyc[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
+            let b = MatRef { data: &w[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 }.t();
+            sgemm_serial(a, b, MatMut::row_major(&mut col, m, k), false);
+            for (i, img) in dxc.chunks_mut(img_in).enumerate() {
+                col2im_image(geo, &col[i * pixels * k..(i + 1) * pixels * k], g, img);
+            }
+        }
+    });
 }
 
 /// `dw = im2col(x)^T @ dy`: the gradient with respect to the weights. `dw` is overwritten.
 pub fn conv2d_backward_weight(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     geo.check(x.len(), dw.len(), dy.len());
-    let m = geo.batch * geo.out_pixels();
-    let k = geo.patch_len();
-    let og = geo.group_out();
-    let mut col = Vec::new();
-    for g in 0..geo.groups {
-        let a = if geo.is_pointwise() {
-            MatRef::row_major(x, m, k).t()
-        } else {
-            col.resize(m * k, 0.0);
-            im2col(geo, x, g, &mut col);
-            MatRef::row_major(&col, m, k).t()
-        };
-        let b = MatRef { data: &dy[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
-        let c = MatMut { data: &mut dw[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 };
-        sgemm(a, b, c, false);
+    #[cfg(target_arch = "x86_64")]
+    if crate::conv_fast::backward_weight_supported(geo) {
+        crate::conv_fast::backward(geo, x, &[], dy, None, None, Some(dw), None);
+        return;
     }
+    backward_weight_im2col(geo, x, dy, dw);
+}
+
+/// Every gradient of a convolution with a fused activation, in one call.
+///
+/// `dy` is the gradient of the activation's output `y` (`y` is needed only for
+/// [`ConvAct::Relu`], whose mask `y > 0` is applied first). `dx`, `dw` and
+/// `db` are overwritten when given.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    act: ConvAct,
+    y: Option<&[f32]>,
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+) {
+    geo.check(x.len(), w.len(), dy.len());
+    if let Some(y) = y {
+        assert_eq!(y.len(), dy.len(), "conv: output length");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::conv_fast::backward_weight_supported(geo)
+        && (dx.is_none() || crate::conv_fast::backward_input_supported(geo))
+    {
+        let relu_y = match act {
+            ConvAct::Identity => None,
+            ConvAct::Relu => Some(y.expect("conv2d_backward: relu needs the forward output")),
+        };
+        if let Some(db) = &db {
+            assert_eq!(db.len(), geo.out_c, "conv: bias length");
+        }
+        crate::conv_fast::backward(geo, x, w, dy, relu_y, dx, dw, db);
+        return;
+    }
+    let masked;
+    let g: &[f32] = match act {
+        ConvAct::Identity => dy,
+        ConvAct::Relu => {
+            let y = y.expect("conv2d_backward: relu needs the forward output");
+            assert_eq!(y.len(), dy.len(), "conv: output length");
+            let mut m = crate::scratch::take(dy.len(), false);
+            crate::elementwise::relu_backward(dy, y, &mut m);
+            masked = m;
+            &masked
+        }
+    };
+    if let Some(dx) = dx {
+        conv2d_backward_input(geo, g, w, dx);
+    }
+    if let Some(dw) = dw {
+        conv2d_backward_weight(geo, x, g, dw);
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), geo.out_c, "conv: bias length");
+        db.copy_from_slice(&bias_grad(g, geo.out_c));
+    }
+}
+
+/// The general im2col + GEMM weight gradient.
+fn backward_weight_im2col(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    // per task: a private partial dW from a few images; partials added in
+    // chunk order, so the result is the same for any number of threads
+    let (k, og, pixels) = (geo.patch_len(), geo.group_out(), geo.out_pixels());
+    let img_in = geo.in_h * geo.in_w * geo.in_c;
+    let wlen = dw.len();
+    let chunk = im2col_chunk(geo);
+    let chunks = geo.batch.div_ceil(chunk);
+    if chunks == 0 || pixels == 0 || wlen == 0 {
+        dw.fill(0.0);
+        return;
+    }
+    let mut partials = crate::scratch::take(chunks * wlen, false);
+    partials.par_chunks_mut(wlen).enumerate().for_each(|(t, part)| {
+        let images = chunk.min(geo.batch - t * chunk);
+        let m = images * pixels;
+        let xc = &x[t * chunk * img_in..(t * chunk + images) * img_in];
+        let dyc = &dy[t * chunk * pixels * geo.out_c..(t * chunk + images) * pixels * geo.out_c];
+        let mut col = crate::scratch::take(if geo.is_pointwise() { 0 } else { m * k }, false);
+        for g in 0..geo.groups {
+            let a = if geo.is_pointwise() {
+                MatRef::row_major(xc, m, k).t()
+            } else {
+                for (i, ci) in col.chunks_mut(pixels * k).enumerate() {
+                    im2col_image(geo, &xc[i * img_in..(i + 1) * img_in], g, ci);
+                }
+                MatRef::row_major(&col, m, k).t()
+            };
+            let b = MatRef { data: &dyc[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
+            let c = MatMut { data: &mut part[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 };
+            sgemm_serial(a, b, c, false);
+        }
+    });
+    dw.par_chunks_mut(4096).enumerate().for_each(|(i, out)| {
+        let s = i * 4096;
+        out.copy_from_slice(&partials[s..s + out.len()]);
+        for p in 1..chunks {
+            for (o, v) in out.iter_mut().zip(&partials[p * wlen + s..]) {
+                *o += *v;
+            }
+        }
+    });
 }
 
 /// Sum of `dy` (`[rows, channels]`) over rows: the bias gradient.
@@ -214,7 +404,7 @@ pub fn conv2d_backward_weight(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mu
 /// Partial sums over fixed-size row blocks are combined in order, so the
 /// result is bit-identical for any thread count and schedule.
 pub fn bias_grad(dy: &[f32], channels: usize) -> Vec<f32> {
-    assert!(channels > 0 && dy.len() % channels == 0);
+    assert!(channels > 0 && dy.len().is_multiple_of(channels));
     let partials: Vec<Vec<f32>> = dy
         .par_chunks(channels * 256)
         .map(|rows| {
@@ -234,4 +424,70 @@ pub fn bias_grad(dy: &[f32], channels: usize) -> Vec<f32> {
         }
     }
     total
+}
+
+/// Plain-loop forward convolution (with bias), the reference for tests.
+pub fn conv2d_forward_reference(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    geo.check(x.len(), w.len(), y.len());
+    let (cg, og) = (geo.group_in(), geo.group_out());
+    for n in 0..geo.batch {
+        for oy in 0..geo.out_h {
+            for ox in 0..geo.out_w {
+                for o in 0..geo.out_c {
+                    let g = o / og;
+                    let mut s = bias.map_or(0.0, |b| b[o] as f64);
+                    for ky in 0..geo.kernel_h {
+                        for kx in 0..geo.kernel_w {
+                            let Some((iy, ix)) = geo.input_pos(oy, ox, ky, kx) else { continue };
+                            for ci in 0..cg {
+                                let xv = x[((n * geo.in_h + iy) * geo.in_w + ix) * geo.in_c + g * cg + ci];
+                                let wv = w[((ky * geo.kernel_w + kx) * cg + ci) * geo.out_c + o];
+                                s += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    y[((n * geo.out_h + oy) * geo.out_w + ox) * geo.out_c + o] = s as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Plain-loop input and weight gradients `(dx, dw)`, the reference for tests.
+pub fn conv2d_backward_reference(geo: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    geo.check(x.len(), w.len(), dy.len());
+    let (cg, og) = (geo.group_in(), geo.group_out());
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; w.len()];
+    for n in 0..geo.batch {
+        for oy in 0..geo.out_h {
+            for ox in 0..geo.out_w {
+                for o in 0..geo.out_c {
+                    let g = o / og;
+                    let d = dy[((n * geo.out_h + oy) * geo.out_w + ox) * geo.out_c + o] as f64;
+                    for ky in 0..geo.kernel_h {
+                        for kx in 0..geo.kernel_w {
+                            let Some((iy, ix)) = geo.input_pos(oy, ox, ky, kx) else { continue };
+                            for ci in 0..cg {
+                                let xi = ((n * geo.in_h + iy) * geo.in_w + ix) * geo.in_c + g * cg + ci;
+                                let wi = ((ky * geo.kernel_w + kx) * cg + ci) * geo.out_c + o;
+                                dx[xi] += d * w[wi] as f64;
+                                dw[wi] += d * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx.into_iter().map(|v| v as f32).collect(), dw.into_iter().map(|v| v as f32).collect())
+}
+
+impl ConvGeometry {
+    /// The input pixel tap `(ky, kx)` of output pixel `(oy, ox)` reads, if inside the image.
+    fn input_pos(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride_h + ky * self.dilation_h).checked_sub(self.pad_top)?;
+        let ix = (ox * self.stride_w + kx * self.dilation_w).checked_sub(self.pad_left)?;
+        (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
+    }
 }

@@ -1,5 +1,13 @@
 //! Single-precision GEMM through the `gemm` crate (AVX-512 microkernels with
 //! run-time dispatch and a portable fallback), wrapped with shape checks.
+//!
+//! Threading is ours, not the crate's: the larger output dimension is cut
+//! into one panel per thread and each panel is a single-threaded GEMM over
+//! the full depth, so every output element is computed the same way in
+//! every run (for a given thread count) and the short, wide products of
+//! dense layers scale (the crate's own threading barely did at 128 rows).
+
+use rayon::prelude::*;
 
 /// A read-only matrix view: `rows x cols`, element `(i, j)` at `i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +66,17 @@ impl<'a> MatMut<'a> {
 /// Panics if the views do not fit their slices (an internal invariant: the
 /// tensor layer checks user-facing shapes before calling).
 pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
+    sgemm_impl(a, b, c, accumulate, true);
+}
+
+/// [`sgemm`] on the calling thread only, for kernels that parallelise
+/// outside (one GEMM per task).
+pub fn sgemm_serial(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
+    sgemm_impl(a, b, c, accumulate, false);
+}
+
+fn sgemm_impl(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool, threaded: bool) {
+    crate::alloc::configure();
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
     assert_eq!(a.rows, c.rows, "gemm: output rows differ");
     assert_eq!(b.cols, c.cols, "gemm: output cols differ");
@@ -82,28 +101,114 @@ pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
         return;
     }
     let flops = 2 * m * n * k;
-    let par = if flops < 1 << 17 || crate::threads() == 1 {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(crate::threads())
-    };
-    // SAFETY: every view was bounds-checked above; the gemm crate reads and
-    // writes only elements (i, j) with i < rows and j < cols of each view.
+    let threads = if threaded { crate::threads() } else { 1 };
+    let (cs, ars, acs, brs, bcs) = (c.col_stride, a.row_stride, a.col_stride, b.row_stride, b.col_stride);
+    let crs = c.row_stride;
+    let (cp, ap, bp) =
+        (SendPtr(c.data.as_mut_ptr()), SendPtr(a.data.as_ptr().cast_mut()), SendPtr(b.data.as_ptr().cast_mut()));
+    if flops < 1 << 17 || threads == 1 {
+        // SAFETY: every view was bounds-checked above.
+        unsafe {
+            gemm_raw((m, n, k), cp, (crs, cs), accumulate, ap, (ars, acs), bp, (brs, bcs), gemm::Parallelism::None)
+        };
+        return;
+    }
+    // Split the larger output dimension into one panel per thread, each a
+    // single-threaded GEMM over the full depth: for the short, wide products
+    // of dense layers (128 x 3136 x 128) this is up to 1.5x faster than the
+    // gemm crate's own threading, and as fast for large squares.
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    let panels = threads.min(len.div_ceil(16));
+    (0..panels).into_par_iter().for_each(|p| {
+        let (lo, hi) = (p * len / panels, (p + 1) * len / panels);
+        let (cp, ap, bp) = (cp, ap, bp);
+        // SAFETY: the views were bounds-checked above; a panel is the
+        // sub-view of rows (or columns) lo..hi of c and of a (or b), and the
+        // panels write disjoint parts of c.
+        unsafe {
+            if by_rows {
+                gemm_raw(
+                    (hi - lo, n, k),
+                    cp.add(lo * crs),
+                    (crs, cs),
+                    accumulate,
+                    ap.add(lo * ars),
+                    (ars, acs),
+                    bp,
+                    (brs, bcs),
+                    gemm::Parallelism::None,
+                );
+            } else {
+                gemm_raw(
+                    (m, hi - lo, k),
+                    cp.add(lo * cs),
+                    (crs, cs),
+                    accumulate,
+                    ap,
+                    (ars, acs),
+                    bp.add(lo * bcs),
+                    (brs, bcs),
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+}
+
+/// A raw pointer that may cross threads (the callers guarantee disjoint writes).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint panels of checked views to rayon tasks.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer `offset` elements on.
+    ///
+    /// # Safety
+    /// The result must stay inside the allocation.
+    unsafe fn add(self, offset: usize) -> SendPtr {
+        // SAFETY: the caller's contract.
+        SendPtr(unsafe { self.0.add(offset) })
+    }
+}
+
+/// `c = a @ b` (or `+=`) on raw views: `(m, n, k)`, each matrix with `(row, col)` strides.
+///
+/// # Safety
+/// Every element `(i, j)` with `i < rows`, `j < cols` of the three views must
+/// be in bounds, and `c` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    c: SendPtr,
+    (crs, ccs): (usize, usize),
+    accumulate: bool,
+    a: SendPtr,
+    (ars, acs): (usize, usize),
+    b: SendPtr,
+    (brs, bcs): (usize, usize),
+    par: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract; the gemm crate reads and writes only
+    // elements (i, j) with i < rows and j < cols of each view.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.data.as_mut_ptr(),
-            c.col_stride as isize,
-            c.row_stride as isize,
+            c.0,
+            ccs as isize,
+            crs as isize,
             accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
+            a.0.cast_const(),
+            acs as isize,
+            ars as isize,
+            b.0.cast_const(),
+            bcs as isize,
+            brs as isize,
             1.0,
             1.0,
             false,
@@ -144,7 +249,12 @@ mod tests {
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let bt_view = MatRef::row_major(&bt, n, k).t();
             sgemm(MatRef::row_major(&a, m, k), bt_view, MatMut::row_major(&mut c1, m, n), true);
-            sgemm_reference(MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), MatMut::row_major(&mut c2, m, n), true);
+            sgemm_reference(
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&b, k, n),
+                MatMut::row_major(&mut c2, m, n),
+                true,
+            );
             for (x, y) in c1.iter().zip(&c2) {
                 assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
             }

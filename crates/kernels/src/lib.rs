@@ -3,10 +3,33 @@
 //! Every kernel works on plain slices with explicit shapes and strides, checks
 //! them in a safe wrapper, and picks its fast path once at run time. Layout is
 //! NHWC (channels last) throughout, as Keras and fast CPU kernels want.
+//!
+//! * [`conv`]: convolution forward and backward; dense convolutions run as
+//!   direct AVX-512 register-tile kernels (`conv_fast`, `x86`), everything
+//!   else as im2col + GEMM per chunk of images; plain-loop references.
+//! * [`gemm`]: `sgemm` over the `gemm` crate, one panel per thread.
+//! * [`pool`]: max and average pooling, with a one-byte argmax and an
+//!   AVX-512 2x2 path.
+//! * [`elementwise`]: the relu backward mask.
+//! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
+//!   and uninitialised output vectors.
+//!
+//! Fast paths are chosen at run time (`is_x86_feature_detected!`); setting
+//! `CONVNET_NO_SIMD` forces the portable paths (for tests). Every parallel
+//! reduction adds per-chunk partials in a fixed order, so results are
+//! bit-identical from run to run for a given number of threads (and the
+//! convolutions' for any number).
 
+pub mod alloc;
 pub mod conv;
+#[cfg(target_arch = "x86_64")]
+mod conv_fast;
+pub mod elementwise;
 pub mod gemm;
 pub mod pool;
+pub mod scratch;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// Number of threads kernels may use: the size of the current rayon pool.
 pub fn threads() -> usize {

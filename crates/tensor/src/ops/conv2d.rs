@@ -5,8 +5,8 @@
 //! the explicit case).
 
 use super::constant;
-use crate::{Backward, Result, Tensor, TensorError};
-use convnet_kernels::conv::{self, ConvGeometry};
+use crate::{Activation, Backward, Result, Tensor, TensorError};
+use convnet_kernels::conv::{self, ConvAct, ConvGeometry};
 use serde::{Deserialize, Serialize};
 
 /// How a convolution or pooling window pads its input.
@@ -103,28 +103,33 @@ impl Conv2dArgs {
 struct Conv2dBackward {
     geo: ConvGeometry,
     has_bias: bool,
+    /// Activation fused into the output (its mask is read from the output).
+    act: ConvAct,
 }
 
 impl Backward for Conv2dBackward {
     fn name(&self) -> &'static str {
         "conv2d"
     }
-    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
         let (x, w) = (&inputs[0], &inputs[1]);
-        let dy = grad.data();
-        let dx = needs[0].then(|| {
-            let mut dx = vec![0.0; x.numel()];
-            conv::conv2d_backward_input(&self.geo, dy, w.data(), &mut dx);
-            constant(dx, x.dims())
-        });
-        let dw = needs[1].then(|| {
-            let mut dw = vec![0.0; w.numel()];
-            conv::conv2d_backward_weight(&self.geo, x.data(), dy, &mut dw);
-            constant(dw, w.dims())
-        });
-        let mut grads = vec![dx, dw];
+        let mut dx = needs[0].then(|| vec![0.0; x.numel()]);
+        let mut dw = needs[1].then(|| vec![0.0; w.numel()]);
+        let mut db = (self.has_bias && needs[2]).then(|| vec![0.0; self.geo.out_c]);
+        conv::conv2d_backward(
+            &self.geo,
+            x.data(),
+            w.data(),
+            grad.data(),
+            self.act,
+            Some(output.data()),
+            dx.as_deref_mut(),
+            dw.as_deref_mut(),
+            db.as_deref_mut(),
+        );
+        let mut grads = vec![dx.map(|d| constant(d, x.dims())), dw.map(|d| constant(d, w.dims()))];
         if self.has_bias {
-            grads.push(needs[2].then(|| constant(conv::bias_grad(dy, self.geo.out_c), &[self.geo.out_c])));
+            grads.push(db.map(|d| constant(d, &[self.geo.out_c])));
         }
         grads
     }
@@ -134,20 +139,41 @@ impl Tensor {
     /// 2-D convolution. `self: [n, h, w, cin]`, `weight: [kh, kw, cin/groups, cout]`,
     /// `bias: [cout]` -> `[n, oh, ow, cout]`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, args: &Conv2dArgs) -> Result<Tensor> {
+        self.conv2d_fused(weight, bias, args, ConvAct::Identity)
+    }
+
+    fn conv2d_fused(&self, weight: &Tensor, bias: Option<&Tensor>, args: &Conv2dArgs, act: ConvAct) -> Result<Tensor> {
         let geo = conv_geometry(self, weight, args)?;
         if let Some(b) = bias
             && b.dims() != [geo.out_c]
         {
             return Err(TensorError::shape("conv2d", format!("bias {} for {} filters", b.shape(), geo.out_c)));
         }
-        let mut y = vec![0.0; geo.output_len()];
-        conv::conv2d_forward(&geo, self.data(), weight.data(), bias.map(|b| b.data()), &mut y);
+        let y = conv::conv2d_forward_vec(&geo, self.data(), weight.data(), bias.map(|b| b.data()), act);
         let shape = [geo.batch, geo.out_h, geo.out_w, geo.out_c];
-        let op = Conv2dBackward { geo, has_bias: bias.is_some() };
+        let op = Conv2dBackward { geo, has_bias: bias.is_some(), act };
         Ok(match bias {
             Some(b) => Tensor::from_op(y, shape, &[self, weight, b], op),
             None => Tensor::from_op(y, shape, &[self, weight], op),
         })
+    }
+
+    /// `act(conv2d(self, weight, bias))`: convolution with a fused activation.
+    /// Relu is applied in the kernel's store and its mask read back from the
+    /// output in the backward pass (no extra tensor); other activations run as
+    /// a separate op.
+    pub fn conv2d_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        args: &Conv2dArgs,
+        act: Activation,
+    ) -> Result<Tensor> {
+        match act {
+            Activation::Linear => self.conv2d_fused(weight, bias, args, ConvAct::Identity),
+            Activation::Relu => self.conv2d_fused(weight, bias, args, ConvAct::Relu),
+            _ => Ok(self.conv2d(weight, bias, args)?.activation(act)),
+        }
     }
 }
 
@@ -157,8 +183,18 @@ pub(crate) fn conv_geometry(x: &Tensor, weight: &Tensor, args: &Conv2dArgs) -> R
         return Err(TensorError::shape("conv2d", format!("input must be [n, h, w, c], got {}", x.shape())));
     };
     let [kh, kw, cg, oc] = *weight.dims() else {
-        return Err(TensorError::shape("conv2d", format!("weight must be [kh, kw, in/groups, out], got {}", weight.shape())));
+        return Err(TensorError::shape(
+            "conv2d",
+            format!("weight must be [kh, kw, in/groups, out], got {}", weight.shape()),
+        ));
     };
+    // as PyTorch: only the batch may be empty
+    if h == 0 || w == 0 || c == 0 {
+        return Err(TensorError::shape(
+            "conv2d",
+            format!("input {} has an empty height, width or channel axis", x.shape()),
+        ));
+    }
     let groups = args.groups;
     if groups == 0 || c % groups != 0 || oc % groups != 0 {
         return Err(TensorError::invalid(
@@ -169,7 +205,11 @@ pub(crate) fn conv_geometry(x: &Tensor, weight: &Tensor, args: &Conv2dArgs) -> R
     if cg * groups != c {
         return Err(TensorError::shape(
             "conv2d",
-            format!("weight {} expects {} input channels with groups={groups}, input has {c}", weight.shape(), cg * groups),
+            format!(
+                "weight {} expects {} input channels with groups={groups}, input has {c}",
+                weight.shape(),
+                cg * groups
+            ),
         ));
     }
     let (oh, ow, pt, pl) = args.geometry_hw(h, w, kh, kw)?;

@@ -44,7 +44,7 @@ impl Backward for GlobalMaxBackward {
 
 fn nhwc(x: &Tensor, op: &'static str) -> Result<[usize; 4]> {
     match *x.dims() {
-        [n, h, w, c] if h * w > 0 => Ok([n, h, w, c]),
+        [n, h, w, c] if h * w * c > 0 => Ok([n, h, w, c]),
         _ => Err(TensorError::shape(op, format!("input must be a non-empty [n, h, w, c], got {}", x.shape()))),
     }
 }

@@ -2,7 +2,7 @@
 //! with `[in, out]` kernels) with the bias added in the same pass.
 
 use super::constant;
-use crate::{Backward, Result, Tensor, TensorError};
+use crate::{Activation, Backward, Result, Tensor, TensorError};
 use convnet_kernels::conv::bias_grad;
 use convnet_kernels::gemm::{MatMut, MatRef, sgemm};
 
@@ -11,15 +11,26 @@ struct MatmulBackward {
     k: usize,
     n: usize,
     has_bias: bool,
+    /// A relu fused into the output: the gradient is masked by `output > 0` first.
+    relu: bool,
 }
 
 impl Backward for MatmulBackward {
     fn name(&self) -> &'static str {
         "matmul"
     }
-    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
         let (m, k, n) = (self.m, self.k, self.n);
         let (a, b) = (&inputs[0], &inputs[1]);
+        let masked;
+        let grad = if self.relu {
+            let mut m = vec![0.0; grad.numel()];
+            convnet_kernels::elementwise::relu_backward(grad.data(), output.data(), &mut m);
+            masked = constant(m, grad.dims());
+            &masked
+        } else {
+            grad
+        };
         let g = MatRef::row_major(grad.data(), m, n);
         let da = needs[0].then(|| {
             let mut da = vec![0.0; m * k];
@@ -33,7 +44,7 @@ impl Backward for MatmulBackward {
         });
         let mut grads = vec![da, db];
         if self.has_bias {
-            grads.push(needs[2].then(|| constant(bias_grad(grad.data(), n), &[n])));
+            grads.push(needs[2].then(|| constant(if n == 0 { Vec::new() } else { bias_grad(grad.data(), n) }, &[n])));
         }
         grads
     }
@@ -50,12 +61,30 @@ impl Tensor {
         self.linear_impl(weight, bias, "linear")
     }
 
+    /// `act(self @ weight + bias)`: Dense with a fused activation. Relu is
+    /// applied in place on the product and its mask read back from the output
+    /// in the backward pass; other activations run as a separate op.
+    pub fn linear_act(&self, weight: &Tensor, bias: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+        match act {
+            Activation::Linear => self.linear(weight, bias),
+            Activation::Relu => self.linear_fused(weight, bias, "linear", true),
+            _ => Ok(self.linear(weight, bias)?.activation(act)),
+        }
+    }
+
     fn linear_impl(&self, w: &Tensor, bias: Option<&Tensor>, op: &'static str) -> Result<Tensor> {
+        self.linear_fused(w, bias, op, false)
+    }
+
+    fn linear_fused(&self, w: &Tensor, bias: Option<&Tensor>, op: &'static str, relu: bool) -> Result<Tensor> {
         let (&[m, k], &[k2, n]) = (self.dims(), w.dims()) else {
             return Err(TensorError::shape(op, format!("needs two matrices, got {} and {}", self.shape(), w.shape())));
         };
         if k != k2 {
-            return Err(TensorError::shape(op, format!("{} @ {}: inner sizes {k} and {k2} differ", self.shape(), w.shape())));
+            return Err(TensorError::shape(
+                op,
+                format!("{} @ {}: inner sizes {k} and {k2} differ", self.shape(), w.shape()),
+            ));
         }
         let mut y = vec![0.0; m * n];
         if let Some(b) = bias {
@@ -63,7 +92,7 @@ impl Tensor {
                 return Err(TensorError::shape(op, format!("bias {} for {n} outputs", b.shape())));
             }
             // start from the bias and accumulate the product onto it
-            for row in y.chunks_exact_mut(n) {
+            for row in y.chunks_exact_mut(n.max(1)) {
                 row.copy_from_slice(b.data());
             }
         }
@@ -73,7 +102,10 @@ impl Tensor {
             MatMut::row_major(&mut y, m, n),
             bias.is_some(),
         );
-        let back = MatmulBackward { m, k, n, has_bias: bias.is_some() };
+        if relu {
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        let back = MatmulBackward { m, k, n, has_bias: bias.is_some(), relu };
         Ok(match bias {
             Some(b) => Tensor::from_op(y, [m, n], &[self, w, b], back),
             None => Tensor::from_op(y, [m, n], &[self, w], back),

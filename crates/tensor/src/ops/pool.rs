@@ -37,17 +37,23 @@ impl Pool2dArgs {
         let (kh, kw) = self.kernel;
         let (sh, sw) = self.stride;
         if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
-            return Err(TensorError::invalid("pool2d", format!("pool size {kh}x{kw} and strides {sh}x{sw} must be positive")));
+            return Err(TensorError::invalid(
+                "pool2d",
+                format!("pool size {kh}x{kw} and strides {sh}x{sw} must be positive"),
+            ));
         }
         let (pt, pb) = self.padding.resolve_axis(h, kh, sh, true);
         let (pl, pr) = self.padding.resolve_axis(w, kw, sw, false);
-        if pt * 2 > kh || pl * 2 > kw {
-            if let Padding2d::Explicit { .. } = self.padding {
-                return Err(TensorError::invalid(
-                    "pool2d",
-                    format!("padding {pt}x{pl} must be at most half the pool size {kh}x{kw}"),
-                ));
-            }
+        // every side: more than half a window of padding makes windows that see no input
+        if (pt.max(pb) * 2 > kh || pl.max(pr) * 2 > kw)
+            && let Padding2d::Explicit { .. } = self.padding
+        {
+            return Err(TensorError::invalid(
+                "pool2d",
+                format!(
+                    "padding (top {pt}, bottom {pb}, left {pl}, right {pr}) must be at most half the pool size {kh}x{kw}"
+                ),
+            ));
         }
         let axis = |size: usize, k: usize, s: usize, before: usize, after: usize| -> Result<usize> {
             let padded = size + before + after;
@@ -86,12 +92,26 @@ fn pool_geometry(x: &Tensor, args: &Pool2dArgs) -> Result<PoolGeometry> {
     let [n, h, w, c] = *x.dims() else {
         return Err(TensorError::shape("pool2d", format!("input must be [n, h, w, c], got {}", x.shape())));
     };
+    // as PyTorch: only the batch may be empty
+    if h == 0 || w == 0 || c == 0 {
+        return Err(TensorError::shape(
+            "pool2d",
+            format!("input {} has an empty height, width or channel axis", x.shape()),
+        ));
+    }
     args.geometry(n, h, w, c)
+}
+
+/// Where each window's maximum was: one byte per output (position inside the
+/// window) when the window is small enough, else flat input indices.
+enum ArgMax {
+    Compact(Vec<u8>),
+    Flat(Vec<u32>),
 }
 
 struct MaxPoolBackward {
     geo: PoolGeometry,
-    argmax: Arc<Vec<u32>>,
+    argmax: Arc<ArgMax>,
 }
 
 impl Backward for MaxPoolBackward {
@@ -99,8 +119,14 @@ impl Backward for MaxPoolBackward {
         "max_pool2d"
     }
     fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
-        let mut dx = vec![0.0; self.geo.input_len()];
-        pool::max_pool_backward(&self.geo, grad.data(), &self.argmax, &mut dx);
+        let dx = match &*self.argmax {
+            ArgMax::Compact(i) => pool::max_pool_backward_compact_vec(&self.geo, grad.data(), i),
+            ArgMax::Flat(i) => {
+                let mut dx = vec![0.0; self.geo.input_len()];
+                pool::max_pool_backward(&self.geo, grad.data(), i, &mut dx);
+                dx
+            }
+        };
         vec![Some(constant(dx, inputs[0].dims()))]
     }
 }
@@ -125,13 +151,15 @@ impl Tensor {
     /// Max pooling: `[n, h, w, c] -> [n, oh, ow, c]`.
     pub fn max_pool2d(&self, args: &Pool2dArgs) -> Result<Tensor> {
         let geo = pool_geometry(self, args)?;
-        let mut y = vec![0.0; geo.output_len()];
-        let mut argmax = vec![0u32; if self.requires_grad() { geo.output_len() } else { 0 }];
-        if self.requires_grad() {
-            pool::max_pool_forward(&geo, self.data(), &mut y, &mut argmax);
+        let (y, argmax) = if !self.requires_grad() || pool::compact_index_fits(&geo) {
+            let (y, i) = pool::max_pool_forward_vec(&geo, self.data(), self.requires_grad());
+            (y, ArgMax::Compact(i))
         } else {
-            pool::max_pool_forward_inference(&geo, self.data(), &mut y);
-        }
+            let mut y = vec![0.0; geo.output_len()];
+            let mut i = vec![0u32; geo.output_len()];
+            pool::max_pool_forward(&geo, self.data(), &mut y, &mut i);
+            (y, ArgMax::Flat(i))
+        };
         let shape = [geo.batch, geo.out_h, geo.out_w, geo.channels];
         Ok(Tensor::from_op(y, shape, &[self], MaxPoolBackward { geo, argmax: Arc::new(argmax) }))
     }

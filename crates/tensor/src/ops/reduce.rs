@@ -6,56 +6,37 @@ use crate::{Backward, Result, Tensor, TensorError};
 
 struct ReduceBackward {
     scale: f32,
+    /// The input's shape with the reduced axes set to 1. Recorded, not
+    /// recovered from the output's sizes: `[2, 2, 3]` summed over axis 0 or
+    /// over axis 1 both give `[2, 3]`.
+    kept: Vec<usize>,
 }
 
 impl Backward for ReduceBackward {
     fn name(&self) -> &'static str {
         "sum"
     }
-    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
         // broadcast the (kept-dims) gradient back over the reduced axes
         let x = &inputs[0];
-        let kept = kept_shape(x.dims(), output);
-        let g = grad.reshape(kept).expect("same element count").detach();
+        let g = grad.reshape(self.kept.clone()).expect("same element count").detach();
         let ones = constant(vec![self.scale; x.numel()], x.dims());
         vec![Some(ones.mul(&g).expect("broadcastable").detach())]
     }
-}
-
-/// The output shape with reduced axes kept as 1 (recovered from the sizes).
-fn kept_shape(input: &[usize], output: &Tensor) -> Vec<usize> {
-    if output.rank() == input.len() {
-        return output.dims().to_vec();
-    }
-    if output.numel() == 1 {
-        return vec![1; input.len()];
-    }
-    // reduced axes were dropped: re-insert them in order
-    let mut out = Vec::with_capacity(input.len());
-    let mut o = output.dims().iter().peekable();
-    for &d in input {
-        if o.peek() == Some(&&d) {
-            out.push(d);
-            o.next();
-        } else {
-            out.push(1);
-        }
-    }
-    out
 }
 
 impl Tensor {
     /// Sum of all values (scalar).
     pub fn sum(&self) -> Tensor {
         let s: f64 = self.data().iter().map(|&v| v as f64).sum();
-        Tensor::from_op(vec![s as f32], [], &[self], ReduceBackward { scale: 1.0 })
+        Tensor::from_op(vec![s as f32], [], &[self], ReduceBackward { scale: 1.0, kept: vec![1; self.rank()] })
     }
 
     /// Mean of all values (scalar).
     pub fn mean(&self) -> Tensor {
         let n = self.numel().max(1) as f32;
         let s: f64 = self.data().iter().map(|&v| v as f64).sum();
-        Tensor::from_op(vec![(s / n as f64) as f32], [], &[self], ReduceBackward { scale: 1.0 / n })
+        Tensor::from_op(vec![(s / n as f64) as f32], [], &[self], ReduceBackward { scale: 1.0 / n, kept: vec![1; self.rank()] })
     }
 
     /// Sum over `axes` (kept as size 1 when `keepdim`).
@@ -72,6 +53,9 @@ impl Tensor {
         if let Some(a) = axes.iter().find(|&&a| a >= self.rank()) {
             return Err(TensorError::invalid("reduce", format!("axis {a} out of range for {}", self.shape())));
         }
+        if let Some((i, a)) = axes.iter().enumerate().find(|(i, a)| axes[..*i].contains(a)) {
+            return Err(TensorError::invalid("reduce", format!("axis {a} appears twice in {axes:?} (position {i})")));
+        }
         let kept: Vec<usize> =
             self.dims().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
         let count: usize = axes.iter().map(|&a| self.dims()[a]).product::<usize>().max(1);
@@ -81,10 +65,10 @@ impl Tensor {
             y.iter_mut().for_each(|v| *v *= scale);
         }
         let shape: Vec<usize> = if keepdim {
-            kept
+            kept.clone()
         } else {
             self.dims().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
         };
-        Ok(Tensor::from_op(y, shape, &[self], ReduceBackward { scale }))
+        Ok(Tensor::from_op(y, shape, &[self], ReduceBackward { scale, kept }))
     }
 }

@@ -43,7 +43,7 @@ impl Tensor {
         let Some(&n) = self.dims().first() else {
             return Err(TensorError::shape("flatten", "cannot flatten a scalar"));
         };
-        let rest = if n == 0 { self.dims()[1..].iter().product() } else { self.numel() / n };
+        let rest = self.numel().checked_div(n).unwrap_or_else(|| self.dims()[1..].iter().product());
         self.reshape([n, rest])
     }
 }

@@ -1,0 +1,336 @@
+//! AVX-512 register-tile microkernels for direct convolution.
+//!
+//! Two shapes of tile, both keeping `R x NV` zmm accumulators (`R` rows of
+//! `NV * 16` lanes) in registers for a whole reduction:
+//!
+//! * [`conv_tile`]: `R` consecutive output pixels of one row times `NV * 16`
+//!   output channels, reducing over taps x input channels. The input is a
+//!   zero-padded image in *row-planar* layout `[rows][channels][cols]`, so the
+//!   `R` pixels of one (tap, channel) are contiguous and one pointer plus
+//!   constant displacements addresses them all. Weights are packed
+//!   `[tap][channel][NV * 16]`.
+//! * [`rank1_tile`]: `acc[r][v] += a[p][r] * b[p][v]` summed over a 2-D grid of
+//!   positions `p`: the weight gradient (a sum over output pixels of outer
+//!   products).
+//!
+//! Also the small AVX-512 loops of the training step: the relu backward
+//! mask and the 2x2 max pool (forward with a one-byte argmax, backward).
+//!
+//! Callers must have checked `is_x86_feature_detected!("avx512f")`
+//! ([`available`]); every pointer argument must cover what the documented
+//! loops touch.
+
+// register tiles read best as explicit `[r][v]` indexing
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+/// Largest number of accumulator rows a tile uses.
+pub(crate) const MAX_ROWS: usize = 14;
+
+/// Whether the AVX-512 kernels can run on this CPU (checked once; the
+/// `CONVNET_NO_SIMD` environment variable forces the portable paths, for tests).
+pub(crate) fn available() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| std::env::var_os("CONVNET_NO_SIMD").is_none() && is_x86_feature_detected!("avx512f"))
+}
+
+/// Mask selecting the first `n` (1..=16) lanes.
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    debug_assert!((1..=16).contains(&n));
+    if n >= 16 { u16::MAX } else { (1u16 << n) - 1 }
+}
+
+/// Arguments of [`conv_tile`] shared by every tile of one call.
+#[derive(Clone, Copy)]
+pub(crate) struct ConvTile<'a> {
+    /// Offset (in floats) of each tap relative to the tile's input pointer.
+    pub taps: &'a [usize],
+    /// Input channels per tap.
+    pub channels: usize,
+    /// Floats between consecutive channels of one row (the padded row width).
+    pub channel_stride: usize,
+    /// Packed weights of this channel block: `[tap][channel][NV * 16]`.
+    pub weights: *const f32,
+    /// `NV * 16` initial values (the bias), or null for zeros; unused when `accumulate`.
+    pub bias: *const f32,
+    /// Start from the values already in `out` (a later chunk of taps).
+    pub accumulate: bool,
+    /// Floats between consecutive output pixels.
+    pub out_pixel_stride: usize,
+    /// Lanes written of the last vector.
+    pub last_mask: u16,
+    /// Apply `max(0, .)` before storing.
+    pub relu: bool,
+}
+
+/// `out[r][c] = act(init[r][c] + sum_{t, ci} x[taps[t] + ci * channel_stride + r] * w[t][ci][c])`
+/// for `r < R`, `c < NV * 16` (the last vector masked), where `init` is the
+/// bias (or zero), or `out` itself when `accumulate`.
+///
+/// # Safety
+/// AVX-512F must be available; `x + taps[t] + ci * channel_stride + r` must be
+/// readable for every tap, channel and `r < R`; with `accumulate`, the output
+/// lanes must be readable too; `weights` must hold
+/// `taps.len() * channels * NV * 16` floats, `bias` (if not null) `NV * 16`;
+/// `out + r * out_pixel_stride + c` must be writable for the stored lanes.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn conv_tile<const R: usize, const NV: usize>(a: &ConvTile<'_>, x: *const f32, out: *mut f32) {
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        if a.accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                let o = out.add(r * a.out_pixel_stride);
+                for v in 0..NV {
+                    row[v] = if v + 1 == NV {
+                        _mm512_maskz_loadu_ps(a.last_mask, o.add(16 * v))
+                    } else {
+                        _mm512_loadu_ps(o.add(16 * v))
+                    };
+                }
+            }
+        } else if !a.bias.is_null() {
+            let mut b = [_mm512_setzero_ps(); NV];
+            for (v, bv) in b.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(a.bias.add(16 * v));
+            }
+            for row in acc.iter_mut() {
+                *row = b;
+            }
+        }
+        let mut w = a.weights;
+        for &t in a.taps {
+            let mut p = x.add(t);
+            for _ in 0..a.channels {
+                let mut b = [_mm512_setzero_ps(); NV];
+                for (v, bv) in b.iter_mut().enumerate() {
+                    *bv = _mm512_loadu_ps(w.add(16 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let s = _mm512_set1_ps(*p.add(r));
+                    for v in 0..NV {
+                        row[v] = _mm512_fmadd_ps(s, b[v], row[v]);
+                    }
+                }
+                p = p.add(a.channel_stride);
+                w = w.add(16 * NV);
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        for (r, row) in acc.iter().enumerate() {
+            let o = out.add(r * a.out_pixel_stride);
+            for v in 0..NV {
+                let val = if a.relu { _mm512_max_ps(row[v], zero) } else { row[v] };
+                if v + 1 == NV {
+                    _mm512_mask_storeu_ps(o.add(16 * v), a.last_mask, val);
+                } else {
+                    _mm512_storeu_ps(o.add(16 * v), val);
+                }
+            }
+        }
+    }
+}
+
+/// Arguments of [`rank1_tile`].
+#[derive(Clone, Copy)]
+pub(crate) struct Rank1Tile {
+    /// Broadcast operand: element `r` of position `(i, j)` at `a + i * a_row + j * a_col + r`.
+    pub a: *const f32,
+    pub a_row: usize,
+    pub a_col: usize,
+    /// Vector operand: lanes of position `(i, j)` at `b + i * b_row + j * b_col`.
+    pub b: *const f32,
+    pub b_row: usize,
+    pub b_col: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Accumulator rows at `out + r * out_stride` (read, added to, written back).
+    pub out: *mut f32,
+    pub out_stride: usize,
+    /// Lanes used of the last vector.
+    pub last_mask: u16,
+}
+
+/// `out[r][c] += sum_{i < rows, j < cols} a[i, j][r] * b[i, j][c]` for `r < R`,
+/// `c < NV * 16` (the last vector masked: its other lanes are neither read nor written).
+///
+/// # Safety
+/// AVX-512F must be available and every address the loops touch (see
+/// [`Rank1Tile`]) must be valid; masked-off lanes are not accessed.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn rank1_tile<const R: usize, const NV: usize>(t: &Rank1Tile) {
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let o = t.out.add(r * t.out_stride);
+            for v in 0..NV {
+                row[v] = if v + 1 == NV {
+                    _mm512_maskz_loadu_ps(t.last_mask, o.add(16 * v))
+                } else {
+                    _mm512_loadu_ps(o.add(16 * v))
+                };
+            }
+        }
+        for i in 0..t.rows {
+            let mut ap = t.a.add(i * t.a_row);
+            let mut bp = t.b.add(i * t.b_row);
+            for _ in 0..t.cols {
+                let mut b = [_mm512_setzero_ps(); NV];
+                for (v, bv) in b.iter_mut().enumerate() {
+                    *bv = if v + 1 == NV {
+                        _mm512_maskz_loadu_ps(t.last_mask, bp.add(16 * v))
+                    } else {
+                        _mm512_loadu_ps(bp.add(16 * v))
+                    };
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let s = _mm512_set1_ps(*ap.add(r));
+                    for v in 0..NV {
+                        row[v] = _mm512_fmadd_ps(s, b[v], row[v]);
+                    }
+                }
+                ap = ap.add(t.a_col);
+                bp = bp.add(t.b_col);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let o = t.out.add(r * t.out_stride);
+            for v in 0..NV {
+                if v + 1 == NV {
+                    _mm512_mask_storeu_ps(o.add(16 * v), t.last_mask, row[v]);
+                } else {
+                    _mm512_storeu_ps(o.add(16 * v), row[v]);
+                }
+            }
+        }
+    }
+}
+
+/// Calls `$f::<R, $nv>($args...)` for a run-time `R` in `1..=MAX_ROWS`.
+macro_rules! dispatch_rows {
+    ($rows:expr, $nv:literal, $f:ident, $($arg:expr),*) => {
+        match $rows {
+            1 => $f::<1, $nv>($($arg),*),
+            2 => $f::<2, $nv>($($arg),*),
+            3 => $f::<3, $nv>($($arg),*),
+            4 => $f::<4, $nv>($($arg),*),
+            5 => $f::<5, $nv>($($arg),*),
+            6 => $f::<6, $nv>($($arg),*),
+            7 => $f::<7, $nv>($($arg),*),
+            8 => $f::<8, $nv>($($arg),*),
+            9 => $f::<9, $nv>($($arg),*),
+            10 => $f::<10, $nv>($($arg),*),
+            11 => $f::<11, $nv>($($arg),*),
+            12 => $f::<12, $nv>($($arg),*),
+            13 => $f::<13, $nv>($($arg),*),
+            14 => $f::<14, $nv>($($arg),*),
+            r => unreachable!("tile of {r} rows"),
+        }
+    };
+}
+
+/// [`conv_tile`] with run-time `rows` (1..=14) and `nv` (1 or 2).
+///
+/// # Safety
+/// As [`conv_tile`].
+pub(crate) unsafe fn conv_tile_dyn(rows: usize, nv: usize, a: &ConvTile<'_>, x: *const f32, out: *mut f32) {
+    unsafe {
+        match nv {
+            1 => dispatch_rows!(rows, 1, conv_tile, a, x, out),
+            2 => dispatch_rows!(rows, 2, conv_tile, a, x, out),
+            _ => unreachable!("nv {nv}"),
+        }
+    }
+}
+
+/// [`rank1_tile`] with run-time `rows` (1..=14) and `nv` (1 or 2).
+///
+/// # Safety
+/// As [`rank1_tile`].
+pub(crate) unsafe fn rank1_tile_dyn(rows: usize, nv: usize, t: &Rank1Tile) {
+    unsafe {
+        match nv {
+            1 => dispatch_rows!(rows, 1, rank1_tile, t),
+            2 => dispatch_rows!(rows, 2, rank1_tile, t),
+            _ => unreachable!("nv {nv}"),
+        }
+    }
+}
+
+/// `out[i] = if y[i] > 0 { g[i] } else { 0 }` (the relu backward mask).
+///
+/// # Safety
+/// AVX-512F must be available; the three slices must have equal lengths.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn relu_mask(g: &[f32], y: &[f32], out: &mut [f32]) {
+    unsafe {
+        let n = out.len();
+        debug_assert!(g.len() == n && y.len() == n);
+        let zero = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < n {
+            let k = if n - i >= 16 { u16::MAX } else { lane_mask(n - i) };
+            let yv = _mm512_maskz_loadu_ps(k, y.as_ptr().add(i));
+            let gv = _mm512_maskz_loadu_ps(k, g.as_ptr().add(i));
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(yv, zero);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), k, _mm512_maskz_mov_ps(pos, gv));
+            i += 16;
+        }
+    }
+}
+
+/// One output pixel of a 2x2 max pool over `c` channels: the maximum of
+/// `x0..x3` (first maximum wins) into `y` and, when `idx` is not null, the
+/// winner's window position (0..=3) into `idx`.
+///
+/// # Safety
+/// AVX-512F must be available; `x0..x3` and `y` must hold `c` floats, `idx`
+/// (if not null) `c` bytes.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn max_pool_2x2(x: [*const f32; 4], c: usize, y: *mut f32, idx: *mut u8) {
+    unsafe {
+        let mut i = 0;
+        while i < c {
+            let k = if c - i >= 16 { u16::MAX } else { lane_mask(c - i) };
+            let mut m = _mm512_maskz_loadu_ps(k, x[0].add(i));
+            let mut at = _mm512_setzero_si512();
+            for (w, p) in x.iter().enumerate().skip(1) {
+                let v = _mm512_maskz_loadu_ps(k, p.add(i));
+                let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, m);
+                m = _mm512_mask_mov_ps(m, gt, v);
+                at = _mm512_mask_mov_epi32(at, gt, _mm512_set1_epi32(w as i32));
+            }
+            _mm512_mask_storeu_ps(y.add(i), k, m);
+            if !idx.is_null() {
+                _mm512_mask_cvtepi32_storeu_epi8(idx.add(i) as *mut _, k, at);
+            }
+            i += 16;
+        }
+    }
+}
+
+/// Backward of [`max_pool_2x2`]: `dx[w][ch] = if idx[ch] == w { g[ch] } else { 0 }`
+/// for the four window positions `w`.
+///
+/// # Safety
+/// AVX-512F must be available; `g` and `dx[w]` must hold `c` floats, `idx` `c` bytes.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn max_pool_2x2_backward(g: *const f32, idx: *const u8, c: usize, dx: [*mut f32; 4]) {
+    unsafe {
+        let mut i = 0;
+        while i < c {
+            let n = (c - i).min(16);
+            let k = lane_mask(n);
+            let gv = _mm512_maskz_loadu_ps(k, g.add(i));
+            let mut bytes = [0u8; 16];
+            std::ptr::copy_nonoverlapping(idx.add(i), bytes.as_mut_ptr(), n);
+            let at = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.as_ptr() as *const _));
+            for (w, d) in dx.iter().enumerate() {
+                let hit = _mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(w as i32));
+                _mm512_mask_storeu_ps(d.add(i), k, _mm512_maskz_mov_ps(hit, gv));
+            }
+            i += 16;
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! Keras' training API on [`Sequential`]: `compile`, `fit`, `evaluate`, `train_on_batch`,
+//! and the two halves of a step (`compute_gradients`, `apply_gradients`) for callers that
+//! need them apart.
+//!
+//! A training step gathers the batch (the only copy), records the graph against the
+//! parameter variables, takes the loss from the logits when the model ends in a softmax,
+//! runs `backward`, drops the graph, and lets the optimizer update the parameters in
+//! place. Evaluation and prediction record nothing. Shuffling and dropout masks come from
+//! a generator seeded by [`FitOptions::seed`], so the same seed and thread count give
+//! bit-identical weights.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use convnet_tensor::Tensor;
+use convnet_tensor::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::callbacks::{Callback, Control};
+use crate::layer::{ForwardCtx, Mode};
+use crate::metrics::accuracy_sum;
+use crate::optimizers::{Optimizer, OptimizerConfig};
+use crate::progress::Progress;
+use crate::targets::{gather_rows, slice_rows};
+use crate::{Loss, Metric, NnError, Result, Sequential, Targets};
+
+/// What `compile` set: the loss, the optimizer with its state, the metrics.
+#[derive(Clone, Debug)]
+pub(crate) struct Compiled {
+    pub loss: Loss,
+    pub optimizer: Optimizer,
+    pub metrics: Vec<Metric>,
+}
+
+impl Compiled {
+    fn accuracy(&self) -> bool {
+        self.metrics.contains(&Metric::Accuracy)
+    }
+}
+
+/// The compile arguments, as `save` writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompileConfig {
+    /// The loss.
+    pub loss: Loss,
+    /// The optimizer's config (its state is not saved).
+    pub optimizer: OptimizerConfig,
+    /// The metrics.
+    pub metrics: Vec<Metric>,
+}
+
+/// Metric values by Keras' log names (`loss`, `accuracy`, `val_loss`, `val_accuracy`),
+/// sorted by name as Keras prints them.
+pub type Logs = BTreeMap<String, f64>;
+
+/// Arguments of [`Sequential::fit`]; `Default` gives Keras' defaults (batch 32, 1 epoch,
+/// shuffled, verbose 1).
+pub struct FitOptions {
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Data evaluated after each epoch (takes precedence over `validation_split`).
+    pub validation_data: Option<(Tensor, Targets)>,
+    /// Fraction of the samples, taken from the end before shuffling, held out for
+    /// validation (Keras' rule).
+    pub validation_split: f32,
+    /// Shuffle the training samples before each epoch.
+    pub shuffle: bool,
+    /// Seed of the shuffles and dropout masks.
+    pub seed: u64,
+    /// 0: silent; 1: a progress bar on a terminal (one line per epoch otherwise); 2: one
+    /// line per epoch.
+    pub verbose: u8,
+    /// Called after each epoch.
+    pub callbacks: Vec<Box<dyn Callback>>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            batch_size: 32,
+            epochs: 1,
+            validation_data: None,
+            validation_split: 0.0,
+            shuffle: true,
+            seed: 0,
+            verbose: 1,
+            callbacks: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FitOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitOptions")
+            .field("batch_size", &self.batch_size)
+            .field("epochs", &self.epochs)
+            .field("validation_data", &self.validation_data.as_ref().map(|(x, _)| x.dims().to_vec()))
+            .field("validation_split", &self.validation_split)
+            .field("shuffle", &self.shuffle)
+            .field("seed", &self.seed)
+            .field("verbose", &self.verbose)
+            .field("callbacks", &self.callbacks.len())
+            .finish()
+    }
+}
+
+impl FitOptions {
+    /// `batch_size` and `epochs`, the rest Keras' defaults.
+    pub fn new(batch_size: usize, epochs: usize) -> Self {
+        FitOptions { batch_size, epochs, ..Self::default() }
+    }
+    /// Sets the validation data.
+    pub fn with_validation_data(mut self, x: Tensor, y: Targets) -> Self {
+        self.validation_data = Some((x, y));
+        self
+    }
+    /// Sets the validation split.
+    pub fn with_validation_split(mut self, split: f32) -> Self {
+        self.validation_split = split;
+        self
+    }
+    /// Sets shuffling.
+    pub fn with_shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the verbosity.
+    pub fn with_verbose(mut self, verbose: u8) -> Self {
+        self.verbose = verbose;
+        self
+    }
+    /// Adds a callback.
+    pub fn with_callback(mut self, callback: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+}
+
+/// Per-epoch results of `fit` (Keras' `History.history`), plus wall time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Mean training loss of each epoch (weighted by batch size).
+    pub loss: Vec<f64>,
+    /// Training accuracy of each epoch (empty without the accuracy metric).
+    pub accuracy: Vec<f64>,
+    /// Validation loss (empty without validation data).
+    pub val_loss: Vec<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Vec<f64>,
+    /// Wall seconds of each epoch, validation included.
+    pub epoch_seconds: Vec<f64>,
+    /// The epoch (1-based) after which a callback stopped training, if one did.
+    pub stopped_epoch: Option<usize>,
+}
+
+impl History {
+    /// Epochs run.
+    pub fn epochs(&self) -> usize {
+        self.loss.len()
+    }
+    /// A series by Keras' name (`"loss"`, `"val_accuracy"`, ...).
+    pub fn get(&self, name: &str) -> Option<&[f64]> {
+        match name {
+            "loss" => Some(&self.loss),
+            "accuracy" => Some(&self.accuracy),
+            "val_loss" => Some(&self.val_loss),
+            "val_accuracy" => Some(&self.val_accuracy),
+            "epoch_seconds" => Some(&self.epoch_seconds),
+            _ => None,
+        }
+    }
+    fn push(&mut self, logs: &Logs, seconds: f64) {
+        let put = |v: &mut Vec<f64>, k: &str| {
+            if let Some(x) = logs.get(k) {
+                v.push(*x);
+            }
+        };
+        put(&mut self.loss, "loss");
+        put(&mut self.accuracy, "accuracy");
+        put(&mut self.val_loss, "val_loss");
+        put(&mut self.val_accuracy, "val_accuracy");
+        self.epoch_seconds.push(seconds);
+    }
+}
+
+/// Loss and accuracy over a dataset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy, when the model was compiled with it.
+    pub accuracy: Option<f64>,
+}
+
+/// Result of one forward and backward pass.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// The batch's mean loss.
+    pub loss: f32,
+    /// The batch's accuracy, when compiled with it.
+    pub accuracy: Option<f64>,
+    /// Gradient of the loss for each trainable parameter, by path.
+    pub gradients: Vec<(String, Tensor)>,
+}
+
+/// Where a step is, for error messages.
+#[derive(Clone, Copy)]
+struct StepPlace {
+    epoch: usize,
+    step: usize,
+}
+
+impl Sequential {
+    /// Sets the loss, the optimizer (fresh state) and the metrics.
+    pub fn compile(&mut self, loss: Loss, optimizer: impl Into<OptimizerConfig>, metrics: &[Metric]) -> Result<()> {
+        let mut metrics = metrics.to_vec();
+        metrics.dedup();
+        self.compiled = Some(Compiled { loss, optimizer: Optimizer::new(optimizer), metrics });
+        Ok(())
+    }
+
+    /// The compile arguments, if compiled.
+    pub fn compile_config(&self) -> Option<CompileConfig> {
+        self.compiled.as_ref().map(|c| CompileConfig {
+            loss: c.loss,
+            optimizer: c.optimizer.config().clone(),
+            metrics: c.metrics.clone(),
+        })
+    }
+
+    /// The optimizer, if compiled.
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.compiled.as_ref().map(|c| &c.optimizer)
+    }
+
+    /// The optimizer, to change its learning rate.
+    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
+        self.compiled.as_mut().map(|c| &mut c.optimizer)
+    }
+
+    fn compiled(&self) -> Result<&Compiled> {
+        self.compiled.as_ref().ok_or(NnError::NotCompiled)
+    }
+
+    fn check_data(&self, x: &Tensor, y: &Targets) -> Result<usize> {
+        self.check_input(x)?;
+        let n = x.dims()[0];
+        if y.len() != n {
+            return Err(NnError::targets(format!("{} targets for {n} samples", y.len())));
+        }
+        Ok(n)
+    }
+
+    /// Forward with a recorded graph and backward on one batch; applies the state updates
+    /// (batch-norm moving statistics) of a training pass. The graph is gone on return.
+    fn gradients(
+        &mut self,
+        x: &Tensor,
+        y: &Targets,
+        mode: Mode,
+        rng: &mut Rng,
+        place: StepPlace,
+    ) -> Result<StepOutput> {
+        let compiled = self.compiled()?;
+        let n = self.check_data(x, y)?;
+        let with_accuracy = compiled.accuracy();
+        let loss_fn = compiled.loss;
+        let (value, correct, gradients, updates) = {
+            let mut ctx = ForwardCtx::new(mode, true, rng, self.steps);
+            let (out, logits) = self.run(x, &mut ctx, Some(&loss_fn))?;
+            let loss = loss_fn.compute(&out, logits, y)?;
+            let value = loss.item()?;
+            if !value.is_finite() {
+                return Err(NnError::NonFiniteLoss { epoch: place.epoch, step: place.step, value });
+            }
+            let correct = with_accuracy.then(|| accuracy_sum(&loss_fn, &out, logits, y));
+            drop(out);
+            let mut grads = if loss.requires_grad() { Some(loss.backward()?) } else { None };
+            let gradients: Vec<(String, Tensor)> = self
+                .params()
+                .filter(|p| p.trainable())
+                .filter_map(|p| Some((p.path().to_string(), grads.as_mut()?.take(p.value())?)))
+                .collect();
+            (value, correct, gradients, ctx.take_updates())
+        };
+        for (path, values) in updates {
+            if let Some(p) = self.params_mut().find(|p| p.path() == path) {
+                p.assign(&values);
+            }
+        }
+        self.steps += 1;
+        Ok(StepOutput { loss: value, accuracy: correct.map(|c| c / n.max(1) as f64), gradients })
+    }
+
+    /// The loss and the gradient of every trainable parameter on one batch, without
+    /// updating anything but batch-norm moving statistics (in [`Mode::Train`]).
+    /// [`Mode::Infer`] gives Keras' `training=False` gradients (dropout off, moving
+    /// statistics).
+    pub fn compute_gradients(&mut self, x: &Tensor, y: &Targets, mode: Mode) -> Result<StepOutput> {
+        let mut rng = self.rng.fork();
+        let place = StepPlace { epoch: 0, step: self.steps as usize + 1 };
+        self.gradients(x, y, mode, &mut rng, place)
+    }
+
+    /// One optimizer update from gradients by parameter path (Keras' `apply_gradients`).
+    pub fn apply_gradients(&mut self, gradients: &[(String, Tensor)]) -> Result<()> {
+        if let Some((path, _)) = gradients.iter().find(|(k, _)| !self.params().any(|p| p.trainable() && p.path() == k))
+        {
+            return Err(NnError::UnknownParameter { path: path.clone() });
+        }
+        let Sequential { layers, compiled, .. } = self;
+        let compiled = compiled.as_mut().ok_or(NnError::NotCompiled)?;
+        let by_path: BTreeMap<&str, &Tensor> = gradients.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let updates = layers
+            .iter_mut()
+            .flat_map(|l| l.params_mut().iter_mut())
+            .filter_map(|p| by_path.get(p.path()).map(|g| (p, *g)));
+        compiled.optimizer.apply(updates)
+    }
+
+    /// One training step on one batch; returns its loss and accuracy (Keras'
+    /// `train_on_batch`). A non-finite loss is an error and nothing is updated.
+    pub fn train_on_batch(&mut self, x: &Tensor, y: &Targets) -> Result<(f32, Option<f64>)> {
+        let mut rng = self.rng.fork();
+        let place = StepPlace { epoch: 0, step: self.steps as usize + 1 };
+        let out = self.gradients(x, y, Mode::Train, &mut rng, place)?;
+        self.apply_gradients(&out.gradients)?;
+        Ok((out.loss, out.accuracy))
+    }
+
+    /// Loss and accuracy over `x` in batches, in inference mode, recording no graph.
+    pub fn evaluate(&self, x: &Tensor, y: &Targets, batch_size: usize) -> Result<Evaluation> {
+        let compiled = self.compiled()?;
+        let n = self.check_data(x, y)?;
+        if batch_size == 0 {
+            return Err(NnError::arg("batch_size", "must be positive"));
+        }
+        if n == 0 {
+            return Err(NnError::arg("x", "cannot evaluate on an empty dataset"));
+        }
+        let mut rng = Rng::new(0);
+        let (mut loss_sum, mut correct) = (0.0f64, 0.0f64);
+        let mut start = 0;
+        while start < n {
+            let end = (start + batch_size).min(n);
+            let xb = slice_rows(x, start, end)?;
+            let yb = y.range(start, end)?;
+            let mut ctx = ForwardCtx::new(Mode::Infer, false, &mut rng, self.steps);
+            let (out, logits) = self.run(&xb, &mut ctx, Some(&compiled.loss))?;
+            loss_sum += compiled.loss.compute(&out, logits, &yb)?.item()? as f64 * (end - start) as f64;
+            if compiled.accuracy() {
+                correct += accuracy_sum(&compiled.loss, &out, logits, &yb);
+            }
+            start = end;
+        }
+        Ok(Evaluation { loss: loss_sum / n as f64, accuracy: compiled.accuracy().then(|| correct / n as f64) })
+    }
+
+    /// Trains for `options.epochs` epochs (Keras' `fit`). Stops with
+    /// [`NnError::NonFiniteLoss`] (before the update) when the loss becomes NaN or
+    /// infinite, or early when a callback asks.
+    pub fn fit(&mut self, x: &Tensor, y: &Targets, mut options: FitOptions) -> Result<History> {
+        self.compiled()?;
+        let n = self.check_data(x, y)?;
+        if options.batch_size == 0 {
+            return Err(NnError::arg("batch_size", "must be positive"));
+        }
+        if !(0.0..1.0).contains(&options.validation_split) {
+            return Err(NnError::arg(
+                "validation_split",
+                format!("must be in [0, 1), got {}", options.validation_split),
+            ));
+        }
+        // Keras holds out the last samples, before any shuffling
+        let (train_n, validation) = match options.validation_data.take() {
+            Some((vx, vy)) => {
+                self.check_data(&vx, &vy)?;
+                (n, Some((vx, vy)))
+            }
+            None if options.validation_split > 0.0 => {
+                let split = ((n as f64) * (1.0 - options.validation_split as f64)).floor() as usize;
+                let val = (slice_rows(x, split, n)?, y.range(split, n)?);
+                (split, Some(val))
+            }
+            None => (n, None),
+        };
+        if train_n == 0 {
+            return Err(NnError::arg("x", "no training samples"));
+        }
+        let (x_train, y_train) =
+            if train_n == n { (x.clone(), y.clone()) } else { (slice_rows(x, 0, train_n)?, y.range(0, train_n)?) };
+        if let Some((vx, _)) = &validation
+            && vx.dims()[0] == 0
+        {
+            return Err(NnError::arg("validation_split", "leaves no validation samples"));
+        }
+
+        let mut callbacks = std::mem::take(&mut options.callbacks);
+        for cb in callbacks.iter_mut() {
+            cb.on_train_begin(self)?;
+        }
+        let mut rng = Rng::new(options.seed);
+        let mut history = History::default();
+        let steps = train_n.div_ceil(options.batch_size);
+        let mut order: Vec<usize> = (0..train_n).collect();
+        for epoch in 1..=options.epochs {
+            let started = Instant::now();
+            let mut progress = Progress::new(epoch, options.epochs, steps, options.verbose);
+            if options.shuffle {
+                rng.shuffle(&mut order);
+            }
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+            for step in 0..steps {
+                let idx = &order[step * options.batch_size..((step + 1) * options.batch_size).min(train_n)];
+                let xb = gather_rows(&x_train, idx)?;
+                let yb = y_train.gather(idx)?;
+                let mut step_rng = rng.fork();
+                let out = self.gradients(&xb, &yb, Mode::Train, &mut step_rng, StepPlace { epoch, step: step + 1 })?;
+                drop(xb);
+                self.apply_gradients(&out.gradients)?;
+                loss_sum += out.loss as f64 * idx.len() as f64;
+                correct += out.accuracy.unwrap_or(0.0) * idx.len() as f64;
+                seen += idx.len();
+                let accuracy = out.accuracy.map(|_| correct / seen as f64);
+                progress.step(step + 1, loss_sum / seen as f64, accuracy);
+            }
+            let mut logs = Logs::new();
+            logs.insert("loss".into(), loss_sum / seen as f64);
+            if self.compiled()?.accuracy() {
+                logs.insert("accuracy".into(), correct / seen as f64);
+            }
+            if let Some((vx, vy)) = &validation {
+                let ev = self.evaluate(vx, vy, options.batch_size)?;
+                logs.insert("val_loss".into(), ev.loss);
+                if let Some(a) = ev.accuracy {
+                    logs.insert("val_accuracy".into(), a);
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            progress.finish(&logs);
+            history.push(&logs, seconds);
+            let mut stop = false;
+            for cb in callbacks.iter_mut() {
+                stop |= cb.on_epoch_end(epoch, &logs, self)? == Control::Stop;
+            }
+            if stop {
+                history.stopped_epoch = Some(epoch);
+                break;
+            }
+        }
+        for cb in callbacks.iter_mut() {
+            cb.on_train_end(self)?;
+        }
+        Ok(history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Activation, Adam, DenseConfig, DropoutConfig, Sgd};
+
+    /// Two blobs in 2-D, labels 0 and 1.
+    fn blobs(n: usize, seed: u64) -> (Tensor, Targets) {
+        let mut rng = Rng::new(seed);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let c = (i % 2) as u32;
+            let centre = if c == 0 { -1.0 } else { 1.0 };
+            x.push(centre + 0.5 * rng.normal());
+            x.push(-centre + 0.5 * rng.normal());
+            y.push(c);
+        }
+        (Tensor::from_vec(x, [n, 2]).unwrap(), Targets::Sparse(y))
+    }
+
+    fn small_model(seed: u64) -> Sequential {
+        let mut m = Sequential::new([2]).with_seed(seed);
+        m.add(DenseConfig::new(8).with_activation(Activation::Relu))
+            .unwrap()
+            .add(DropoutConfig::new(0.2))
+            .unwrap()
+            .add(DenseConfig::new(2).with_activation(Activation::Softmax))
+            .unwrap();
+        m.compile(Loss::sparse_categorical_crossentropy(), Adam::new(0.05), &[Metric::Accuracy]).unwrap();
+        m
+    }
+
+    #[test]
+    fn fit_learns_separable_blobs_and_reports_history() {
+        let (x, y) = blobs(200, 1);
+        let mut m = small_model(3);
+        let opts = FitOptions::new(16, 5).with_validation_split(0.25).with_verbose(0);
+        let h = m.fit(&x, &y, opts).unwrap();
+        assert_eq!(h.epochs(), 5);
+        assert_eq!(h.val_accuracy.len(), 5);
+        assert_eq!(h.epoch_seconds.len(), 5);
+        assert!(h.loss[4] < h.loss[0], "{:?}", h.loss);
+        assert!(h.val_accuracy[4] > 0.9, "{:?}", h.val_accuracy);
+        let ev = m.evaluate(&x, &y, 64).unwrap();
+        assert!(ev.accuracy.unwrap() > 0.9);
+        assert_eq!(m.optimizer().unwrap().iterations(), 5 * 150usize.div_ceil(16) as u64);
+    }
+
+    #[test]
+    fn evaluate_matches_a_single_batch_loss() {
+        let (x, y) = blobs(10, 2);
+        let m = small_model(4);
+        let a = m.evaluate(&x, &y, 3).unwrap();
+        let b = m.evaluate(&x, &y, 10).unwrap();
+        assert!((a.loss - b.loss).abs() < 1e-6);
+        assert_eq!(a.accuracy, b.accuracy);
+        // the loss is the cross-entropy of the predicted probabilities
+        let p = m.predict(&x, 4).unwrap();
+        let labels = y.as_sparse().unwrap();
+        let want: f64 = p.data().chunks(2).zip(labels).map(|(r, &l)| -(r[l as usize] as f64).ln()).sum::<f64>() / 10.0;
+        assert!((a.loss - want).abs() < 1e-5, "{} vs {want}", a.loss);
+    }
+
+    #[test]
+    fn nan_loss_stops_with_the_epoch_and_step() {
+        let (x, y) = blobs(64, 3);
+        let mut m = small_model(5);
+        m.compile(Loss::sparse_categorical_crossentropy(), Sgd::new(1e30), &[]).unwrap();
+        let err = m.fit(&x, &y, FitOptions::new(8, 3).with_verbose(0)).unwrap_err();
+        let NnError::NonFiniteLoss { epoch, step, .. } = err else { panic!("{err}") };
+        assert!(epoch >= 1 && step >= 1);
+        let mut bad = x.to_vec();
+        bad[0] = f32::NAN;
+        let xb = Tensor::from_vec(bad, [64, 2]).unwrap();
+        let mut m = Sequential::new([2]);
+        m.add(DenseConfig::new(2).with_activation(Activation::Softmax)).unwrap();
+        m.compile(Loss::sparse_categorical_crossentropy(), Adam::default(), &[]).unwrap();
+        let before = m.weights();
+        let err = m.fit(&xb, &y, FitOptions::new(64, 1).with_shuffle(false).with_verbose(0)).unwrap_err();
+        assert!(matches!(err, NnError::NonFiniteLoss { epoch: 1, step: 1, .. }), "{err}");
+        for ((_, a), (_, b)) in before.iter().zip(m.weights()) {
+            assert_eq!(a.data(), b.data(), "no update after a NaN loss");
+        }
+    }
+
+    #[test]
+    fn uncompiled_and_mismatched_calls_are_typed_errors() {
+        let (x, y) = blobs(8, 4);
+        let mut m = Sequential::new([2]);
+        m.add(DenseConfig::new(2)).unwrap();
+        assert!(matches!(m.fit(&x, &y, FitOptions::default()), Err(NnError::NotCompiled)));
+        assert!(matches!(m.evaluate(&x, &y, 4), Err(NnError::NotCompiled)));
+        let mut m = small_model(1);
+        let short = Targets::Sparse(vec![0; 3]);
+        assert!(matches!(m.fit(&x, &short, FitOptions::default()), Err(NnError::Targets { .. })));
+        assert!(matches!(m.fit(&x, &y, FitOptions::new(0, 1)), Err(NnError::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn apply_gradients_is_one_adam_step() {
+        let (x, y) = blobs(8, 6);
+        let mut m = small_model(2);
+        let before = m.get_weight("dense_1/bias").unwrap().to_vec();
+        let out = m.compute_gradients(&x, &y, Mode::Infer).unwrap();
+        assert_eq!(out.gradients.len(), 4);
+        let g = out.gradients.iter().find(|(k, _)| k == "dense_1/bias").unwrap().1.to_vec();
+        m.apply_gradients(&out.gradients).unwrap();
+        let after = m.get_weight("dense_1/bias").unwrap().to_vec();
+        for ((b, a), g) in before.iter().zip(&after).zip(&g) {
+            // first Adam step: lr * g / (|g| + eps / sqrt(1 - beta_2))
+            let want = b - 0.05 * g / (g.abs() + 1e-7 / 0.001f32.sqrt());
+            assert!((a - want).abs() < 1e-6, "{a} vs {want}");
+        }
+        let unknown = vec![("nope".to_string(), Tensor::zeros([1]))];
+        assert!(matches!(m.apply_gradients(&unknown), Err(NnError::UnknownParameter { .. })));
+    }
+
+    #[test]
+    fn fused_softmax_gives_the_gradients_of_the_probability_form() {
+        use crate::ActivationConfig;
+        let (x, y) = blobs(12, 7);
+        let build = |softmax_in_dense: bool, extra: Option<Activation>, loss: Loss| {
+            let mut m = Sequential::new([2]).with_seed(9);
+            let act = if softmax_in_dense { Activation::Softmax } else { Activation::Linear };
+            m.add(DenseConfig::new(3).with_activation(act)).unwrap();
+            if let Some(a) = extra {
+                m.add(ActivationConfig::new(a)).unwrap();
+            }
+            m.compile(loss, Adam::default(), &[Metric::Accuracy]).unwrap();
+            m
+        };
+        let probs = Loss::sparse_categorical_crossentropy();
+        let logits = probs.with_from_logits(true);
+        let reference = build(true, None, probs).compute_gradients(&x, &y, Mode::Infer).unwrap();
+        let variants = [
+            build(false, Some(Activation::Softmax), probs), // Activation layer absorbed
+            build(false, None, logits),                     // from_logits
+            build(true, Some(Activation::Linear), probs),   // not absorbed: clipped probability form
+        ];
+        for mut m in variants {
+            let out = m.compute_gradients(&x, &y, Mode::Infer).unwrap();
+            assert!((out.loss - reference.loss).abs() < 1e-6, "{} vs {}", out.loss, reference.loss);
+            assert_eq!(out.accuracy, reference.accuracy);
+            for ((pa, ga), (pb, gb)) in out.gradients.iter().zip(&reference.gradients) {
+                assert_eq!(pa, pb);
+                for (a, b) in ga.data().iter().zip(gb.data()) {
+                    assert!((a - b).abs() < 1e-6, "{pa}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn binary_and_one_hot_targets_train() {
+        let (x, y) = blobs(64, 8);
+        let labels = y.as_sparse().unwrap().to_vec();
+        // binary: one sigmoid unit, 0/1 targets as a tensor
+        let mut m = Sequential::new([2]).with_seed(1);
+        m.add(DenseConfig::new(1).with_activation(Activation::Sigmoid)).unwrap();
+        m.compile(Loss::binary_crossentropy(), Adam::new(0.1), &[Metric::Accuracy]).unwrap();
+        let t = Tensor::from_vec(labels.iter().map(|&l| l as f32).collect(), [64, 1]).unwrap();
+        let h = m.fit(&x, &Targets::Dense(t), FitOptions::new(16, 10).with_verbose(0)).unwrap();
+        assert!(h.accuracy[9] > 0.9 && h.loss[9] < h.loss[0], "{h:?}");
+        // categorical: one-hot rows
+        let mut onehot = vec![0.0; 64 * 2];
+        for (i, &l) in labels.iter().enumerate() {
+            onehot[i * 2 + l as usize] = 1.0;
+        }
+        let mut m = small_model(1);
+        m.compile(Loss::categorical_crossentropy(), Adam::new(0.05), &[Metric::Accuracy]).unwrap();
+        let t = Targets::Dense(Tensor::from_vec(onehot, [64, 2]).unwrap());
+        let h = m.fit(&x, &t, FitOptions::new(16, 10).with_verbose(0)).unwrap();
+        assert!(h.accuracy[9] > 0.9, "{h:?}");
+        assert!(m.evaluate(&x, &t, 64).unwrap().accuracy.unwrap() > 0.9);
+    }
+
+    #[test]
+    fn a_final_softmax_is_fused_with_the_loss() {
+        use crate::ActivationConfig;
+        // logits so confident and wrong that the probability form hits Keras' 1e-7 clip
+        let x = Tensor::from_vec(vec![1.0, 0.0], [1, 2]).unwrap();
+        let y = Targets::Sparse(vec![1]);
+        let kernel = Tensor::from_vec(vec![40.0, -40.0, 0.0, 0.0], [2, 2]).unwrap();
+        let loss_of = |extra: bool| {
+            let mut m = Sequential::new([2]);
+            m.add(DenseConfig::new(2).with_activation(Activation::Softmax)).unwrap();
+            if extra {
+                m.add(ActivationConfig::new(Activation::Linear)).unwrap();
+            }
+            m.set_weight("dense/kernel", &kernel).unwrap();
+            m.compile(Loss::sparse_categorical_crossentropy(), Adam::default(), &[]).unwrap();
+            m.evaluate(&x, &y, 1).unwrap().loss
+        };
+        assert!((loss_of(false) - 80.0).abs() < 1e-3, "fused: log-sum-exp of the logits");
+        assert!((loss_of(true) + (1e-7f64).ln()).abs() < 1e-3, "probabilities: clipped at 1e-7");
+    }
+
+    #[test]
+    fn training_steps_update_parameters_in_place() {
+        let (x, y) = blobs(16, 9);
+        let mut m = small_model(1);
+        let ptrs = |m: &Sequential| m.params().map(|p| p.value().data().as_ptr()).collect::<Vec<_>>();
+        let before = ptrs(&m);
+        m.train_on_batch(&x, &y).unwrap();
+        m.fit(&x, &y, FitOptions::new(4, 1).with_verbose(0)).unwrap();
+        assert_eq!(ptrs(&m), before, "no parameter buffer was copied or reallocated");
+        // a snapshot keeps its values: the next update copies instead of writing through
+        let snapshot = m.weights();
+        m.train_on_batch(&x, &y).unwrap();
+        assert_ne!(snapshot[0].1.data(), m.params().next().unwrap().value().data());
+    }
+}

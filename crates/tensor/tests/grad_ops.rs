@@ -1,0 +1,824 @@
+//! Every primitive op other than convolution and pooling (see `conv_pool.rs`)
+//! against an f64 reference forward written here, its backward against f64
+//! finite differences of that reference (see `common/mod.rs` for the method
+//! and tolerances): matmul, linear, activations, softmax, log-softmax,
+//! dropout, reshape, flatten, concat, broadcasting arithmetic, affine,
+//! batch norm, reductions and the cross-entropy losses.
+
+mod common;
+
+use common::*;
+use convnet_tensor::rng::Rng;
+use convnet_tensor::{Activation, Tensor};
+
+// ---------------------------------------------------------------- matmul, linear
+
+fn matmul_ref(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    y
+}
+
+#[test]
+fn matmul_and_linear() {
+    let mut rng = Rng::new(1);
+    for &(m, k, n) in &[(3, 5, 4), (1, 1, 1), (1, 7, 3), (17, 33, 9), (6, 2, 19)] {
+        let a = normal(&mut rng, m * k);
+        let b = normal(&mut rng, k * n);
+        let bias = normal(&mut rng, n);
+        let name = format!("matmul {m}x{k} @ {k}x{n}");
+        check_op(
+            &name,
+            &[var(a.clone(), &[m, k]), var(b.clone(), &[k, n])],
+            |t| t[0].matmul(&t[1]),
+            |v| matmul_ref(&v[0], &v[1], m, k, n),
+        );
+        let name = format!("linear {m}x{k} @ {k}x{n} + b");
+        let args = [
+            var(a.clone(), &[m, k]),
+            var(b.clone(), &[k, n]),
+            var(bias.clone(), &[n]),
+        ];
+        let linear_ref = |v: &[Vec<f64>]| {
+            let mut y = matmul_ref(&v[0], &v[1], m, k, n);
+            y.iter_mut()
+                .enumerate()
+                .for_each(|(i, y)| *y += v[2][i % n]);
+            y
+        };
+        check_op(
+            &name,
+            &args,
+            |t| t[0].linear(&t[1], Some(&t[2])),
+            linear_ref,
+        );
+        // constant weights (inference of a frozen layer): only dx and db
+        let args = [var(a, &[m, k]), constant(b, &[k, n]), var(bias, &[n])];
+        check_op(
+            &format!("{name}, frozen weight"),
+            &args,
+            |t| t[0].linear(&t[1], Some(&t[2])),
+            linear_ref,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- activations
+
+fn activation_ref(act: Activation, x: f64) -> f64 {
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    match act {
+        Activation::Linear => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => x.tanh(),
+        Activation::Silu => x * sigmoid(x),
+        Activation::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
+        Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+    }
+}
+
+#[test]
+fn erf_reference_is_accurate() {
+    // Abramowitz & Stegun table values
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+    ] {
+        assert!((erf64(x) - want).abs() < 1e-14, "erf({x}) = {}", erf64(x));
+        assert!((erf64(-x) + want).abs() < 1e-14);
+    }
+    // both branches agree where they meet
+    assert!((erf64(2.5 - 1e-12) - erf64(2.5)).abs() < 1e-13);
+}
+
+#[test]
+fn activations() {
+    let mut rng = Rng::new(2);
+    // kinks: relu at 0, relu6 at 0 and 6, hard_swish and hard_sigmoid at -3 and 3
+    let x = away_from(&mut rng, 2 * 3 * 9, -7.5, 8.0, &[-3.0, 0.0, 3.0, 6.0], 0.05);
+    let all = [
+        Activation::Linear,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Silu,
+        Activation::Gelu,
+        Activation::HardSwish,
+        Activation::HardSigmoid,
+    ];
+    for act in all {
+        check_op(
+            act.name(),
+            &[var(x.clone(), &[2, 3, 9])],
+            |t| Ok(t[0].activation(act)),
+            |v| v[0].iter().map(|&x| activation_ref(act, x)).collect(),
+        );
+        assert_eq!(Activation::from_name(act.name()), Some(act));
+    }
+    // the named shortcuts are the same functions
+    let t = Tensor::from_vec(x.clone(), [2, 3, 9]).unwrap();
+    let named: [(Activation, Tensor); 8] = [
+        (Activation::Relu, t.relu()),
+        (Activation::Relu6, t.relu6()),
+        (Activation::Sigmoid, t.sigmoid()),
+        (Activation::Tanh, t.tanh()),
+        (Activation::Silu, t.silu()),
+        (Activation::Gelu, t.gelu()),
+        (Activation::HardSwish, t.hard_swish()),
+        (Activation::HardSigmoid, t.hard_sigmoid()),
+    ];
+    for (act, y) in named {
+        assert_eq!(y.data(), t.activation(act).data(), "{}", act.name());
+    }
+    // saturated tails: finite, and as accurate as f32 allows
+    let tails = Tensor::from_vec(vec![-100.0, -30.0, 30.0, 100.0], [4]).unwrap();
+    let s = tails.sigmoid();
+    assert!(
+        s.data()[0] >= 0.0 && s.data()[0] < 1e-40,
+        "sigmoid(-100) = {}",
+        s.data()[0]
+    );
+    assert!((s.data()[1] as f64 / activation_ref(Activation::Sigmoid, -30.0) - 1.0).abs() < 1e-6);
+    assert_eq!(&s.data()[2..], [1.0, 1.0]);
+    assert_eq!(tails.gelu().data(), [0.0, 0.0, 30.0, 100.0]);
+    assert_eq!(tails.silu().data()[3], 100.0);
+    assert_eq!(tails.tanh().data(), [-1.0, -1.0, 1.0, 1.0]);
+}
+
+// ---------------------------------------------------------------- softmax
+
+fn log_softmax_ref(x: &[f64], c: usize) -> Vec<f64> {
+    let mut y = Vec::with_capacity(x.len());
+    for row in x.chunks(c) {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        y.extend(row.iter().map(|v| v - lse));
+    }
+    y
+}
+
+#[test]
+fn softmax_and_log_softmax() {
+    let mut rng = Rng::new(3);
+    for dims in [vec![2, 3, 5], vec![4, 1], vec![1, 11]] {
+        let c = *dims.last().unwrap();
+        let x: Vec<f32> = normal(&mut rng, dims.iter().product())
+            .iter()
+            .map(|v| v * 2.0)
+            .collect();
+        check_op(
+            &format!("softmax {dims:?}"),
+            &[var(x.clone(), &dims)],
+            |t| t[0].softmax(),
+            |v| log_softmax_ref(&v[0], c).iter().map(|v| v.exp()).collect(),
+        );
+        check_op(
+            &format!("log_softmax {dims:?}"),
+            &[var(x, &dims)],
+            |t| t[0].log_softmax(),
+            |v| log_softmax_ref(&v[0], c),
+        );
+    }
+    // large logits do not overflow
+    let big = Tensor::from_vec(vec![1000.0, 0.0, -1000.0], [1, 3]).unwrap();
+    assert_eq!(big.softmax().unwrap().data(), [1.0, 0.0, 0.0]);
+    assert_eq!(big.log_softmax().unwrap().data(), [0.0, -1000.0, -2000.0]);
+}
+
+// ---------------------------------------------------------------- dropout
+
+#[test]
+fn dropout_with_a_fixed_mask() {
+    let mut rng = Rng::new(4);
+    let rate = 0.3;
+    let dims = [2, 3, 4, 5];
+    let n: usize = dims.iter().product();
+    // the mask a seed draws, read off by dropping out ones
+    let mask: Vec<f64> = Tensor::full(dims, 1.0)
+        .dropout(rate, &mut Rng::new(42))
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let keep = 1.0 / (1.0 - rate as f64);
+    assert!(
+        mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6),
+        "mask values are 0 or 1/(1-rate)"
+    );
+    assert!(mask.contains(&0.0) && mask.iter().any(|&m| m > 0.0));
+    let x = normal(&mut rng, n);
+    check_op(
+        "dropout",
+        &[var(x, &dims)],
+        |t| t[0].dropout(rate, &mut Rng::new(42)),
+        |v| v[0].iter().zip(&mask).map(|(x, m)| x * m).collect(),
+    );
+
+    // the drop fraction is the rate; another seed drops other units
+    let big = Tensor::full([100_000], 1.0);
+    let a = big.dropout(rate, &mut Rng::new(1)).unwrap();
+    let dropped = a.data().iter().filter(|&&v| v == 0.0).count() as f64 / 100_000.0;
+    assert!(
+        (dropped - rate as f64).abs() < 0.01,
+        "dropped fraction {dropped}"
+    );
+    let b = big.dropout(rate, &mut Rng::new(2)).unwrap();
+    assert_ne!(a.data(), b.data());
+    assert_eq!(
+        a.data(),
+        big.dropout(rate, &mut Rng::new(1)).unwrap().data(),
+        "same seed, same mask"
+    );
+    // rate 0 is the identity
+    assert_eq!(
+        big.dropout(0.0, &mut Rng::new(1)).unwrap().data(),
+        big.data()
+    );
+}
+
+// ---------------------------------------------------------------- reshape, concat
+
+#[test]
+fn reshape_and_flatten() {
+    let mut rng = Rng::new(5);
+    let x = normal(&mut rng, 2 * 3 * 4 * 5);
+    let id = |v: &[Vec<f64>]| v[0].clone();
+    check_op(
+        "reshape",
+        &[var(x.clone(), &[2, 3, 4, 5])],
+        |t| t[0].reshape([6, usize::MAX]),
+        id,
+    );
+    check_op(
+        "flatten",
+        &[var(x.clone(), &[2, 3, 4, 5])],
+        |t| t[0].flatten(),
+        id,
+    );
+    let t = Tensor::from_vec(x, [2, 3, 4, 5]).unwrap();
+    assert_eq!(t.reshape([6, usize::MAX]).unwrap().dims(), [6, 20]);
+    assert_eq!(t.flatten().unwrap().dims(), [2, 60]);
+    assert_eq!(t.reshape([120]).unwrap().dims(), [120]);
+    // a reshape between two ops: the gradient reaches the input in its own shape
+    let v = t.var();
+    let y = v.reshape([6, 20]).unwrap().softmax().unwrap();
+    let g = y.backward_with(Tensor::full([6, 20], 1.0)).unwrap();
+    assert_eq!(g.get(&v).unwrap().dims(), [2, 3, 4, 5]);
+}
+
+/// Concatenation in f64: for each outer index, every input's row in turn.
+fn concat_ref(parts: &[Vec<f64>], dims: &[Vec<usize>], axis: usize) -> Vec<f64> {
+    let outer: usize = dims[0][..axis].iter().product();
+    let mut y = Vec::new();
+    for o in 0..outer {
+        for (p, d) in parts.iter().zip(dims) {
+            let row: usize = d[axis..].iter().product();
+            y.extend_from_slice(&p[o * row..(o + 1) * row]);
+        }
+    }
+    y
+}
+
+#[test]
+fn concat_on_channels_and_rows() {
+    let mut rng = Rng::new(6);
+    let cases: [(usize, Vec<Vec<usize>>); 4] = [
+        (1, vec![vec![2, 3, 4, 2], vec![2, 1, 4, 2]]),
+        (
+            3,
+            vec![vec![2, 3, 4, 2], vec![2, 3, 4, 3], vec![2, 3, 4, 1]],
+        ),
+        (0, vec![vec![2, 3], vec![1, 3]]),
+        (3, vec![vec![1, 2, 2, 5]]),
+    ];
+    for (axis, dims) in cases {
+        let mut args: Vec<Arg> = dims
+            .iter()
+            .map(|d| var(normal(&mut rng, d.iter().product()), d))
+            .collect();
+        check_op(
+            &format!("concat axis {axis} {dims:?}"),
+            &args,
+            |t| Tensor::concat(&t.iter().collect::<Vec<_>>(), axis),
+            |v| concat_ref(v, &dims, axis),
+        );
+        if args.len() == 1 {
+            continue;
+        }
+        // one part constant: gradients for the others only
+        args[0].differentiate = false;
+        check_op(
+            &format!("concat axis {axis} {dims:?}, first constant"),
+            &args,
+            |t| Tensor::concat(&t.iter().collect::<Vec<_>>(), axis),
+            |v| concat_ref(v, &dims, axis),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- broadcasting arithmetic
+
+/// NumPy broadcasting in f64, by explicit multi-indices.
+fn broadcast_ref(
+    a: &[f64],
+    ad: &[usize],
+    b: &[f64],
+    bd: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let rank = ad.len().max(bd.len());
+    let pad = |d: &[usize]| [vec![1; rank - d.len()], d.to_vec()].concat();
+    let (ad, bd) = (pad(ad), pad(bd));
+    let out: Vec<usize> = ad.iter().zip(&bd).map(|(&x, &y)| x.max(y)).collect();
+    let flat = |d: &[usize], idx: &[usize]| {
+        idx.iter()
+            .zip(d)
+            .fold(0, |acc, (&i, &n)| acc * n + if n == 1 { 0 } else { i })
+    };
+    let total: usize = out.iter().product();
+    let mut idx = vec![0; rank];
+    let mut y = Vec::with_capacity(total);
+    for _ in 0..total {
+        y.push(f(a[flat(&ad, &idx)], b[flat(&bd, &idx)]));
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            if idx[d] < out[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    y
+}
+
+#[test]
+fn add_sub_mul_div_with_broadcasting() {
+    let mut rng = Rng::new(7);
+    let big = vec![2, 3, 4, 5];
+    let pairs: Vec<(Vec<usize>, Vec<usize>)> = vec![
+        (big.clone(), big.clone()),
+        (big.clone(), vec![5]),
+        (big.clone(), vec![2, 1, 1, 5]),
+        (big.clone(), vec![1, 3, 1, 1]),
+        (big.clone(), vec![]),
+        (vec![5], big.clone()),
+        (vec![1, 3, 1, 1], big.clone()),
+        (vec![], big.clone()),
+        (vec![3, 1, 5], vec![4, 1]), // both sides broadcast
+        (vec![], vec![]),
+    ];
+    type F = fn(f64, f64) -> f64;
+    let ops: [(&str, F); 4] = [
+        ("add", |a, b| a + b),
+        ("sub", |a, b| a - b),
+        ("mul", |a, b| a * b),
+        ("div", |a, b| a / b),
+    ];
+    for (ad, bd) in &pairs {
+        for (name, f) in ops {
+            let a = normal(&mut rng, ad.iter().product());
+            // denominators kept away from zero: magnitude in [0.5, 1.5]
+            let b: Vec<f32> = uniform(&mut rng, bd.iter().product(), 0.5, 1.5)
+                .into_iter()
+                .map(|v| if rng.below(2) == 0 { v } else { -v })
+                .collect();
+            let op = |t: &[Tensor]| match name {
+                "add" => t[0].add(&t[1]),
+                "sub" => t[0].sub(&t[1]),
+                "mul" => t[0].mul(&t[1]),
+                _ => t[0].div(&t[1]),
+            };
+            let reference = |v: &[Vec<f64>]| broadcast_ref(&v[0], ad, &v[1], bd, f);
+            let what = format!("{name} {ad:?} {bd:?}");
+            check_op(
+                &what,
+                &[var(a.clone(), ad), var(b.clone(), bd)],
+                op,
+                reference,
+            );
+            check_op(
+                &format!("{what}, rhs constant"),
+                &[var(a.clone(), ad), constant(b.clone(), bd)],
+                op,
+                reference,
+            );
+            check_op(
+                &format!("{what}, lhs constant"),
+                &[constant(a, ad), var(b, bd)],
+                op,
+                reference,
+            );
+        }
+    }
+}
+
+#[test]
+fn affine_scale_add_scalar() {
+    let mut rng = Rng::new(8);
+    let x = normal(&mut rng, 3 * 7);
+    let args = [var(x, &[3, 7])];
+    check_op(
+        "affine",
+        &args,
+        |t| Ok(t[0].affine(1.7, -0.3)),
+        |v| {
+            v[0].iter()
+                .map(|x| x * 1.7f32 as f64 - 0.3f32 as f64)
+                .collect()
+        },
+    );
+    check_op(
+        "scale",
+        &args,
+        |t| Ok(t[0].scale(-2.5)),
+        |v| v[0].iter().map(|x| x * -2.5).collect(),
+    );
+    check_op(
+        "add_scalar",
+        &args,
+        |t| Ok(t[0].add_scalar(0.25)),
+        |v| v[0].iter().map(|x| x + 0.25).collect(),
+    );
+}
+
+// ---------------------------------------------------------------- batch norm
+
+const BN_EPS: f32 = 1e-3;
+
+/// `(x - mean) / sqrt(var + eps) * gamma + beta` per channel (last axis).
+fn bn_apply(x: &[f64], gamma: &[f64], beta: &[f64], mean: &[f64], var: &[f64]) -> Vec<f64> {
+    let c = gamma.len();
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let j = i % c;
+            (v - mean[j]) / (var[j] + BN_EPS as f64).sqrt() * gamma[j] + beta[j]
+        })
+        .collect()
+}
+
+/// Per-channel mean and biased variance.
+fn bn_stats(x: &[f64], c: usize) -> (Vec<f64>, Vec<f64>) {
+    let rows = (x.len() / c) as f64;
+    let mut mean = vec![0.0; c];
+    let mut var = vec![0.0; c];
+    for (i, v) in x.iter().enumerate() {
+        mean[i % c] += v / rows;
+    }
+    for (i, v) in x.iter().enumerate() {
+        var[i % c] += (v - mean[i % c]).powi(2) / rows;
+    }
+    (mean, var)
+}
+
+#[test]
+fn batch_norm_train_and_infer() {
+    let mut rng = Rng::new(9);
+    for dims in [vec![2, 3, 5, 4], vec![7, 3], vec![3, 1, 2, 6]] {
+        let c = *dims.last().unwrap();
+        let n: usize = dims.iter().product();
+        // per-channel offsets and scales, so the statistics matter
+        let x: Vec<f32> = normal(&mut rng, n)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (i % c) as f32) + (i % c) as f32)
+            .collect();
+        let gamma = uniform(&mut rng, c, 0.5, 1.5);
+        let beta = normal(&mut rng, c);
+        let args = [
+            var(x.clone(), &dims),
+            var(gamma.clone(), &[c]),
+            var(beta.clone(), &[c]),
+        ];
+        check_op(
+            &format!("batch_norm_train {dims:?}"),
+            &args,
+            |t| Ok(t[0].batch_norm_train(&t[1], &t[2], BN_EPS)?.0),
+            |v| {
+                let (mean, var) = bn_stats(&v[0], c);
+                bn_apply(&v[0], &v[1], &v[2], &mean, &var)
+            },
+        );
+        // the returned statistics are the batch's (biased variance)
+        let xt = Tensor::from_vec(x.clone(), dims.clone()).unwrap();
+        let (_, stats) = xt
+            .batch_norm_train(&Tensor::full([c], 1.0), &Tensor::zeros([c]), BN_EPS)
+            .unwrap();
+        let (mean, var) = bn_stats(&x.iter().map(|&v| v as f64).collect::<Vec<_>>(), c);
+        assert_close("batch stats mean", &stats.mean, &mean, 1e-6);
+        assert_close("batch stats var", &stats.var, &var, 1e-5);
+        assert_eq!(stats.count, n / c);
+
+        let run_mean: Vec<f32> = normal(&mut rng, c);
+        let run_var = uniform(&mut rng, c, 0.5, 2.0);
+        let (m64, v64): (Vec<f64>, Vec<f64>) = (
+            run_mean.iter().map(|&v| v as f64).collect(),
+            run_var.iter().map(|&v| v as f64).collect(),
+        );
+        check_op(
+            &format!("batch_norm_infer {dims:?}"),
+            &args,
+            |t| t[0].batch_norm_infer(&t[1], &t[2], &run_mean, &run_var, BN_EPS),
+            |v| bn_apply(&v[0], &v[1], &v[2], &m64, &v64),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- reductions
+
+/// Sum over `axes` in f64; the values come out in row-major order of the kept axes.
+fn reduce_ref(x: &[f64], dims: &[usize], axes: &[usize], mean: bool) -> Vec<f64> {
+    let kept: Vec<usize> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
+    let count: usize = axes.iter().map(|&a| dims[a]).product();
+    let mut y = vec![0.0; kept.iter().product()];
+    let mut idx = vec![0; dims.len()];
+    for v in x {
+        let o = idx
+            .iter()
+            .zip(&kept)
+            .fold(0, |acc, (&i, &k)| acc * k + if k == 1 { 0 } else { i });
+        y[o] += if mean { v / count as f64 } else { *v };
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    y
+}
+
+#[test]
+fn sum_mean_and_axis_reductions() {
+    let mut rng = Rng::new(10);
+    let x = normal(&mut rng, 2 * 3 * 4 * 5);
+    let args = [var(x, &[2, 3, 4, 5])];
+    check_op(
+        "sum",
+        &args,
+        |t| Ok(t[0].sum()),
+        |v| vec![v[0].iter().sum()],
+    );
+    check_op(
+        "mean",
+        &args,
+        |t| Ok(t[0].mean()),
+        |v| vec![v[0].iter().sum::<f64>() / 120.0],
+    );
+    // [2, 2, 3] reduced over axis 0 or 1 gives [2, 3] either way: the
+    // backward must know which axis went, not guess it from the sizes
+    let cases: [(Vec<usize>, Vec<usize>); 7] = [
+        (vec![2, 3, 4, 5], vec![1, 2]),
+        (vec![2, 3, 4, 5], vec![0, 3]),
+        (vec![2, 3, 4, 5], vec![3]),
+        (vec![2, 3, 4, 5], vec![0, 1, 2, 3]),
+        (vec![2, 2, 3], vec![0]),
+        (vec![2, 2, 3], vec![1]),
+        (vec![3, 1, 3], vec![0]),
+    ];
+    for (dims, axes) in cases {
+        let x = normal(&mut rng, dims.iter().product());
+        for keepdim in [true, false] {
+            for mean in [false, true] {
+                let name = format!(
+                    "{} axes {axes:?} of {dims:?} keepdim {keepdim}",
+                    if mean { "mean" } else { "sum" }
+                );
+                let op = |t: &[Tensor]| {
+                    let y = if mean {
+                        t[0].mean_axes(&axes, keepdim)?
+                    } else {
+                        t[0].sum_axes(&axes, keepdim)?
+                    };
+                    let want: Vec<usize> = dims
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, &d)| {
+                            if axes.contains(&i) {
+                                keepdim.then_some(1)
+                            } else {
+                                Some(d)
+                            }
+                        })
+                        .collect();
+                    assert_eq!(y.dims(), want, "{name}: output shape");
+                    Ok(y)
+                };
+                check_op(&name, &[var(x.clone(), &dims)], op, |v| {
+                    reduce_ref(&v[0], &dims, &axes, mean)
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- losses
+
+fn mean_rows(per_row: impl Iterator<Item = f64>, n: usize) -> Vec<f64> {
+    vec![per_row.sum::<f64>() / n as f64]
+}
+
+#[test]
+fn softmax_cross_entropy_sparse_and_dense() {
+    let mut rng = Rng::new(11);
+    let (n, c) = (5, 7);
+    let x: Vec<f32> = normal(&mut rng, n * c).iter().map(|v| v * 2.0).collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+    check_op(
+        "softmax_cross_entropy_sparse",
+        &[var(x.clone(), &[n, c])],
+        |t| t[0].softmax_cross_entropy_sparse(&labels),
+        |v| {
+            let ls = log_softmax_ref(&v[0], c);
+            mean_rows((0..n).map(|i| -ls[i * c + labels[i] as usize]), n)
+        },
+    );
+    // one-hot, soft (rows summing to one) and unnormalised targets (rows summing to 1.7)
+    let one_hot: Vec<f32> = (0..n * c)
+        .map(|i| (labels[i / c] as usize == i % c) as u8 as f32)
+        .collect();
+    let soft = normalise_rows(uniform(&mut rng, n * c, 0.0, 1.0), c, 1.0);
+    let unnormalised = normalise_rows(uniform(&mut rng, n * c, 0.0, 1.0), c, 1.7);
+    for (what, t) in [
+        ("one-hot", one_hot),
+        ("soft", soft),
+        ("unnormalised", unnormalised),
+    ] {
+        let args = [var(x.clone(), &[n, c]), constant(t, &[n, c])];
+        check_op(
+            &format!("softmax_cross_entropy {what}"),
+            &args,
+            |t| t[0].softmax_cross_entropy(&t[1]),
+            |v| {
+                let ls = log_softmax_ref(&v[0], c);
+                mean_rows(
+                    (0..n).map(|i| -(0..c).map(|j| v[1][i * c + j] * ls[i * c + j]).sum::<f64>()),
+                    n,
+                )
+            },
+        );
+    }
+}
+
+fn normalise_rows(mut v: Vec<f32>, c: usize, total: f32) -> Vec<f32> {
+    for row in v.chunks_mut(c) {
+        let s: f32 = row.iter().sum();
+        row.iter_mut().for_each(|x| *x *= total / s);
+    }
+    v
+}
+
+#[test]
+fn probability_cross_entropies() {
+    let mut rng = Rng::new(12);
+    let (n, c) = (5, 7);
+    // not normalised: Keras divides each row by its sum first; q = p / sum stays inside the clip
+    let p = uniform(&mut rng, n * c, 0.1, 1.0);
+    let labels: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+    let q =
+        |v: &[f64], i: usize, j: usize| v[i * c + j] / v[i * c..(i + 1) * c].iter().sum::<f64>();
+    check_op(
+        "probs_cross_entropy_sparse",
+        &[var(p.clone(), &[n, c])],
+        |t| t[0].probs_cross_entropy_sparse(&labels),
+        |v| mean_rows((0..n).map(|i| -q(&v[0], i, labels[i] as usize).ln()), n),
+    );
+    let targets = normalise_rows(uniform(&mut rng, n * c, 0.0, 1.0), c, 1.0);
+    let args = [var(p, &[n, c]), constant(targets, &[n, c])];
+    check_op(
+        "probs_cross_entropy",
+        &args,
+        |t| t[0].probs_cross_entropy(&t[1]),
+        |v| {
+            mean_rows(
+                (0..n).map(|i| {
+                    -(0..c)
+                        .map(|j| v[1][i * c + j] * q(&v[0], i, j).ln())
+                        .sum::<f64>()
+                }),
+                n,
+            )
+        },
+    );
+
+    // binary forms over any shape, mean over every element
+    let dims = [4, 3, 2];
+    let logits: Vec<f32> = normal(&mut rng, 24).iter().map(|v| v * 3.0).collect();
+    let t = uniform(&mut rng, 24, 0.0, 1.0);
+    let args = [var(logits, &dims), constant(t.clone(), &dims)];
+    check_op(
+        "sigmoid_binary_cross_entropy",
+        &args,
+        |t| t[0].sigmoid_binary_cross_entropy(&t[1]),
+        |v| {
+            mean_rows(
+                v[0].iter()
+                    .zip(&v[1])
+                    .map(|(&x, &t)| (1.0 + x.exp()).ln() - x * t),
+                24,
+            )
+        },
+    );
+    let probs = uniform(&mut rng, 24, 0.05, 0.95);
+    let args = [var(probs, &dims), constant(t, &dims)];
+    check_op(
+        "probs_binary_cross_entropy",
+        &args,
+        |t| t[0].probs_binary_cross_entropy(&t[1]),
+        |v| {
+            mean_rows(
+                v[0].iter()
+                    .zip(&v[1])
+                    .map(|(&p, &t)| -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())),
+                24,
+            )
+        },
+    );
+}
+
+#[test]
+fn losses_clip_and_stay_finite() {
+    // probabilities of exactly 0 and 1 are clipped to [1e-7, 1 - 1e-7], as in Keras
+    let p = Tensor::from_vec(vec![0.0, 1.0], [2]).unwrap().var();
+    let t = Tensor::from_vec(vec![1.0, 1.0], [2]).unwrap();
+    let loss = p.probs_binary_cross_entropy(&t).unwrap();
+    let want = -(1e-7f64).ln() / 2.0; // the second term is -ln(1 - 1e-7) ~ 1e-7
+    assert!(
+        (loss.item().unwrap() as f64 - want).abs() < 1e-4,
+        "{}",
+        loss.item().unwrap()
+    );
+    let g = loss.backward().unwrap();
+    assert_eq!(
+        g.get(&p).unwrap().data(),
+        [0.0, 0.0],
+        "no gradient through an active clip"
+    );
+    // a one-hot probability row: the loss of the right class is ~0, of the wrong one -ln(1e-7)
+    let p = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [2, 3]).unwrap();
+    let loss = p
+        .probs_cross_entropy_sparse(&[0, 0])
+        .unwrap()
+        .item()
+        .unwrap() as f64;
+    assert!((loss - (-(1e-7f64).ln()) / 2.0).abs() < 1e-4, "{loss}");
+    // huge logits: the fused forms use log-sum-exp and do not overflow
+    let x = Tensor::from_vec(vec![1000.0, -1000.0, 0.0], [1, 3]).unwrap();
+    assert_eq!(
+        x.softmax_cross_entropy_sparse(&[0])
+            .unwrap()
+            .item()
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(
+        x.softmax_cross_entropy_sparse(&[1])
+            .unwrap()
+            .item()
+            .unwrap(),
+        2000.0
+    );
+    let x = Tensor::from_vec(vec![1000.0, -1000.0], [2]).unwrap();
+    let t = Tensor::from_vec(vec![0.0, 1.0], [2]).unwrap();
+    assert_eq!(
+        x.sigmoid_binary_cross_entropy(&t).unwrap().item().unwrap(),
+        1000.0
+    );
+}
+
+#[test]
+fn loss_targets_receive_no_gradient() {
+    let x = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.0], [2, 2])
+        .unwrap()
+        .var();
+    let t = Tensor::from_vec(vec![0.3, 0.7, 1.0, 0.0], [2, 2])
+        .unwrap()
+        .var();
+    for loss in [
+        x.softmax_cross_entropy(&t).unwrap(),
+        x.sigmoid().probs_cross_entropy(&t).unwrap(),
+        x.sigmoid_binary_cross_entropy(&t).unwrap(),
+        x.sigmoid().probs_binary_cross_entropy(&t).unwrap(),
+    ] {
+        let g = loss.backward().unwrap();
+        assert!(g.get(&x).is_some());
+        assert!(g.get(&t).is_none(), "targets are data, not parameters");
+        assert_eq!(g.len(), 1);
+    }
+}
