@@ -192,7 +192,16 @@ impl Layer for Conv2d {
     layer_common!("Conv2D", Conv2d);
 
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
-        self.config.activation.apply(&self.pre_activation(x, ctx)?)
+        // pointwise activations go into the convolution's epilogue (relu is
+        // applied as the kernel stores its output)
+        match self.config.activation.pointwise() {
+            Some(act) => {
+                let w = ctx.param(&self.params[0]);
+                let b = self.params.get(1).map(|p| ctx.param(p));
+                Ok(x.conv2d_act(&w, b.as_ref(), &self.args, act)?)
+            }
+            None => self.config.activation.apply(&self.pre_activation(x, ctx)?),
+        }
     }
     fn forward_logits(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
         split_activation(self.pre_activation(x, ctx)?, self.config.activation)

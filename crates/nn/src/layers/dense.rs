@@ -141,7 +141,15 @@ impl Layer for Dense {
     layer_common!("Dense", Dense);
 
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
-        self.config.activation.apply(&self.pre_activation(x, ctx)?)
+        // a pointwise activation on a matrix input is fused into the product's epilogue
+        match self.config.activation.pointwise() {
+            Some(act) if x.rank() == 2 => {
+                let w = ctx.param(&self.params[0]);
+                let b = self.params.get(1).map(|p| ctx.param(p));
+                Ok(x.linear_act(&w, b.as_ref(), act)?)
+            }
+            _ => self.config.activation.apply(&self.pre_activation(x, ctx)?),
+        }
     }
     fn forward_logits(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
         split_activation(self.pre_activation(x, ctx)?, self.config.activation)

@@ -5,6 +5,10 @@
 use super::{constant, zip_map};
 use crate::rng::Rng;
 use crate::{Backward, Result, Tensor, TensorError};
+use rayon::prelude::*;
+
+/// Elements per independently seeded block of the mask.
+const MASK_BLOCK: usize = 1 << 14;
 
 struct DropoutBackward {
     mask: Vec<f32>,
@@ -29,15 +33,21 @@ impl Tensor {
             return Ok(self.clone());
         }
         let keep = 1.0 / (1.0 - rate);
-        // one 64-bit draw yields two 24-bit uniforms
+        // One draw from the caller's generator seeds a stream per fixed-size
+        // block, so blocks fill in parallel and the mask depends only on the
+        // seed, never on the thread count. One 64-bit draw gives two 24-bit uniforms.
+        let base = rng.next_u64();
         let mut mask = vec![0.0f32; self.numel()];
-        for pair in mask.chunks_mut(2) {
-            let bits = rng.next_u64();
-            for (k, m) in pair.iter_mut().enumerate() {
-                let u = ((bits >> (k * 32 + 8)) & 0xFF_FFFF) as f32 * (1.0 / (1u32 << 24) as f32);
-                *m = if u >= rate { keep } else { 0.0 };
+        mask.par_chunks_mut(MASK_BLOCK).enumerate().for_each(|(block, out)| {
+            let mut r = Rng::new(base ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for pair in out.chunks_mut(2) {
+                let bits = r.next_u64();
+                for (k, m) in pair.iter_mut().enumerate() {
+                    let u = ((bits >> (k * 32 + 8)) & 0xFF_FFFF) as f32 * (1.0 / (1u32 << 24) as f32);
+                    *m = if u >= rate { keep } else { 0.0 };
+                }
             }
-        }
+        });
         let y = zip_map(self.data(), &mask, |x, m| x * m);
         Ok(Tensor::from_op(y, self.shape().clone(), &[self], DropoutBackward { mask }))
     }
