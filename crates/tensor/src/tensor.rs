@@ -44,10 +44,10 @@ impl Drop for Inner {
         let Some(node) = self.node.take() else { return };
         let mut pending = node.inputs;
         while let Some(t) = pending.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(t.inner) {
-                if let Some(n) = inner.node.take() {
-                    pending.extend(n.inputs);
-                }
+            if let Ok(mut inner) = Arc::try_unwrap(t.inner)
+                && let Some(n) = inner.node.take()
+            {
+                pending.extend(n.inputs);
             }
         }
     }

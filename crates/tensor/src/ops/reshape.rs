@@ -24,7 +24,7 @@ impl Tensor {
             return Err(TensorError::invalid("reshape", "at most one dimension can be inferred"));
         }
         if inferred == 1 {
-            if known == 0 || self.numel() % known != 0 {
+            if known == 0 || !self.numel().is_multiple_of(known) {
                 return Err(TensorError::shape("reshape", format!("cannot infer a dimension of {dims:?} from {}", self.shape())));
             }
             for d in dims.iter_mut().filter(|d| **d == usize::MAX) {
