@@ -83,8 +83,12 @@ fn main() {
 
     println!("MFCC throughput, {n} clips of 1 s, best of {reps} runs, {threads} rayon threads");
     println!();
-    println!("| front end                                   | threads | clips/s | x librosa (470/s) | target 9,400/s |");
-    println!("|---------------------------------------------|---------|---------|-------------------|----------------|");
+    println!(
+        "| front end                                   | threads | clips/s | x librosa (470/s) | target 9,400/s |"
+    );
+    println!(
+        "|---------------------------------------------|---------|---------|-------------------|----------------|"
+    );
     let row = |name: &str, t: usize, r: f64, target: bool| {
         let verdict = if !target {
             "-".to_string()

@@ -97,6 +97,10 @@ pub enum AudioError {
         /// The resampler's message.
         reason: String,
     },
+
+    /// Drawing a waveform or feature PNG failed (the message names the PNG).
+    #[error(transparent)]
+    Plot(#[from] convnet_plot::PlotError),
 }
 
 impl AudioError {
@@ -104,17 +108,12 @@ impl AudioError {
     /// not name its file yet; other errors are returned unchanged.
     pub fn in_file(self, path: &Path) -> Self {
         match self {
-            AudioError::TooShort { path: None, samples, needed } => AudioError::TooShort {
-                path: Some(path.to_path_buf()),
-                samples,
-                needed,
-            },
-            AudioError::Resample { path: None, from, to, reason } => AudioError::Resample {
-                path: Some(path.to_path_buf()),
-                from,
-                to,
-                reason,
-            },
+            AudioError::TooShort { path: None, samples, needed } => {
+                AudioError::TooShort { path: Some(path.to_path_buf()), samples, needed }
+            }
+            AudioError::Resample { path: None, from, to, reason } => {
+                AudioError::Resample { path: Some(path.to_path_buf()), from, to, reason }
+            }
             other => other,
         }
     }

@@ -27,7 +27,7 @@ pub(crate) fn ln_positive(x: f32) -> f32 {
     p = p * f - 1.666_805_8e-1;
     p = p * f + 2.000_071_4e-1;
     p = p * f - 2.499_999_4e-1;
-    p = p * f + 3.333_333_1e-1;
+    p = p * f + 3.333_333e-1;
     let y = p * f * z - 2.121_944_4e-4 * e - 0.5 * z;
     let r = f + y + 0.693_359_4 * e;
     if x > f32::MAX { f32::INFINITY } else { r }

@@ -1,16 +1,17 @@
 //! convnet-audio: audio input and feature front ends for the convnet toolkit.
 //!
 //! - WAV reading ([`read_wav`], [`load`]): PCM 8/16/24/32-bit and 32-bit float, any channel
-//!   count (mixed to mono as their mean) and rate, scaled like `librosa.load`; [`resample`] /
+//!   count (mixed to mono as their mean) and rate, scaled like `librosa.load`; [`resample()`] /
 //!   [`Resampler`] approximate librosa's default soxr "HQ" resampler with `rubato`.
-//! - librosa's features (librosa 0.11, its defaults): [`stft`], [`power_spectrogram`],
-//!   [`mel_filterbank`], [`melspectrogram`], [`power_to_db`], [`dct_ortho`], [`mfcc`]; fast
+//! - librosa's features (librosa 0.11, its defaults): [`stft()`], [`power_spectrogram`],
+//!   [`mel_filterbank`], [`melspectrogram`], [`power_to_db`], [`dct_ortho`], [`mfcc()`]; fast
 //!   reusable front ends [`MfccExtractor`] / [`MfccTransform`] / [`LogMelTransform`].
 //! - TensorFlow's speech-commands front end: [`tf_audio_spectrogram`] (`AudioSpectrogram`) and
 //!   [`tf_mfcc`] / [`TfMfccTransform`] (`Mfcc`).
 //!
 //! Every front end returns [`Features`] `[n_coeffs, frames]` and implements [`Transform`], so a
 //! data pipeline can switch between them. Bad input is an [`AudioError`] naming the file.
+//! [`save_waveform_png`] and [`save_features_png`] draw them with `convnet-plot`.
 //!
 //! ```
 //! use convnet_audio::{MfccConfig, MfccTransform, Transform};
@@ -25,6 +26,7 @@ mod fast;
 mod features;
 mod mel;
 mod mfcc;
+mod plot;
 mod resample;
 mod stft;
 mod tf;
@@ -37,8 +39,11 @@ pub use mfcc::{
     DbConfig, LogMelTransform, MelSpectrogramConfig, MfccConfig, MfccExtractor, MfccTransform, dct_ortho,
     dct_ortho_matrix, melspectrogram, mfcc, power_to_db,
 };
+pub use plot::{RowAxis, save_features_png, save_waveform_png};
 pub use realfft::num_complex::Complex;
 pub use resample::{Resampler, resample};
 pub use stft::{ComplexSpectrogram, PadMode, StftConfig, StftPlan, StftScratch, hann_window, power_spectrogram, stft};
-pub use tf::{TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc, tf_mfcc_from_spectrogram};
+pub use tf::{
+    TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc, tf_mfcc_from_spectrogram,
+};
 pub use wav::{Audio, LIBROSA_DEFAULT_SR, TargetRate, Wav, WavInfo, WavSampleFormat, decode_wav, load, read_wav};

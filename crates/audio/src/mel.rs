@@ -93,7 +93,7 @@ pub fn mel_filterbank(
             "mel filterbank needs sr > 0, n_fft >= 2, n_mels > 0; got sr={sr}, n_fft={n_fft}, n_mels={n_mels}"
         )));
     }
-    if !(0.0 <= fmin && fmin < fmax) || !fmax.is_finite() {
+    if !(0.0 <= fmin && fmin < fmax && fmax.is_finite()) {
         return Err(AudioError::config(format!("mel filterbank needs 0 <= fmin < fmax; got fmin={fmin}, fmax={fmax}")));
     }
     let n_bins = n_fft / 2 + 1;

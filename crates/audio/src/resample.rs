@@ -123,8 +123,7 @@ impl Resampler {
             let input = InterleavedSlice::new(&inbuf, 1, chunk_in).map_err(|e| err(e.to_string()))?;
             let cap = outbuf.len();
             let mut output = InterleavedSlice::new_mut(&mut outbuf, 1, cap).map_err(|e| err(e.to_string()))?;
-            let (_, n_out) =
-                inner.process_into_buffer(&input, &mut output, None).map_err(|e| err(e.to_string()))?;
+            let (_, n_out) = inner.process_into_buffer(&input, &mut output, None).map_err(|e| err(e.to_string()))?;
             out.extend_from_slice(&outbuf[..n_out]);
         }
         Ok(out[delay..delay + want].iter().map(|&v| v as f32).collect())
@@ -217,7 +216,9 @@ mod tests {
     fn response_resembles_soxr_hq() {
         // Upsampling 16 kHz -> 22.05 kHz: the lower Nyquist is 8 kHz.
         let (from, to) = (16000u32, 22050u32);
-        for (rel, lo, hi) in [(0.5, 0.999, 1.001), (0.9, 0.999, 1.001), (0.98, 0.95, 1.001), (0.99, 0.2, 0.6), (1.01, 0.0, 1e-6)] {
+        for (rel, lo, hi) in
+            [(0.5, 0.999, 1.001), (0.9, 0.999, 1.001), (0.98, 0.95, 1.001), (0.99, 0.2, 0.6), (1.01, 0.0, 1e-6)]
+        {
             let f = rel * 8000.0;
             let y = resample(&sine(f, from, 16000), from, to).unwrap();
             let a = amplitude(&y, f, to);

@@ -150,8 +150,10 @@ impl TfMelFilterbank {
         if channels < 1 {
             return bad("filterbank_channel_count must be >= 1".into());
         }
-        if !(sample_rate > 0.0) || input_length < 2 {
-            return bad(format!("Mfcc needs a sample rate > 0 and >= 2 bins; got {sample_rate} Hz, {input_length} bins"));
+        if sample_rate.is_nan() || sample_rate <= 0.0 || input_length < 2 {
+            return bad(format!(
+                "Mfcc needs a sample rate > 0 and >= 2 bins; got {sample_rate} Hz, {input_length} bins"
+            ));
         }
         if !(lower >= 0.0 && upper > lower) {
             return bad(format!("Mfcc needs 0 <= lower_frequency_limit < upper; got {lower} and {upper}"));
@@ -194,10 +196,10 @@ impl TfMelFilterbank {
     /// `power: [bins]` (squared magnitudes) -> `out: [channels]` sums of magnitudes.
     fn apply(&self, power: &[f32], out: &mut [f64]) {
         out.fill(0.0);
-        for i in self.start..=self.end {
-            let v = f64::from(power[i]).sqrt();
-            let w = v * self.weight[i];
-            let b = self.band[i];
+        let range = self.start..=self.end;
+        for ((&p, &weight), &b) in power[range.clone()].iter().zip(&self.weight[range.clone()]).zip(&self.band[range]) {
+            let v = f64::from(p).sqrt();
+            let w = v * weight;
             if b >= 0 {
                 out[b as usize] += w;
             }
@@ -254,7 +256,12 @@ impl TfSpectrogramPlan {
     }
 
     /// Calls `f(t, row, scratch)` with each frame's f32 spectrogram row `[bins]`.
-    fn for_each_frame(&self, y: &[f32], s: &mut TfScratch, mut f: impl FnMut(usize, &[f32], &mut [f64])) -> Result<usize> {
+    fn for_each_frame(
+        &self,
+        y: &[f32],
+        s: &mut TfScratch,
+        mut f: impl FnMut(usize, &[f32], &mut [f64]),
+    ) -> Result<usize> {
         let frames = self.cfg.frames(y.len())?;
         let w = self.cfg.window_size;
         for t in 0..frames {

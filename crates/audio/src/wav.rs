@@ -54,10 +54,7 @@ impl Wav {
             return self.samples.clone();
         }
         let inv = 1.0 / c as f32;
-        self.samples
-            .chunks_exact(c)
-            .map(|frame| frame.iter().sum::<f32>() * inv)
-            .collect()
+        self.samples.chunks_exact(c).map(|frame| frame.iter().sum::<f32>() * inv).collect()
     }
 
     /// One channel, `[frames]`; `None` if `channel >= channels`.
@@ -110,10 +107,9 @@ pub fn load(path: impl AsRef<Path>, target: TargetRate) -> Result<Audio> {
     let mono = wav.to_mono();
     let native = wav.info.sample_rate;
     match target {
-        TargetRate::Hz(sr) if sr != native => Ok(Audio {
-            samples: resample(&mono, native, sr).map_err(|e| e.in_file(path))?,
-            sample_rate: sr,
-        }),
+        TargetRate::Hz(sr) if sr != native => {
+            Ok(Audio { samples: resample(&mono, native, sr).map_err(|e| e.in_file(path))?, sample_rate: sr })
+        }
         _ => Ok(Audio { samples: mono, sample_rate: native }),
     }
 }
