@@ -19,10 +19,7 @@ pub const MNIST_SIDE: usize = 28;
 /// Loads `path` as a `28 * 28` row-major grey image in `[0, 1]`, white digit on black.
 pub fn load_digit_image(path: impl AsRef<Path>) -> Result<Vec<f32>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
     let img = image::load_from_memory(&bytes).map_err(|e| DataError::BadFile {
         path: path.into(),
         reason: format!("not a decodable PNG/JPEG image: {e}"),
@@ -30,10 +27,7 @@ pub fn load_digit_image(path: impl AsRef<Path>) -> Result<Vec<f32>> {
     let rgba = img.to_rgba8();
     let (w, h) = rgba.dimensions();
     if w == 0 || h == 0 {
-        return Err(DataError::BadFile {
-            path: path.into(),
-            reason: "the image is empty".into(),
-        });
+        return Err(DataError::BadFile { path: path.into(), reason: "the image is empty".into() });
     }
     // luminance (ITU-R 601, as PIL's "L"), alpha composited over white
     let mut grey: Vec<f32> = rgba
@@ -90,10 +84,7 @@ fn fit_like_mnist(g: &[f32], w: usize, h: usize) -> Vec<f32> {
         Luma([(g[(y0 + y as usize) * w + x0 + x as usize] * 255.0).round() as u8])
     });
     let scale = 20.0 / cw.max(ch) as f32;
-    let (nw, nh) = (
-        ((cw as f32 * scale).round() as u32).max(1),
-        ((ch as f32 * scale).round() as u32).max(1),
-    );
+    let (nw, nh) = (((cw as f32 * scale).round() as u32).max(1), ((ch as f32 * scale).round() as u32).max(1));
     let small = image::imageops::resize(&crop, nw, nh, FilterType::Triangle);
     // centre of mass of the scaled digit
     let (mut mx, mut my, mut mass) = (0.0f32, 0.0f32, 0.0f32);
@@ -103,11 +94,7 @@ fn fit_like_mnist(g: &[f32], w: usize, h: usize) -> Vec<f32> {
         my += v * y as f32;
         mass += v;
     }
-    let (cx, cy) = if mass > 0.0 {
-        (mx / mass, my / mass)
-    } else {
-        (nw as f32 / 2.0, nh as f32 / 2.0)
-    };
+    let (cx, cy) = if mass > 0.0 { (mx / mass, my / mass) } else { (nw as f32 / 2.0, nh as f32 / 2.0) };
     let off_x = (14.0 - cx).round() as i64;
     let off_y = (14.0 - cy).round() as i64;
     let mut out = vec![0.0f32; MNIST_SIDE * MNIST_SIDE];
@@ -135,11 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // a black vertical bar on white, off-centre, in a 100x60 picture
         let img = GrayImage::from_fn(100, 60, |x, y| {
-            if (70..80).contains(&x) && (10..50).contains(&y) {
-                Luma([0])
-            } else {
-                Luma([255])
-            }
+            if (70..80).contains(&x) && (10..50).contains(&y) { Luma([0]) } else { Luma([255]) }
         });
         let v = load_digit_image(save(&img, dir.path(), "bar.png")).unwrap();
         assert_eq!(v.len(), 784);

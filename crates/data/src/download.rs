@@ -26,14 +26,9 @@ const MAX_BYTES: u64 = 64 << 20;
 /// place. Returns the paths of the four files, in [`MNIST_FILES`] order.
 pub fn download_mnist(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     let dir = dir.as_ref();
-    fs::create_dir_all(dir).map_err(|source| DataError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
+    fs::create_dir_all(dir).map_err(|source| DataError::Write { path: dir.to_path_buf(), source })?;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build().into();
     let mut paths = Vec::with_capacity(MNIST_FILES.len());
     for file in MNIST_FILES {
         if let Ok(existing) = find_file(dir, file.name)
@@ -50,18 +45,9 @@ pub fn download_mnist(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
 fn fetch(agent: &ureq::Agent, dir: &Path, file: MnistFile) -> Result<PathBuf> {
     let path = dir.join(format!("{}.gz", file.name));
     let url = format!("{MNIST_MIRROR}{}.gz", file.name);
-    let fail = |reason: String| DataError::Download {
-        path: path.clone(),
-        url: url.clone(),
-        reason,
-    };
+    let fail = |reason: String| DataError::Download { path: path.clone(), url: url.clone(), reason };
     let mut response = agent.get(&url).call().map_err(|e| fail(e.to_string()))?;
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BYTES)
-        .read_to_vec()
-        .map_err(|e| fail(e.to_string()))?;
+    let body = response.body_mut().with_config().limit(MAX_BYTES).read_to_vec().map_err(|e| fail(e.to_string()))?;
 
     let mut content = Vec::new();
     GzDecoder::new(body.as_slice())
@@ -69,11 +55,7 @@ fn fetch(agent: &ureq::Agent, dir: &Path, file: MnistFile) -> Result<PathBuf> {
         .map_err(|e| fail(format!("response is not valid gzip: {e}")))?;
     let got = format!("{:x}", md5::compute(&content));
     if got != file.md5 {
-        return Err(DataError::ChecksumMismatch {
-            path,
-            expected: file.md5.to_string(),
-            got,
-        });
+        return Err(DataError::ChecksumMismatch { path, expected: file.md5.to_string(), got });
     }
 
     let tmp = dir.join(format!(".{}.gz.{}.part", file.name, std::process::id()));

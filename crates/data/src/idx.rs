@@ -88,23 +88,14 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Images> {
     let dims = src.header(IMAGES_MAGIC, "images (IDX3, unsigned byte)")?;
     let [n, rows, cols] = [dims[0], dims[1], dims[2]];
     if rows == 0 || cols == 0 {
-        return Err(src.bad(format!(
-            "image size is {rows}x{cols}; rows and cols must be > 0"
-        )));
+        return Err(src.bad(format!("image size is {rows}x{cols}; rows and cols must be > 0")));
     }
-    let payload = [n, rows, cols]
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)));
+    let payload = [n, rows, cols].iter().try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)));
     let Some(payload) = payload else {
         return Err(src.bad(format!("header dimensions {n}x{rows}x{cols} overflow")));
     };
     let pixels = src.payload(payload)?;
-    Ok(Images {
-        n: n as usize,
-        rows: rows as usize,
-        cols: cols as usize,
-        pixels,
-    })
+    Ok(Images { n: n as usize, rows: rows as usize, cols: cols as usize, pixels })
 }
 
 /// Reads an IDX1 unsigned-byte label file (`train-labels-idx1-ubyte[.gz]`), raw or gzip.
@@ -117,11 +108,7 @@ pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let dims = src.header(LABELS_MAGIC, "labels (IDX1, unsigned byte)")?;
     let labels = src.payload(u64::from(dims[0]))?;
     if let Some((index, &value)) = labels.iter().enumerate().find(|&(_, &v)| v > 9) {
-        return Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            value,
-        });
+        return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, value });
     }
     Ok(labels)
 }
@@ -147,48 +134,29 @@ struct IdxSource {
 
 impl IdxSource {
     fn open(path: &Path) -> Result<Self> {
-        let io_err = |source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |source| DataError::Io { path: path.to_path_buf(), source };
         let mut file = File::open(path).map_err(io_err)?;
         let mut magic = [0u8; 2];
         let got = read_full(&mut file, &mut magic).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let gzip = got == 2 && magic == [0x1f, 0x8b];
-        let reader: Box<dyn Read> = if gzip {
-            Box::new(GzDecoder::new(BufReader::new(file)))
-        } else {
-            Box::new(BufReader::new(file))
-        };
-        Ok(Self {
-            path: path.to_path_buf(),
-            reader,
-            gzip,
-            consumed: 0,
-        })
+        let reader: Box<dyn Read> =
+            if gzip { Box::new(GzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+        Ok(Self { path: path.to_path_buf(), reader, gzip, consumed: 0 })
     }
 
     fn bad(&self, reason: String) -> DataError {
-        DataError::BadFile {
-            path: self.path.clone(),
-            reason,
-        }
+        DataError::BadFile { path: self.path.clone(), reason }
     }
 
     /// Maps a read error: inside a gzip stream it means corrupt or cut-off compressed data.
     fn read_error(&self, e: io::Error) -> DataError {
-        let corrupt = matches!(
-            e.kind(),
-            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
-        );
+        let corrupt =
+            matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof);
         if self.gzip && corrupt {
             self.bad(format!("corrupt gzip stream: {e}"))
         } else {
-            DataError::Io {
-                path: self.path.clone(),
-                source: e,
-            }
+            DataError::Io { path: self.path.clone(), source: e }
         }
     }
 
@@ -207,27 +175,20 @@ impl IdxSource {
                     _ if magic >> 16 != 0 => " (not an IDX file)",
                     _ => "",
                 };
-                return Err(self.bad(format!(
-                    "bad magic number 0x{magic:08x}{hint}; expected 0x{want_magic:08x} for {what}"
-                )));
+                return Err(
+                    self.bad(format!("bad magic number 0x{magic:08x}{hint}; expected 0x{want_magic:08x} for {what}"))
+                );
             }
         }
         if got < header_len {
-            let what = if self.gzip {
-                "decompressed data"
-            } else {
-                "file"
-            };
+            let what = if self.gzip { "decompressed data" } else { "file" };
             return Err(self.bad(format!(
                 "too short for an IDX header: need {header_len} bytes, the {what} has {got} \
                  (truncated or empty file?)"
             )));
         }
         self.consumed = header_len as u64;
-        Ok(buf[4..]
-            .chunks_exact(4)
-            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(buf[4..].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// Reads exactly `len` payload bytes and checks that nothing follows.
@@ -251,22 +212,13 @@ impl IdxSource {
             Err(e) => return Err(self.read_error(e)),
         };
         if extra > 0 {
-            return Err(DataError::TrailingData {
-                path: self.path.clone(),
-                expected,
-                got: expected + extra,
-            });
+            return Err(DataError::TrailingData { path: self.path.clone(), expected, got: expected + extra });
         }
         Ok(out)
     }
 
     fn truncated(&self, expected: u64, got: u64) -> DataError {
-        DataError::Truncated {
-            path: self.path.clone(),
-            expected,
-            got,
-            gzip: self.gzip,
-        }
+        DataError::Truncated { path: self.path.clone(), expected, got, gzip: self.gzip }
     }
 }
 

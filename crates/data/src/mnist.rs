@@ -18,22 +18,10 @@ pub struct MnistFile {
 
 /// The four MNIST files, in the order train images, train labels, test images, test labels.
 pub const MNIST_FILES: [MnistFile; 4] = [
-    MnistFile {
-        name: "train-images-idx3-ubyte",
-        md5: "6bbc9ace898e44ae57da46a324031adb",
-    },
-    MnistFile {
-        name: "train-labels-idx1-ubyte",
-        md5: "a25bea736e30d166cdddb491f175f624",
-    },
-    MnistFile {
-        name: "t10k-images-idx3-ubyte",
-        md5: "2646ac647ad5339dbf082846283269ea",
-    },
-    MnistFile {
-        name: "t10k-labels-idx1-ubyte",
-        md5: "27ae3e4e09519cfbb04c329615203637",
-    },
+    MnistFile { name: "train-images-idx3-ubyte", md5: "6bbc9ace898e44ae57da46a324031adb" },
+    MnistFile { name: "train-labels-idx1-ubyte", md5: "a25bea736e30d166cdddb491f175f624" },
+    MnistFile { name: "t10k-images-idx3-ubyte", md5: "2646ac647ad5339dbf082846283269ea" },
+    MnistFile { name: "t10k-labels-idx1-ubyte", md5: "27ae3e4e09519cfbb04c329615203637" },
 ];
 
 /// MNIST in memory: images `[n, 28, 28]` `u8` and labels `0..=9`.
@@ -77,12 +65,7 @@ impl Mnist {
                 ),
             });
         }
-        Ok(Mnist {
-            train_images,
-            train_labels,
-            test_images,
-            test_labels,
-        })
+        Ok(Mnist { train_images, train_labels, test_images, test_labels })
     }
 
     /// The first `n_train` training and `n_test` test examples (fewer if the set is smaller),
@@ -115,11 +98,7 @@ pub fn verify_mnist(dir: impl AsRef<Path>) -> Result<()> {
         let path = find_file(dir.as_ref(), f.name)?;
         let got = idx_md5(&path)?;
         if got != f.md5 {
-            return Err(DataError::ChecksumMismatch {
-                path,
-                expected: f.md5.to_string(),
-                got,
-            });
+            return Err(DataError::ChecksumMismatch { path, expected: f.md5.to_string(), got });
         }
     }
     Ok(())
@@ -134,19 +113,11 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     } else if raw.is_file() {
         Ok(raw)
     } else {
-        Err(DataError::MissingFile {
-            path: gz,
-            tried: vec![raw],
-        })
+        Err(DataError::MissingFile { path: gz, tried: vec![raw] })
     }
 }
 
-fn check_counts(
-    images_path: &Path,
-    labels_path: &Path,
-    images: &Images,
-    labels: &[u8],
-) -> Result<()> {
+fn check_counts(images_path: &Path, labels_path: &Path, images: &Images, labels: &[u8]) -> Result<()> {
     if images.n != labels.len() {
         return Err(DataError::CountMismatch {
             images_path: images_path.to_path_buf(),

@@ -4,9 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use convnet_data::{
-    DataError, Images, MNIST_FILES, Mnist, idx_md5, read_idx_images, read_idx_labels, verify_mnist,
-};
+use convnet_data::{DataError, Images, MNIST_FILES, Mnist, idx_md5, read_idx_images, read_idx_labels, verify_mnist};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -64,14 +62,8 @@ fn write_small_set(dir: &Path, n_train: u32, n_test: u32, gz: bool) {
 #[test]
 fn vendored_mnist_loads() {
     let m = Mnist::load(MNIST_DIR).expect("vendored MNIST loads");
-    assert_eq!(
-        (m.train_images.n, m.train_images.rows, m.train_images.cols),
-        (60000, 28, 28)
-    );
-    assert_eq!(
-        (m.test_images.n, m.test_images.rows, m.test_images.cols),
-        (10000, 28, 28)
-    );
+    assert_eq!((m.train_images.n, m.train_images.rows, m.train_images.cols), (60000, 28, 28));
+    assert_eq!((m.test_images.n, m.test_images.rows, m.test_images.cols), (10000, 28, 28));
     assert_eq!(m.train_labels.len(), 60000);
     assert_eq!(m.test_labels.len(), 10000);
     assert_eq!(&m.train_labels[..5], &[5, 0, 4, 1, 9]);
@@ -105,12 +97,7 @@ fn raw_and_gzip_read_the_same() {
     // Detection is by magic bytes: the gzip file has no .gz extension, the raw one has.
     let raw = write(dir.path(), "raw.gz", &bytes);
     let gz = write(dir.path(), "compressed", &gzip(&bytes));
-    let want = Images {
-        n: 2,
-        rows: 4,
-        cols: 5,
-        pixels: px,
-    };
+    let want = Images { n: 2, rows: 4, cols: 5, pixels: px };
     assert_eq!(read_idx_images(&raw).unwrap(), want);
     assert_eq!(read_idx_images(&gz).unwrap(), want);
     assert_eq!(want.image(1).unwrap(), &want.pixels[20..40]);
@@ -136,12 +123,7 @@ fn truncated_gzip_is_truncated_error() {
     let gz = gzip(&images_bytes(10, 28, 28, &px));
     let p = write(dir.path(), "cut.gz", &gz[..gz.len() / 2]);
     match read_idx_images(&p) {
-        Err(DataError::Truncated {
-            path,
-            expected,
-            got,
-            gzip: true,
-        }) => {
+        Err(DataError::Truncated { path, expected, got, gzip: true }) => {
             assert_eq!(path, p);
             assert_eq!(expected, 16 + 10 * 28 * 28);
             assert!(got < expected, "got {got}");
@@ -157,33 +139,19 @@ fn truncated_raw_is_truncated_error() {
     let p = write(dir.path(), "cut", &bytes[..bytes.len() - 5]);
     let err = read_idx_images(&p).unwrap_err();
     match &err {
-        DataError::Truncated {
-            expected,
-            got,
-            gzip: false,
-            ..
-        } => {
+        DataError::Truncated { expected, got, gzip: false, .. } => {
             assert_eq!((*expected, *got), (28, 23));
         }
         other => panic!("expected Truncated, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(
-        msg.contains("cut") && msg.contains("28") && msg.contains("23"),
-        "{msg}"
-    );
+    assert!(msg.contains("cut") && msg.contains("28") && msg.contains("23"), "{msg}");
 
     // Cut inside the header.
     let p = write(dir.path(), "stub", &bytes[..6]);
-    assert!(matches!(
-        read_idx_images(&p),
-        Err(DataError::BadFile { .. })
-    ));
+    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
     let p = write(dir.path(), "empty", &[]);
-    assert!(matches!(
-        read_idx_labels(&p),
-        Err(DataError::BadFile { .. })
-    ));
+    assert!(matches!(read_idx_labels(&p), Err(DataError::BadFile { .. })));
 }
 
 #[test]
@@ -197,10 +165,7 @@ fn trailing_bytes_are_an_error() {
         other => panic!("expected TrailingData, got {other:?}"),
     }
     let p = write(dir.path(), "long.gz", &gzip(&bytes));
-    assert!(matches!(
-        read_idx_labels(&p),
-        Err(DataError::TrailingData { .. })
-    ));
+    assert!(matches!(read_idx_labels(&p), Err(DataError::TrailingData { .. })));
 }
 
 #[test]
@@ -213,10 +178,7 @@ fn wrong_magic_is_bad_file() {
     assert!(err.to_string().contains("0x00000801"), "{err}");
     // Garbage.
     let p = write(dir.path(), "junk", b"hello world, not an idx file");
-    assert!(matches!(
-        read_idx_labels(&p),
-        Err(DataError::BadFile { .. })
-    ));
+    assert!(matches!(read_idx_labels(&p), Err(DataError::BadFile { .. })));
     // Corrupt gzip body.
     let mut gz = gzip(&labels_bytes(&[1, 2, 3, 4]));
     let mid = gz.len() / 2;
@@ -224,49 +186,25 @@ fn wrong_magic_is_bad_file() {
     gz[mid + 1] ^= 0xff;
     let p = write(dir.path(), "corrupt.gz", &gz);
     let err = read_idx_labels(&p).unwrap_err();
-    assert!(
-        matches!(err, DataError::BadFile { .. } | DataError::Truncated { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::BadFile { .. } | DataError::Truncated { .. }), "{err:?}");
 }
 
 #[test]
 fn zero_dimension_and_overflow_are_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "zero", &images_bytes(1, 0, 28, &[]));
-    assert!(matches!(
-        read_idx_images(&p),
-        Err(DataError::BadFile { .. })
-    ));
+    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
     // A huge header on a tiny file: must fail cleanly, not allocate or panic.
-    let p = write(
-        dir.path(),
-        "huge",
-        &images_bytes(u32::MAX, u32::MAX, u32::MAX, &[0; 8]),
-    );
-    assert!(matches!(
-        read_idx_images(&p),
-        Err(DataError::BadFile { .. })
-    ));
-    let p = write(
-        dir.path(),
-        "big",
-        &images_bytes(u32::MAX, 65536, 65536, &[0; 8]),
-    );
-    assert!(matches!(
-        read_idx_images(&p),
-        Err(DataError::Truncated { .. })
-    ));
+    let p = write(dir.path(), "huge", &images_bytes(u32::MAX, u32::MAX, u32::MAX, &[0; 8]));
+    assert!(matches!(read_idx_images(&p), Err(DataError::BadFile { .. })));
+    let p = write(dir.path(), "big", &images_bytes(u32::MAX, 65536, 65536, &[0; 8]));
+    assert!(matches!(read_idx_images(&p), Err(DataError::Truncated { .. })));
 }
 
 #[test]
 fn label_out_of_range_names_index_and_value() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
-        "labels.gz",
-        &gzip(&labels_bytes(&[0, 9, 3, 11, 12])),
-    );
+    let p = write(dir.path(), "labels.gz", &gzip(&labels_bytes(&[0, 9, 3, 11, 12])));
     let err = read_idx_labels(&p).unwrap_err();
     match &err {
         DataError::LabelOutOfRange { path, index, value } => {
@@ -284,12 +222,7 @@ fn count_mismatch_is_typed() {
     // Replace the test labels with 3 labels for 2 images.
     write(dir.path(), MNIST_FILES[3].name, &labels_bytes(&[1, 2, 3]));
     match Mnist::load(dir.path()) {
-        Err(DataError::CountMismatch {
-            images_path,
-            labels_path,
-            images,
-            labels,
-        }) => {
+        Err(DataError::CountMismatch { images_path, labels_path, images, labels }) => {
             assert_eq!((images, labels), (2, 3));
             assert!(images_path.ends_with(MNIST_FILES[2].name));
             assert!(labels_path.ends_with(MNIST_FILES[3].name));
@@ -314,14 +247,8 @@ fn missing_file_is_typed() {
     assert!(err.to_string().contains("t10k-images-idx3-ubyte"), "{err}");
 
     let nowhere = dir.path().join("nope");
-    assert!(matches!(
-        read_idx_labels(&nowhere),
-        Err(DataError::Io { .. })
-    ));
-    assert!(matches!(
-        Mnist::load(&nowhere),
-        Err(DataError::MissingFile { .. })
-    ));
+    assert!(matches!(read_idx_labels(&nowhere), Err(DataError::Io { .. })));
+    assert!(matches!(Mnist::load(&nowhere), Err(DataError::MissingFile { .. })));
 }
 
 #[test]

@@ -10,8 +10,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::colormap::Colormap;
 use crate::error::PlotError;
 use crate::render::{
-    DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame,
-    draw_title, font, render_png, text_width,
+    DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame, draw_title, font,
+    render_png, text_width,
 };
 
 /// Largest class count drawn (the image grows with it).
@@ -34,50 +34,29 @@ pub fn plot_confusion_matrix(
     title: &str,
 ) -> Result<(), PlotError> {
     let path = path.as_ref();
-    let invalid = |reason: String| PlotError::InvalidInput {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let invalid = |reason: String| PlotError::InvalidInput { path: path.to_path_buf(), reason };
     let n = matrix.len();
     if n == 0 {
         return Err(invalid("the matrix is empty".into()));
     }
     if let Some((i, row)) = matrix.iter().enumerate().find(|(_, r)| r.len() != n) {
-        return Err(invalid(format!(
-            "the matrix has {n} rows but row {i} has {} columns",
-            row.len()
-        )));
+        return Err(invalid(format!("the matrix has {n} rows but row {i} has {} columns", row.len())));
     }
     if labels.len() != n {
-        return Err(invalid(format!(
-            "{} labels for a {n}x{n} matrix",
-            labels.len()
-        )));
+        return Err(invalid(format!("{} labels for a {n}x{n} matrix", labels.len())));
     }
 
     if n > MAX_CLASSES {
-        return Err(invalid(format!(
-            "{n} classes; at most {MAX_CLASSES} can be drawn"
-        )));
+        return Err(invalid(format!("{n} classes; at most {MAX_CLASSES} can be drawn")));
     }
 
     let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1);
     // Cell size shrinks with the class count; counts get a font that fits the cell.
-    let cell = if n <= 200 {
-        (560 / n as u32).clamp(18, 96)
-    } else {
-        (3600 / n as u32).max(3)
-    };
+    let cell = if n <= 200 { (560 / n as u32).clamp(18, 96) } else { (3600 / n as u32).max(3) };
     let grid = cell * n as u32;
     let count_digits = max.to_string().len() as f64;
-    let count_size = (f64::from(cell) * 0.42)
-        .min(f64::from(cell) * 1.7 / count_digits)
-        .clamp(7.0, 18.0);
-    let widest = labels
-        .iter()
-        .map(|l| text_width(l, TICK_SIZE))
-        .max()
-        .unwrap_or(0);
+    let count_size = (f64::from(cell) * 0.42).min(f64::from(cell) * 1.7 / count_digits).clamp(7.0, 18.0);
+    let widest = labels.iter().map(|l| text_width(l, TICK_SIZE)).max().unwrap_or(0);
     // Labels wider than a cell are written vertically under the x axis, as with
     // matplotlib's `xticks_rotation="vertical"`.
     let rotate_x = widest + 6 > cell;
@@ -103,20 +82,12 @@ pub fn plot_confusion_matrix(
                 Ticked::new(0.0, nf, (0..n).map(key).collect()),
             )?;
         let x_fmt = |v: &f64| {
-            if rotate_x {
-                String::new()
-            } else {
-                labels.get(v.floor() as usize).cloned().unwrap_or_default()
-            }
+            if rotate_x { String::new() } else { labels.get(v.floor() as usize).cloned().unwrap_or_default() }
         };
         // Row 0 is drawn at the top: y = n - 1 - i.
         let y_fmt = |v: &f64| {
             let i = n as i64 - 1 - v.floor() as i64;
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| labels.get(i))
-                .cloned()
-                .unwrap_or_default()
+            usize::try_from(i).ok().and_then(|i| labels.get(i)).cloned().unwrap_or_default()
         };
         chart
             .configure_mesh()
@@ -130,9 +101,7 @@ pub fn plot_confusion_matrix(
             .draw()?;
         let (xs, ys) = chart.plotting_area().get_pixel_range();
         if rotate_x {
-            let style = font(TICK_SIZE)
-                .transform(FontTransform::Rotate270)
-                .pos(Pos::new(HPos::Right, VPos::Center));
+            let style = font(TICK_SIZE).transform(FontTransform::Rotate270).pos(Pos::new(HPos::Right, VPos::Center));
             for (j, label) in labels.iter().enumerate() {
                 let (x, _) = chart.backend_coord(&(key(j), 0.0));
                 root.draw(&Text::new(label.clone(), (x, ys.end + 9), style.clone()))?;
@@ -151,19 +120,9 @@ pub fn plot_confusion_matrix(
                 if cell < 14 {
                     continue; // too small for readable counts
                 }
-                let text_color = if cmap.luminance(t) > 0.5 {
-                    BLACK
-                } else {
-                    WHITE
-                };
-                let style = font(count_size)
-                    .color(&text_color)
-                    .pos(Pos::new(HPos::Center, VPos::Center));
-                chart.draw_series(std::iter::once(Text::new(
-                    count.to_string(),
-                    (x + 0.5, y + 0.5),
-                    style,
-                )))?;
+                let text_color = if cmap.luminance(t) > 0.5 { BLACK } else { WHITE };
+                let style = font(count_size).color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
+                chart.draw_series(std::iter::once(Text::new(count.to_string(), (x + 0.5, y + 0.5), style)))?;
             }
         }
         draw_title(root, title, xs.clone(), margin as i32 + TITLE_H as i32 / 2)?;

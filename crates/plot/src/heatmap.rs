@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use crate::colormap::Colormap;
 use crate::error::PlotError;
 use crate::render::{
-    DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame,
-    draw_title, finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
+    DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame, draw_title,
+    finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
 };
 
 /// Chart size in pixels.
@@ -40,51 +40,29 @@ pub fn plot_heatmap(
     colorbar_label: &str,
 ) -> Result<(), PlotError> {
     let path = path.as_ref();
-    let invalid = |reason: String| PlotError::InvalidInput {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let invalid = |reason: String| PlotError::InvalidInput { path: path.to_path_buf(), reason };
     if rows == 0 || cols == 0 {
-        return Err(invalid(format!(
-            "the grid is {rows}x{cols}; rows and cols must be > 0"
-        )));
+        return Err(invalid(format!("the grid is {rows}x{cols}; rows and cols must be > 0")));
     }
     if rows.checked_mul(cols) != Some(data.len()) {
-        return Err(invalid(format!(
-            "data has {} values, expected rows * cols = {rows} * {cols}",
-            data.len()
-        )));
+        return Err(invalid(format!("data has {} values, expected rows * cols = {rows} * {cols}", data.len())));
     }
     for (name, (label, lo, hi)) in [("x", x_axis), ("y", y_axis)] {
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            return Err(invalid(format!(
-                "{name} axis {label:?} has range {lo}..{hi}; need finite min < max"
-            )));
+            return Err(invalid(format!("{name} axis {label:?} has range {lo}..{hi}; need finite min < max")));
         }
     }
 
     let (d_lo, d_hi) = finite_range(data.iter().map(|&v| f64::from(v))).unwrap_or((0.0, 1.0));
-    let cmap = if d_lo >= 0.0 || d_hi <= 0.0 {
-        Colormap::Magma
-    } else {
-        Colormap::CoolWarm
-    };
-    let (vmin, vmax) = if d_hi > d_lo {
-        (d_lo, d_hi)
-    } else {
-        padded(d_lo, d_hi, 0.0)
-    };
+    let cmap = if d_lo >= 0.0 || d_hi <= 0.0 { Colormap::Magma } else { Colormap::CoolWarm };
+    let (vmin, vmax) = if d_hi > d_lo { (d_lo, d_hi) } else { padded(d_lo, d_hi, 0.0) };
 
     let (x_label, x_lo, x_hi) = x_axis;
     let (y_label, y_lo, y_hi) = y_axis;
     let x_step = nice_step(x_hi - x_lo, 10);
     let y_step = nice_step(y_hi - y_lo, 8);
     let y_ticks = ticks(y_lo, y_hi, y_step);
-    let y_tick_w = y_ticks
-        .iter()
-        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
-        .max()
-        .unwrap_or(0);
+    let y_tick_w = y_ticks.iter().map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE)).max().unwrap_or(0);
     let margin = 12;
     let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
     let bar_w = colorbar_width(vmin, vmax, colorbar_label);
@@ -97,10 +75,7 @@ pub fn plot_heatmap(
             .margin_right(0)
             .x_label_area_size(52)
             .y_label_area_size(y_area)
-            .build_cartesian_2d(
-                Ticked::new(x_lo, x_hi, ticks(x_lo, x_hi, x_step)),
-                Ticked::new(y_lo, y_hi, y_ticks),
-            )?;
+            .build_cartesian_2d(Ticked::new(x_lo, x_hi, ticks(x_lo, x_hi, x_step)), Ticked::new(y_lo, y_hi, y_ticks))?;
 
         let plot = chart.plotting_area().strip_coord_spec();
         let (w, h) = plot.dim_in_pixel();
@@ -111,11 +86,7 @@ pub fn plot_heatmap(
             for px in 0..w {
                 let col = (px as usize * cols / w as usize).min(cols - 1);
                 let v = f64::from(data[row * cols + col]);
-                let color = if v.is_finite() {
-                    cmap.color((v - vmin) / span)
-                } else {
-                    MISSING
-                };
+                let color = if v.is_finite() { cmap.color((v - vmin) / span) } else { MISSING };
                 plot.draw_pixel((px as i32, py as i32), &color)?;
             }
         }

@@ -9,8 +9,8 @@ use plotters::prelude::*;
 
 use crate::error::PlotError;
 use crate::render::{
-    C0, C1, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title,
-    finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
+    C0, C1, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title, finite_range, font, nice_step,
+    padded, render_png, text_width, tick_label, ticks,
 };
 
 /// Chart size in pixels: matplotlib's default figure (6.4 x 4.8 in at 100 dpi).
@@ -43,20 +43,12 @@ pub fn plot_train_history(
     }
     let (y_lo, y_hi) = finite_range(train.iter().chain(validation).copied()).unwrap_or((0.0, 1.0));
     let (y_lo, y_hi) = padded(y_lo, y_hi, 0.05);
-    let (x_lo, x_hi) = if epochs > 1 {
-        padded(1.0, epochs as f64, 0.05)
-    } else {
-        (0.5, 1.5)
-    };
+    let (x_lo, x_hi) = if epochs > 1 { padded(1.0, epochs as f64, 0.05) } else { (0.5, 1.5) };
     let x_step = nice_step(epochs as f64 - 1.0, 10).max(1.0);
     let x_ticks = ticks(1.0, epochs as f64, x_step);
     let y_step = nice_step(y_hi - y_lo, 8);
     let y_ticks = ticks(y_lo, y_hi, y_step);
-    let y_tick_w = y_ticks
-        .iter()
-        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
-        .max()
-        .unwrap_or(0);
+    let y_tick_w = y_ticks.iter().map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE)).max().unwrap_or(0);
     let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
 
     render_png(path, SIZE, |root| -> DrawResult {
@@ -66,10 +58,7 @@ pub fn plot_train_history(
             .margin_right(24)
             .x_label_area_size(52)
             .y_label_area_size(y_area)
-            .build_cartesian_2d(
-                Ticked::new(x_lo, x_hi, x_ticks),
-                Ticked::new(y_lo, y_hi, y_ticks),
-            )?;
+            .build_cartesian_2d(Ticked::new(x_lo, x_hi, x_ticks), Ticked::new(y_lo, y_hi, y_ticks))?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
@@ -93,28 +82,16 @@ pub fn plot_train_history(
             }
             let style = color.stroke_width(2);
             let segments = finite_segments(series);
-            let singles: Vec<(f64, f64)> = segments
-                .iter()
-                .filter(|s| s.len() == 1)
-                .map(|s| s[0])
-                .collect();
-            let drawn = chart.draw_series(
-                segments
-                    .into_iter()
-                    .filter(|s| s.len() > 1)
-                    .map(|s| PathElement::new(s, style)),
-            )?;
+            let singles: Vec<(f64, f64)> = segments.iter().filter(|s| s.len() == 1).map(|s| s[0]).collect();
+            let drawn =
+                chart.draw_series(segments.into_iter().filter(|s| s.len() > 1).map(|s| PathElement::new(s, style)))?;
             if !label.is_empty() {
                 any_label = true;
-                drawn.label(label).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+                drawn
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
             }
-            chart.draw_series(
-                singles
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )?;
+            chart.draw_series(singles.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         }
         if any_label {
             chart
@@ -149,15 +126,7 @@ pub fn plot_history_pair(
             continue;
         }
         let path = dir.join(format!("{stem}_{suffix}.png"));
-        plot_train_history(
-            &path,
-            "Train History",
-            train,
-            val,
-            "train",
-            "validation",
-            suffix,
-        )?;
+        plot_train_history(&path, "Train History", train, val, "train", "validation", suffix)?;
         written.push(path);
     }
     Ok(written)

@@ -59,10 +59,7 @@ pub(crate) fn render_png(
     (width, height): (u32, u32),
     draw: impl FnOnce(&Area<'_>) -> DrawResult,
 ) -> Result<(), PlotError> {
-    let render_err = |reason: String| PlotError::Render {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let render_err = |reason: String| PlotError::Render { path: path.to_path_buf(), reason };
     register_font().map_err(render_err)?;
     let mut buf = vec![255u8; width as usize * height as usize * 3];
     {
@@ -76,30 +73,16 @@ pub(crate) fn render_png(
 
 fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let io_err = |source| PlotError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| PlotError::Io { path: path.to_path_buf(), source };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = encode_png(&tmp, width, height, rgb).and_then(|()| {
-        fs::rename(&tmp, path).map_err(|source| PlotError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    });
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let result = encode_png(&tmp, width, height, rgb)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|source| PlotError::Io { path: path.to_path_buf(), source }));
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&tmp);
@@ -107,23 +90,14 @@ fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<
     result.map_err(|e| match e {
         // Report the destination, not the temporary name.
         PlotError::Io { source, .. } => io_err(source),
-        PlotError::Encode { reason, .. } => PlotError::Encode {
-            path: path.to_path_buf(),
-            reason,
-        },
+        PlotError::Encode { reason, .. } => PlotError::Encode { path: path.to_path_buf(), reason },
         other => other,
     })
 }
 
 fn encode_png(tmp: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
-    let file = File::create(tmp).map_err(|source| PlotError::Io {
-        path: tmp.to_path_buf(),
-        source,
-    })?;
-    let encode_err = |e: png::EncodingError| PlotError::Encode {
-        path: tmp.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let file = File::create(tmp).map_err(|source| PlotError::Io { path: tmp.to_path_buf(), source })?;
+    let encode_err = |e: png::EncodingError| PlotError::Encode { path: tmp.to_path_buf(), reason: e.to_string() };
     let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
@@ -144,22 +118,15 @@ pub(crate) fn text_width(text: &str, size: f64) -> u32 {
     if register_font().is_err() {
         return 0;
     }
-    (FONT, size)
-        .into_font()
-        .box_size(text)
-        .map(|(w, _)| w)
-        .unwrap_or(0)
+    (FONT, size).into_font().box_size(text).map(|(w, _)| w).unwrap_or(0)
 }
 
 /// Minimum and maximum of the finite values, or `None` if there are none.
 pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
-    values
-        .into_iter()
-        .filter(|v| v.is_finite())
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        })
+    values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
 }
 
 /// `lo..hi` widened by `frac` of its span on each side (matplotlib's margins); a zero span
@@ -221,16 +188,9 @@ pub(crate) fn ticks(lo: f64, hi: f64, step: f64) -> Vec<f64> {
 /// Width in pixels a colour bar drawn by [`draw_colorbar`] needs right of the plot.
 pub(crate) fn colorbar_width(vmin: f64, vmax: f64, label: &str) -> u32 {
     let step = nice_step(vmax - vmin, 8);
-    let tick_w = ticks(vmin, vmax, step)
-        .iter()
-        .map(|v| text_width(&tick_label(*v, step), TICK_SIZE))
-        .max()
-        .unwrap_or(0);
-    let label_w = if label.is_empty() {
-        0
-    } else {
-        12 + DESC_SIZE as u32
-    };
+    let tick_w =
+        ticks(vmin, vmax, step).iter().map(|v| text_width(&tick_label(*v, step), TICK_SIZE)).max().unwrap_or(0);
+    let label_w = if label.is_empty() { 0 } else { 12 + DESC_SIZE as u32 };
     COLORBAR_GAP + COLORBAR_BAR + 8 + tick_w + label_w + 4
 }
 
@@ -255,10 +215,7 @@ pub(crate) fn draw_colorbar(
     let h = (y1 - y0).max(1);
     for y in y0..=y1 {
         let color = cmap.color(f64::from(y1 - y) / f64::from(h));
-        area.draw(&PathElement::new(
-            vec![(x0, y), (x1, y)],
-            color.stroke_width(1),
-        ))?;
+        area.draw(&PathElement::new(vec![(x0, y), (x1, y)], color.stroke_width(1)))?;
     }
     area.draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.stroke_width(1)))?;
 
@@ -268,18 +225,13 @@ pub(crate) fn draw_colorbar(
     let mut tick_w = 0;
     for v in ticks(vmin, vmax, step) {
         let y = y1 - ((v - vmin) / span * f64::from(h)).round() as i32;
-        area.draw(&PathElement::new(
-            vec![(x1, y), (x1 + 4, y)],
-            BLACK.stroke_width(1),
-        ))?;
+        area.draw(&PathElement::new(vec![(x1, y), (x1 + 4, y)], BLACK.stroke_width(1)))?;
         let text = tick_label(v, step);
         tick_w = tick_w.max(text_width(&text, TICK_SIZE) as i32);
         area.draw(&Text::new(text, (x1 + 7, y), tick_style.clone()))?;
     }
     if !label.is_empty() {
-        let style = font(DESC_SIZE)
-            .transform(FontTransform::Rotate270)
-            .pos(Pos::new(HPos::Center, VPos::Center));
+        let style = font(DESC_SIZE).transform(FontTransform::Rotate270).pos(Pos::new(HPos::Center, VPos::Center));
         let x = x1 + 7 + tick_w + 8 + DESC_SIZE as i32 / 2;
         area.draw(&Text::new(label.to_string(), (x, (y0 + y1) / 2), style))?;
     }
@@ -287,30 +239,15 @@ pub(crate) fn draw_colorbar(
 }
 
 /// Draws `title` centred over pixel columns `x_range` at row `y` (coordinates of `area`).
-pub(crate) fn draw_title(
-    area: &Area<'_>,
-    title: &str,
-    x_range: std::ops::Range<i32>,
-    y: i32,
-) -> DrawResult {
+pub(crate) fn draw_title(area: &Area<'_>, title: &str, x_range: std::ops::Range<i32>, y: i32) -> DrawResult {
     let style = font(TITLE_SIZE).pos(Pos::new(HPos::Center, VPos::Center));
-    area.draw(&Text::new(
-        title.to_string(),
-        ((x_range.start + x_range.end) / 2, y),
-        style,
-    ))?;
+    area.draw(&Text::new(title.to_string(), ((x_range.start + x_range.end) / 2, y), style))?;
     Ok(())
 }
 
 /// Draws a thin black frame around the chart's plotting area (matplotlib's four spines).
-pub(crate) fn draw_frame(
-    area: &Area<'_>,
-    (xs, ys): (std::ops::Range<i32>, std::ops::Range<i32>),
-) -> DrawResult {
-    area.draw(&Rectangle::new(
-        [(xs.start, ys.start), (xs.end - 1, ys.end - 1)],
-        BLACK.stroke_width(1),
-    ))?;
+pub(crate) fn draw_frame(area: &Area<'_>, (xs, ys): (std::ops::Range<i32>, std::ops::Range<i32>)) -> DrawResult {
+    area.draw(&Rectangle::new([(xs.start, ys.start), (xs.end - 1, ys.end - 1)], BLACK.stroke_width(1)))?;
     Ok(())
 }
 
@@ -324,10 +261,7 @@ pub(crate) struct Ticked {
 impl Ticked {
     /// The axis `lo..hi` with ticks at `ticks`.
     pub(crate) fn new(lo: f64, hi: f64, ticks: Vec<f64>) -> Self {
-        Self {
-            inner: (lo..hi).into(),
-            ticks,
-        }
+        Self { inner: (lo..hi).into(), ticks }
     }
 }
 
@@ -340,11 +274,7 @@ impl Ranged for Ticked {
     }
 
     fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
-        if hint.weight().allow_light_points() {
-            Vec::new()
-        } else {
-            self.ticks.clone()
-        }
+        if hint.weight().allow_light_points() { Vec::new() } else { self.ticks.clone() }
     }
 
     fn range(&self) -> std::ops::Range<f64> {

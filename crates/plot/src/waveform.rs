@@ -8,8 +8,8 @@ use plotters::prelude::*;
 
 use crate::error::PlotError;
 use crate::render::{
-    C0, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title, finite_range,
-    font, nice_step, render_png, text_width, tick_label, ticks,
+    C0, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title, finite_range, font, nice_step,
+    render_png, text_width, tick_label, ticks,
 };
 
 /// Chart size in pixels.
@@ -20,17 +20,9 @@ const SIZE: (u32, u32) = (800, 320);
 ///
 /// Non-finite samples are skipped. Errors: [`PlotError::InvalidInput`] for no samples or a
 /// zero sample rate; I/O and rendering errors.
-pub fn plot_waveform(
-    path: impl AsRef<Path>,
-    samples: &[f32],
-    sample_rate: u32,
-    title: &str,
-) -> Result<(), PlotError> {
+pub fn plot_waveform(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, title: &str) -> Result<(), PlotError> {
     let path = path.as_ref();
-    let invalid = |reason: &str| PlotError::InvalidInput {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| PlotError::InvalidInput { path: path.to_path_buf(), reason: reason.to_string() };
     if samples.is_empty() {
         return Err(invalid("no samples"));
     }
@@ -45,11 +37,7 @@ pub fn plot_waveform(
     let x_step = nice_step(duration, 10);
     let y_step = nice_step(2.0 * y_max, 6);
     let y_ticks = ticks(-y_max, y_max, y_step);
-    let y_tick_w = y_ticks
-        .iter()
-        .map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE))
-        .max()
-        .unwrap_or(0);
+    let y_tick_w = y_ticks.iter().map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE)).max().unwrap_or(0);
     let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
 
     render_png(path, SIZE, |root| -> DrawResult {
@@ -82,10 +70,7 @@ pub fn plot_waveform(
         if samples.len() > 2 * columns {
             // Min/max envelope: one filled bar per pixel column.
             let bars = (0..columns).filter_map(|k| {
-                let (a, b) = (
-                    k * samples.len() / columns,
-                    (k + 1) * samples.len() / columns,
-                );
+                let (a, b) = (k * samples.len() / columns, (k + 1) * samples.len() / columns);
                 let (lo, hi) = finite_range(samples[a..b].iter().map(|&v| f64::from(v)))?;
                 let (t0, t1) = (a as f64 / sr, b as f64 / sr);
                 Some(Rectangle::new([(t0, lo), (t1, hi)], C0.filled()))
@@ -103,11 +88,7 @@ pub fn plot_waveform(
                 }
             }
             segments.push(current);
-            chart.draw_series(
-                segments
-                    .into_iter()
-                    .map(|seg| PathElement::new(seg, C0.stroke_width(1))),
-            )?;
+            chart.draw_series(segments.into_iter().map(|seg| PathElement::new(seg, C0.stroke_width(1))))?;
         }
         draw_frame(root, pixels)
     })

@@ -5,10 +5,7 @@
 use convnet_tensor::Tensor;
 
 fn approx(a: f32, b: f64, what: &str) {
-    assert!(
-        (a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0),
-        "{what}: {a} vs {b}"
-    );
+    assert!((a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0), "{what}: {a} vs {b}");
 }
 
 #[test]
@@ -21,39 +18,20 @@ fn diamond_graph_accumulates_gradients() {
     for (i, &v) in xs.iter().enumerate() {
         let v = v as f64;
         let (s, t) = (1.0 / (1.0 + (-v).exp()), v.tanh());
-        approx(
-            g.get(&x).unwrap().data()[i],
-            s * (1.0 - s) * t + s * (1.0 - t * t),
-            "diamond",
-        );
+        approx(g.get(&x).unwrap().data()[i], s * (1.0 - s) * t + s * (1.0 - t * t), "diamond");
     }
     // x twice in one op: d/dx sum(x * x) = 2x, and d/dx sum(x + x + x) = 3
     let g = x.mul(&x).unwrap().sum().backward().unwrap();
     for (i, &v) in xs.iter().enumerate() {
         approx(g.get(&x).unwrap().data()[i], 2.0 * v as f64, "x * x");
     }
-    let g = x
-        .add(&x)
-        .unwrap()
-        .add(&x)
-        .unwrap()
-        .sum()
-        .backward()
-        .unwrap();
+    let g = x.add(&x).unwrap().add(&x).unwrap().sum().backward().unwrap();
     assert_eq!(g.get(&x).unwrap().data(), [3.0, 3.0, 3.0]);
     // a shared intermediate reached along paths of different lengths
     let h = x.scale(2.0);
-    let z = h
-        .add(&h.scale(3.0))
-        .unwrap()
-        .add(&h.scale(3.0).scale(5.0))
-        .unwrap()
-        .sum();
+    let z = h.add(&h.scale(3.0)).unwrap().add(&h.scale(3.0).scale(5.0)).unwrap().sum();
     // dz/dx = 2 * (1 + 3 + 15)
-    assert_eq!(
-        z.backward().unwrap().get(&x).unwrap().data(),
-        [38.0, 38.0, 38.0]
-    );
+    assert_eq!(z.backward().unwrap().get(&x).unwrap().data(), [38.0, 38.0, 38.0]);
 }
 
 #[test]
@@ -65,11 +43,7 @@ fn deep_chain_does_not_overflow_the_stack() {
             let x = Tensor::from_vec(vec![0.5, -2.0], [2]).unwrap().var();
             let mut y = x.clone();
             for i in 0..10_000 {
-                y = if i % 2 == 0 {
-                    y.add_scalar(0.25)
-                } else {
-                    y.scale(1.0)
-                };
+                y = if i % 2 == 0 { y.add_scalar(0.25) } else { y.scale(1.0) };
             }
             assert_eq!(y.data(), [1250.5, 1248.0]);
             let loss = y.sum();
@@ -127,8 +101,5 @@ fn backward_twice_and_after_an_in_place_update() {
     w.data_mut()[0] = 10.0;
     assert_eq!(loss.backward().unwrap().get(&w).unwrap().data(), [2.0, 4.0]);
     let loss = w.mul(&w).unwrap().sum();
-    assert_eq!(
-        loss.backward().unwrap().get(&w).unwrap().data(),
-        [20.0, 4.0]
-    );
+    assert_eq!(loss.backward().unwrap().get(&w).unwrap().data(), [20.0, 4.0]);
 }

@@ -31,14 +31,7 @@ struct ConvCase {
 }
 
 impl ConvCase {
-    fn new(
-        n: usize,
-        h: usize,
-        w: usize,
-        cin: usize,
-        cout: usize,
-        (kh, kw): (usize, usize),
-    ) -> Self {
+    fn new(n: usize, h: usize, w: usize, cin: usize, cout: usize, (kh, kw): (usize, usize)) -> Self {
         Self {
             n,
             h,
@@ -58,10 +51,7 @@ impl ConvCase {
         Self { stride: s, ..self }
     }
     fn dilation(self, d: (usize, usize)) -> Self {
-        Self {
-            dilation: d,
-            ..self
-        }
+        Self { dilation: d, ..self }
     }
     fn groups(self, g: usize) -> Self {
         Self { groups: g, ..self }
@@ -73,18 +63,10 @@ impl ConvCase {
         Self { cout, ..self }
     }
     fn no_bias(self) -> Self {
-        Self {
-            bias: false,
-            ..self
-        }
+        Self { bias: false, ..self }
     }
     fn args(&self) -> Conv2dArgs {
-        Conv2dArgs {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        }
+        Conv2dArgs { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups }
     }
     fn x_dims(&self) -> [usize; 4] {
         [self.n, self.h, self.w, self.cin]
@@ -94,22 +76,8 @@ impl ConvCase {
     }
     /// `(out_h, out_w, pad_top, pad_left)`, or None when the kernel does not fit.
     fn geometry(&self) -> Option<(usize, usize, usize, usize)> {
-        let (oh, pt) = conv_axis(
-            self.h,
-            self.kh,
-            self.stride.0,
-            self.dilation.0,
-            self.padding,
-            true,
-        )?;
-        let (ow, pl) = conv_axis(
-            self.w,
-            self.kw,
-            self.stride.1,
-            self.dilation.1,
-            self.padding,
-            false,
-        )?;
+        let (oh, pt) = conv_axis(self.h, self.kh, self.stride.0, self.dilation.0, self.padding, true)?;
+        let (ow, pl) = conv_axis(self.w, self.kw, self.stride.1, self.dilation.1, self.padding, false)?;
         Some((oh, ow, pt, pl))
     }
 }
@@ -117,14 +85,7 @@ impl ConvCase {
 /// Output size and leading padding along one axis. "same" is TensorFlow's
 /// rule (out = ceil(in / stride), the odd padding pixel after); explicit
 /// padding uses PyTorch's `floor((in + before + after - extent) / stride) + 1`.
-fn conv_axis(
-    size: usize,
-    k: usize,
-    s: usize,
-    d: usize,
-    padding: Padding2d,
-    vertical: bool,
-) -> Option<(usize, usize)> {
+fn conv_axis(size: usize, k: usize, s: usize, d: usize, padding: Padding2d, vertical: bool) -> Option<(usize, usize)> {
     let extent = (k - 1) * d + 1;
     let (before, after) = match padding {
         Padding2d::Valid => (0, 0),
@@ -133,12 +94,7 @@ fn conv_axis(
             let total = ((out - 1) * s + extent).saturating_sub(size);
             (total / 2, total - total / 2)
         }
-        Padding2d::Explicit {
-            top,
-            bottom,
-            left,
-            right,
-        } => {
+        Padding2d::Explicit { top, bottom, left, right } => {
             if vertical {
                 (top, bottom)
             } else {
@@ -171,9 +127,7 @@ fn conv_taps(c: &ConvCase, mut f: impl FnMut(usize, usize, usize)) {
                                 continue;
                             }
                             for ci in 0..cg {
-                                let xi = ((b * c.h + iy as usize) * c.w + ix as usize) * c.cin
-                                    + g * cg
-                                    + ci;
+                                let xi = ((b * c.h + iy as usize) * c.w + ix as usize) * c.cin + g * cg + ci;
                                 let wi = ((ky * c.kw + kx) * cg + ci) * c.cout + co;
                                 f(yi, xi, wi);
                             }
@@ -203,12 +157,7 @@ fn conv_ref(c: &ConvCase, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64
 }
 
 /// Exact f64 gradients `(dx, dw, db)` of `sum(dy * conv(x, w) + b)`.
-fn conv_ref_backward(
-    c: &ConvCase,
-    x: &[f64],
-    w: &[f64],
-    dy: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn conv_ref_backward(c: &ConvCase, x: &[f64], w: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; w.len()];
     let mut db = vec![0.0; c.cout];
@@ -224,10 +173,7 @@ fn conv_ref_backward(
 
 fn conv_inputs(c: &ConvCase, rng: &mut Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let x = normal(rng, c.x_dims().iter().product());
-    let w = normal(rng, c.w_dims().iter().product())
-        .iter()
-        .map(|v| v * 0.5)
-        .collect();
+    let w = normal(rng, c.w_dims().iter().product()).iter().map(|v| v * 0.5).collect();
     let b = normal(rng, c.cout);
     (x, w, b)
 }
@@ -237,14 +183,8 @@ fn grad_check_conv(c: ConvCase, diff_x: bool, diff_w: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let (x, w, b) = conv_inputs(&c, &mut rng);
     let mut args = vec![
-        Arg {
-            differentiate: diff_x,
-            ..var(x, &c.x_dims())
-        },
-        Arg {
-            differentiate: diff_w,
-            ..var(w, &c.w_dims())
-        },
+        Arg { differentiate: diff_x, ..var(x, &c.x_dims()) },
+        Arg { differentiate: diff_w, ..var(w, &c.w_dims()) },
     ];
     if c.bias {
         args.push(var(b, &[c.cout]));
@@ -269,52 +209,34 @@ fn conv2d_gradients_match_finite_differences() {
         ConvCase::new(2, 7, 5, 3, 4, (1, 1)).no_bias(),
         ConvCase::new(2, 7, 5, 4, 6, (1, 1)),
         // 1x1 with stride: im2col path
-        ConvCase::new(2, 7, 5, 3, 4, (1, 1))
-            .stride((2, 2))
-            .no_bias(),
+        ConvCase::new(2, 7, 5, 3, 4, (1, 1)).stride((2, 2)).no_bias(),
         // 2x3 kernel, asymmetric explicit padding, unequal strides
-        ConvCase::new(2, 7, 5, 4, 6, (2, 3))
-            .stride((2, 1))
-            .padding(Padding2d::Explicit {
-                top: 1,
-                bottom: 0,
-                left: 2,
-                right: 1,
-            }),
+        ConvCase::new(2, 7, 5, 4, 6, (2, 3)).stride((2, 1)).padding(Padding2d::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 2,
+            right: 1,
+        }),
         ConvCase::new(2, 7, 5, 3, 4, (2, 3)).padding(Padding2d::Same),
         // dilation
         base3.dilation((2, 2)).padding(Padding2d::Same),
         base4.dilation((2, 1)).no_bias(),
-        ConvCase::new(2, 7, 5, 4, 6, (2, 3))
-            .dilation((2, 2))
-            .padding(Padding2d::symmetric(1, 2)),
+        ConvCase::new(2, 7, 5, 4, 6, (2, 3)).dilation((2, 2)).padding(Padding2d::symmetric(1, 2)),
         // groups
-        base4
-            .groups(2)
-            .stride((2, 2))
-            .padding(Padding2d::symmetric(1, 1)),
-        ConvCase::new(2, 7, 5, 4, 6, (2, 3))
-            .groups(2)
-            .dilation((2, 1))
-            .no_bias(),
+        base4.groups(2).stride((2, 2)).padding(Padding2d::symmetric(1, 1)),
+        ConvCase::new(2, 7, 5, 4, 6, (2, 3)).groups(2).dilation((2, 1)).no_bias(),
         // depthwise, channel multiplier 1 and 2
         base3.groups(3).padding(Padding2d::Same).cout_(3),
         base4.groups(4).cout_(8).stride((2, 2)).no_bias(),
-        ConvCase::new(2, 7, 5, 3, 6, (2, 3))
-            .groups(3)
-            .padding(Padding2d::Explicit {
-                top: 0,
-                bottom: 1,
-                left: 1,
-                right: 0,
-            }),
+        ConvCase::new(2, 7, 5, 3, 6, (2, 3)).groups(3).padding(Padding2d::Explicit {
+            top: 0,
+            bottom: 1,
+            left: 1,
+            right: 0,
+        }),
         // even sizes with "same" and stride 2: TensorFlow puts the odd pixel after
-        ConvCase::new(2, 6, 8, 3, 4, (2, 2))
-            .stride((2, 2))
-            .padding(Padding2d::Same),
-        ConvCase::new(1, 6, 8, 3, 4, (4, 3))
-            .stride((2, 3))
-            .padding(Padding2d::Same),
+        ConvCase::new(2, 6, 8, 3, 4, (2, 2)).stride((2, 2)).padding(Padding2d::Same),
+        ConvCase::new(1, 6, 8, 3, 4, (4, 3)).stride((2, 3)).padding(Padding2d::Same),
     ];
     for (i, c) in cases.iter().enumerate() {
         grad_check_conv(*c, true, true, 100 + i as u64);
@@ -346,12 +268,7 @@ fn random_conv_case(rng: &mut Rng) -> ConvCase {
     let padding = match rng.below(3) {
         0 => Padding2d::Valid,
         1 => Padding2d::Same,
-        _ => Padding2d::Explicit {
-            top: pad(rng),
-            bottom: pad(rng),
-            left: pad(rng),
-            right: pad(rng),
-        },
+        _ => Padding2d::Explicit { top: pad(rng), bottom: pad(rng), left: pad(rng), right: pad(rng) },
     };
     ConvCase {
         n: 1 + rng.below(3),
@@ -393,29 +310,12 @@ fn check_conv_against_reference(c: &ConvCase, rng: &mut Rng) {
     assert_close(&format!("conv2d forward {c:?}"), y.data(), &want, 1e-5);
 
     let dy = normal(rng, y.numel());
-    let grads = y
-        .backward_with(Tensor::from_vec(dy.clone(), y.dims().to_vec()).unwrap())
-        .unwrap();
+    let grads = y.backward_with(Tensor::from_vec(dy.clone(), y.dims().to_vec()).unwrap()).unwrap();
     let (dx, dw, db) = conv_ref_backward(c, &x64, &w64, &to64(&dy));
-    assert_close(
-        &format!("conv2d dx {c:?}"),
-        grads.get(&xt).unwrap().data(),
-        &dx,
-        1e-4,
-    );
-    assert_close(
-        &format!("conv2d dw {c:?}"),
-        grads.get(&wt).unwrap().data(),
-        &dw,
-        1e-4,
-    );
+    assert_close(&format!("conv2d dx {c:?}"), grads.get(&xt).unwrap().data(), &dx, 1e-4);
+    assert_close(&format!("conv2d dw {c:?}"), grads.get(&wt).unwrap().data(), &dw, 1e-4);
     if c.bias {
-        assert_close(
-            &format!("conv2d db {c:?}"),
-            grads.get(&bt).unwrap().data(),
-            &db,
-            1e-4,
-        );
+        assert_close(&format!("conv2d db {c:?}"), grads.get(&bt).unwrap().data(), &db, 1e-4);
     } else {
         assert!(grads.get(&bt).is_none());
     }
@@ -425,18 +325,8 @@ fn check_conv_against_reference(c: &ConvCase, rng: &mut Rng) {
 fn conv2d_matches_direct_convolution_on_ragged_shapes() {
     let mut rng = Rng::new(2024);
     // the pointwise fast path (1x1, stride 1, no padding, one group), ragged channel counts
-    for (i, &(cin, cout)) in [(1, 1), (3, 17), (13, 5), (16, 16), (7, 20), (2, 33)]
-        .iter()
-        .enumerate()
-    {
-        let c = ConvCase::new(
-            1 + i % 3,
-            1 + (i * 5) % 13,
-            1 + (i * 7) % 13,
-            cin,
-            cout,
-            (1, 1),
-        );
+    for (i, &(cin, cout)) in [(1, 1), (3, 17), (13, 5), (16, 16), (7, 20), (2, 33)].iter().enumerate() {
+        let c = ConvCase::new(1 + i % 3, 1 + (i * 5) % 13, 1 + (i * 7) % 13, cin, cout, (1, 1));
         check_conv_against_reference(&c, &mut rng);
         check_conv_against_reference(&c.no_bias(), &mut rng);
     }
@@ -456,10 +346,7 @@ fn conv2d_matches_direct_convolution_on_ragged_shapes() {
         check_conv_against_reference(&c, &mut rng);
     }
     // both branches were exercised
-    assert!(
-        rejected > 5 && rejected < 200,
-        "{rejected} of 400 random cases had a kernel larger than the input"
-    );
+    assert!(rejected > 5 && rejected < 200, "{rejected} of 400 random cases had a kernel larger than the input");
 }
 
 #[test]
@@ -469,19 +356,10 @@ fn conv2d_output_sizes_follow_tensorflow_and_pytorch() {
             for s in 1..=4 {
                 for d in 1..=3 {
                     let extent = (k - 1) * d + 1;
-                    let args = |padding| Conv2dArgs {
-                        stride: (s, 1),
-                        padding,
-                        dilation: (d, 1),
-                        groups: 1,
-                    };
+                    let args = |padding| Conv2dArgs { stride: (s, 1), padding, dilation: (d, 1), groups: 1 };
                     // TensorFlow "same": ceil(in / stride), whatever the kernel
                     let got = args(Padding2d::Same).output_hw((size, 3), (k, 1)).unwrap();
-                    assert_eq!(
-                        got,
-                        (size.div_ceil(s), 3),
-                        "same: in {size} k {k} s {s} d {d}"
-                    );
+                    assert_eq!(got, (size.div_ceil(s), 3), "same: in {size} k {k} s {s} d {d}");
                     // PyTorch: floor((in + 2p - d(k-1) - 1) / s) + 1, an error when negative
                     for p in 0..=2 {
                         let got = args(Padding2d::symmetric(p, 0)).output_hw((size, 3), (k, 1));
@@ -502,12 +380,7 @@ fn conv2d_output_sizes_follow_tensorflow_and_pytorch() {
                     // the same along the width, with asymmetric padding
                     let got = Conv2dArgs {
                         stride: (1, s),
-                        padding: Padding2d::Explicit {
-                            top: 0,
-                            bottom: 0,
-                            left: 2,
-                            right: 1,
-                        },
+                        padding: Padding2d::Explicit { top: 0, bottom: 0, left: 2, right: 1 },
                         dilation: (1, d),
                         groups: 1,
                     }
@@ -543,23 +416,10 @@ struct PoolCase {
 
 impl PoolCase {
     fn new(k: (usize, usize), s: (usize, usize), padding: Padding2d, ceil: bool) -> Self {
-        Self {
-            n: 2,
-            h: 7,
-            w: 5,
-            c: 3,
-            k,
-            s,
-            padding,
-            ceil,
-            include_pad: true,
-        }
+        Self { n: 2, h: 7, w: 5, c: 3, k, s, padding, ceil, include_pad: true }
     }
     fn exclude_pad(self) -> Self {
-        Self {
-            include_pad: false,
-            ..self
-        }
+        Self { include_pad: false, ..self }
     }
     fn args(&self) -> Pool2dArgs {
         Pool2dArgs {
@@ -590,14 +450,7 @@ impl PoolCase {
 /// (ceil(in / stride)), PyTorch's `pooling_output_shape_pad_lr` otherwise,
 /// including its rule that in ceil mode the last window must start inside
 /// the input or the leading padding.
-fn pool_axis(
-    size: usize,
-    k: usize,
-    s: usize,
-    padding: Padding2d,
-    ceil: bool,
-    vertical: bool,
-) -> Option<PoolAxis> {
+fn pool_axis(size: usize, k: usize, s: usize, padding: Padding2d, ceil: bool, vertical: bool) -> Option<PoolAxis> {
     let (before, after) = match padding {
         Padding2d::Valid => (0, 0),
         Padding2d::Same => {
@@ -605,12 +458,7 @@ fn pool_axis(
             let total = ((out - 1) * s + k).saturating_sub(size);
             return Some((out, total / 2, total - total / 2));
         }
-        Padding2d::Explicit {
-            top,
-            bottom,
-            left,
-            right,
-        } => {
+        Padding2d::Explicit { top, bottom, left, right } => {
             if vertical {
                 (top, bottom)
             } else {
@@ -650,11 +498,7 @@ fn pool_windows(p: &PoolCase, mut f: impl FnMut(usize, &[usize], usize)) {
                         pixels.push((b * p.h + iy as usize) * p.w + ix as usize);
                     }
                 }
-                let divisor = if include {
-                    ((y1 - y0) * (x1 - x0)) as usize
-                } else {
-                    pixels.len()
-                };
+                let divisor = if include { ((y1 - y0) * (x1 - x0)) as usize } else { pixels.len() };
                 f((b * oh + oy) * ow + ox, &pixels, divisor);
             }
         }
@@ -665,10 +509,7 @@ fn max_pool_ref(p: &PoolCase, x: &[f64]) -> Vec<f64> {
     let mut y = vec![0.0; p.out_len()];
     pool_windows(p, |o, pixels, _| {
         for ch in 0..p.c {
-            let m = pixels
-                .iter()
-                .map(|&i| x[i * p.c + ch])
-                .fold(f64::NEG_INFINITY, f64::max);
+            let m = pixels.iter().map(|&i| x[i * p.c + ch]).fold(f64::NEG_INFINITY, f64::max);
             y[o * p.c + ch] = if pixels.is_empty() { 0.0 } else { m };
         }
     });
@@ -693,10 +534,7 @@ fn pool_ref_backward(p: &PoolCase, x: &[f64], dy: &[f64], max: bool) -> Vec<f64>
         for ch in 0..p.c {
             let g = dy[o * p.c + ch];
             if max {
-                if let Some(&best) = pixels
-                    .iter()
-                    .max_by(|&&a, &&b| x[a * p.c + ch].total_cmp(&x[b * p.c + ch]))
-                {
+                if let Some(&best) = pixels.iter().max_by(|&&a, &&b| x[a * p.c + ch].total_cmp(&x[b * p.c + ch])) {
                     dx[best * p.c + ch] += g;
                 }
             } else if divisor > 0 {
@@ -751,30 +589,8 @@ fn pool_gradients_match_finite_differences() {
         PoolCase::new((3, 3), (2, 2), Same, false),
         PoolCase::new((2, 2), (2, 2), Same, false),
         PoolCase::new((3, 2), (1, 2), Same, false),
-        PoolCase::new(
-            (2, 3),
-            (2, 1),
-            Explicit {
-                top: 0,
-                bottom: 1,
-                left: 1,
-                right: 0,
-            },
-            false,
-        )
-        .exclude_pad(),
-        PoolCase::new(
-            (3, 3),
-            (2, 2),
-            Explicit {
-                top: 1,
-                bottom: 0,
-                left: 0,
-                right: 1,
-            },
-            true,
-        )
-        .exclude_pad(),
+        PoolCase::new((2, 3), (2, 1), Explicit { top: 0, bottom: 1, left: 1, right: 0 }, false).exclude_pad(),
+        PoolCase::new((3, 3), (2, 2), Explicit { top: 1, bottom: 0, left: 0, right: 1 }, true).exclude_pad(),
     ];
     for (i, p) in cases.iter().enumerate() {
         grad_check_pool(*p, true, 200 + i as u64);
@@ -823,11 +639,7 @@ fn pools_match_reference_on_ragged_shapes() {
         let max = i % 2 == 0;
         let x = distinct(&mut rng, p.dims().iter().product());
         let xt = Tensor::from_vec(x.clone(), p.dims()).unwrap().var();
-        let result = if max {
-            xt.max_pool2d(&p.args())
-        } else {
-            xt.avg_pool2d(&p.args())
-        };
+        let result = if max { xt.max_pool2d(&p.args()) } else { xt.avg_pool2d(&p.args()) };
         let Some(((oh, _, _), (ow, _, _))) = p.geometry() else {
             rejected += 1;
             assert!(
@@ -839,46 +651,18 @@ fn pools_match_reference_on_ragged_shapes() {
         let y = result.unwrap_or_else(|e| panic!("{p:?}: {e}"));
         assert_eq!(y.dims(), [p.n, oh, ow, p.c], "{p:?}: output shape");
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let want = if max {
-            max_pool_ref(&p, &x64)
-        } else {
-            avg_pool_ref(&p, &x64)
-        };
-        assert_close(
-            &format!("pool forward (max {max}) {p:?}"),
-            y.data(),
-            &want,
-            1e-5,
-        );
+        let want = if max { max_pool_ref(&p, &x64) } else { avg_pool_ref(&p, &x64) };
+        assert_close(&format!("pool forward (max {max}) {p:?}"), y.data(), &want, 1e-5);
         let dy = normal(&mut rng, y.numel());
-        let grads = y
-            .backward_with(Tensor::from_vec(dy.clone(), y.dims().to_vec()).unwrap())
-            .unwrap();
+        let grads = y.backward_with(Tensor::from_vec(dy.clone(), y.dims().to_vec()).unwrap()).unwrap();
         let dy64: Vec<f64> = dy.iter().map(|&v| v as f64).collect();
         let want = pool_ref_backward(&p, &x64, &dy64, max);
-        assert_close(
-            &format!("pool backward (max {max}) {p:?}"),
-            grads.get(&xt).unwrap().data(),
-            &want,
-            1e-5,
-        );
+        assert_close(&format!("pool backward (max {max}) {p:?}"), grads.get(&xt).unwrap().data(), &want, 1e-5);
         // inference (no variable) takes another path for max pooling
-        let yc = if max {
-            xt.detach().max_pool2d(&p.args())
-        } else {
-            xt.detach().avg_pool2d(&p.args())
-        }
-        .unwrap();
-        assert_eq!(
-            yc.data(),
-            y.data(),
-            "{p:?}: inference and training forward differ"
-        );
+        let yc = if max { xt.detach().max_pool2d(&p.args()) } else { xt.detach().avg_pool2d(&p.args()) }.unwrap();
+        assert_eq!(yc.data(), y.data(), "{p:?}: inference and training forward differ");
     }
-    assert!(
-        rejected > 0 && rejected < 100,
-        "{rejected} of 400 random pooling cases were rejected"
-    );
+    assert!(rejected > 0 && rejected < 100, "{rejected} of 400 random pooling cases were rejected");
 }
 
 #[test]
@@ -894,16 +678,9 @@ fn pool_output_sizes_follow_tensorflow_and_pytorch() {
                     ceil_mode: false,
                     count_include_pad: false,
                 };
-                assert_eq!(
-                    same.output_hw(size, 4).unwrap(),
-                    (size.div_ceil(s), 4),
-                    "same: in {size} k {k} s {s}"
-                );
+                assert_eq!(same.output_hw(size, 4).unwrap(), (size.div_ceil(s), 4), "same: in {size} k {k} s {s}");
                 // ceil_mode changes nothing for "same"
-                let same_ceil = Pool2dArgs {
-                    ceil_mode: true,
-                    ..same
-                };
+                let same_ceil = Pool2dArgs { ceil_mode: true, ..same };
                 assert_eq!(same_ceil.output_hw(size, 4).unwrap(), (size.div_ceil(s), 4));
                 for p in 0..=k / 2 {
                     for ceil in [false, true] {
@@ -928,11 +705,7 @@ fn pool_output_sizes_follow_tensorflow_and_pytorch() {
                         if ceil && (out - 1) * s >= size + p {
                             out -= 1;
                         }
-                        assert_eq!(
-                            got.unwrap(),
-                            (4, out),
-                            "in {size} k {k} s {s} p {p} ceil {ceil}"
-                        );
+                        assert_eq!(got.unwrap(), (4, out), "in {size} k {k} s {s} p {p} ceil {ceil}");
                     }
                 }
             }
@@ -946,10 +719,7 @@ fn pool_output_sizes_follow_tensorflow_and_pytorch() {
         ceil_mode: false,
         count_include_pad: true,
     };
-    assert!(matches!(
-        bad.output_hw(7, 7),
-        Err(TensorError::InvalidArgument { .. })
-    ));
+    assert!(matches!(bad.output_hw(7, 7), Err(TensorError::InvalidArgument { .. })));
 }
 
 // ---------------------------------------------------------------- global pooling
@@ -966,35 +736,16 @@ fn global_pool_gradients_match_finite_differences() {
                 for ch in 0..c {
                     let v = x[(b * h * w + p) * c + ch];
                     let o = &mut y[b * c + ch];
-                    *o = if max {
-                        o.max(v)
-                    } else {
-                        *o + v / (h * w) as f64
-                    };
+                    *o = if max { o.max(v) } else { *o + v / (h * w) as f64 };
                 }
             }
         }
         y
     };
     let x = distinct(&mut rng, n * h * w * c);
-    check_op(
-        "global_avg_pool",
-        &[var(x.clone(), &dims)],
-        |t| t[0].global_avg_pool(),
-        |v| global(&v[0], false),
-    );
-    check_op(
-        "global_max_pool",
-        &[var(x, &dims)],
-        |t| t[0].global_max_pool(),
-        |v| global(&v[0], true),
-    );
+    check_op("global_avg_pool", &[var(x.clone(), &dims)], |t| t[0].global_avg_pool(), |v| global(&v[0], false));
+    check_op("global_max_pool", &[var(x, &dims)], |t| t[0].global_max_pool(), |v| global(&v[0], true));
     // a single pixel: the max is the pixel itself
     let x = normal(&mut rng, 3 * 2);
-    check_op(
-        "global_max_pool 1x1",
-        &[var(x, &[3, 1, 1, 2])],
-        |t| t[0].global_max_pool(),
-        |v| v[0].clone(),
-    );
+    check_op("global_max_pool 1x1", &[var(x, &[3, 1, 1, 2])], |t| t[0].global_max_pool(), |v| v[0].clone());
 }

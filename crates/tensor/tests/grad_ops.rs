@@ -38,32 +38,16 @@ fn matmul_and_linear() {
             |v| matmul_ref(&v[0], &v[1], m, k, n),
         );
         let name = format!("linear {m}x{k} @ {k}x{n} + b");
-        let args = [
-            var(a.clone(), &[m, k]),
-            var(b.clone(), &[k, n]),
-            var(bias.clone(), &[n]),
-        ];
+        let args = [var(a.clone(), &[m, k]), var(b.clone(), &[k, n]), var(bias.clone(), &[n])];
         let linear_ref = |v: &[Vec<f64>]| {
             let mut y = matmul_ref(&v[0], &v[1], m, k, n);
-            y.iter_mut()
-                .enumerate()
-                .for_each(|(i, y)| *y += v[2][i % n]);
+            y.iter_mut().enumerate().for_each(|(i, y)| *y += v[2][i % n]);
             y
         };
-        check_op(
-            &name,
-            &args,
-            |t| t[0].linear(&t[1], Some(&t[2])),
-            linear_ref,
-        );
+        check_op(&name, &args, |t| t[0].linear(&t[1], Some(&t[2])), linear_ref);
         // constant weights (inference of a frozen layer): only dx and db
         let args = [var(a, &[m, k]), constant(b, &[k, n]), var(bias, &[n])];
-        check_op(
-            &format!("{name}, frozen weight"),
-            &args,
-            |t| t[0].linear(&t[1], Some(&t[2])),
-            linear_ref,
-        );
+        check_op(&format!("{name}, frozen weight"), &args, |t| t[0].linear(&t[1], Some(&t[2])), linear_ref);
     }
 }
 
@@ -143,11 +127,7 @@ fn activations() {
     // saturated tails: finite, and as accurate as f32 allows
     let tails = Tensor::from_vec(vec![-100.0, -30.0, 30.0, 100.0], [4]).unwrap();
     let s = tails.sigmoid();
-    assert!(
-        s.data()[0] >= 0.0 && s.data()[0] < 1e-40,
-        "sigmoid(-100) = {}",
-        s.data()[0]
-    );
+    assert!(s.data()[0] >= 0.0 && s.data()[0] < 1e-40, "sigmoid(-100) = {}", s.data()[0]);
     assert!((s.data()[1] as f64 / activation_ref(Activation::Sigmoid, -30.0) - 1.0).abs() < 1e-6);
     assert_eq!(&s.data()[2..], [1.0, 1.0]);
     assert_eq!(tails.gelu().data(), [0.0, 0.0, 30.0, 100.0]);
@@ -172,10 +152,7 @@ fn softmax_and_log_softmax() {
     let mut rng = Rng::new(3);
     for dims in [vec![2, 3, 5], vec![4, 1], vec![1, 11]] {
         let c = *dims.last().unwrap();
-        let x: Vec<f32> = normal(&mut rng, dims.iter().product())
-            .iter()
-            .map(|v| v * 2.0)
-            .collect();
+        let x: Vec<f32> = normal(&mut rng, dims.iter().product()).iter().map(|v| v * 2.0).collect();
         check_op(
             &format!("softmax {dims:?}"),
             &[var(x.clone(), &dims)],
@@ -204,18 +181,10 @@ fn dropout_with_a_fixed_mask() {
     let dims = [2, 3, 4, 5];
     let n: usize = dims.iter().product();
     // the mask a seed draws, read off by dropping out ones
-    let mask: Vec<f64> = Tensor::full(dims, 1.0)
-        .dropout(rate, &mut Rng::new(42))
-        .unwrap()
-        .data()
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
+    let mask: Vec<f64> =
+        Tensor::full(dims, 1.0).dropout(rate, &mut Rng::new(42)).unwrap().data().iter().map(|&v| v as f64).collect();
     let keep = 1.0 / (1.0 - rate as f64);
-    assert!(
-        mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6),
-        "mask values are 0 or 1/(1-rate)"
-    );
+    assert!(mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6), "mask values are 0 or 1/(1-rate)");
     assert!(mask.contains(&0.0) && mask.iter().any(|&m| m > 0.0));
     let x = normal(&mut rng, n);
     check_op(
@@ -229,22 +198,12 @@ fn dropout_with_a_fixed_mask() {
     let big = Tensor::full([100_000], 1.0);
     let a = big.dropout(rate, &mut Rng::new(1)).unwrap();
     let dropped = a.data().iter().filter(|&&v| v == 0.0).count() as f64 / 100_000.0;
-    assert!(
-        (dropped - rate as f64).abs() < 0.01,
-        "dropped fraction {dropped}"
-    );
+    assert!((dropped - rate as f64).abs() < 0.01, "dropped fraction {dropped}");
     let b = big.dropout(rate, &mut Rng::new(2)).unwrap();
     assert_ne!(a.data(), b.data());
-    assert_eq!(
-        a.data(),
-        big.dropout(rate, &mut Rng::new(1)).unwrap().data(),
-        "same seed, same mask"
-    );
+    assert_eq!(a.data(), big.dropout(rate, &mut Rng::new(1)).unwrap().data(), "same seed, same mask");
     // rate 0 is the identity
-    assert_eq!(
-        big.dropout(0.0, &mut Rng::new(1)).unwrap().data(),
-        big.data()
-    );
+    assert_eq!(big.dropout(0.0, &mut Rng::new(1)).unwrap().data(), big.data());
 }
 
 // ---------------------------------------------------------------- reshape, concat
@@ -254,18 +213,8 @@ fn reshape_and_flatten() {
     let mut rng = Rng::new(5);
     let x = normal(&mut rng, 2 * 3 * 4 * 5);
     let id = |v: &[Vec<f64>]| v[0].clone();
-    check_op(
-        "reshape",
-        &[var(x.clone(), &[2, 3, 4, 5])],
-        |t| t[0].reshape([6, usize::MAX]),
-        id,
-    );
-    check_op(
-        "flatten",
-        &[var(x.clone(), &[2, 3, 4, 5])],
-        |t| t[0].flatten(),
-        id,
-    );
+    check_op("reshape", &[var(x.clone(), &[2, 3, 4, 5])], |t| t[0].reshape([6, usize::MAX]), id);
+    check_op("flatten", &[var(x.clone(), &[2, 3, 4, 5])], |t| t[0].flatten(), id);
     let t = Tensor::from_vec(x, [2, 3, 4, 5]).unwrap();
     assert_eq!(t.reshape([6, usize::MAX]).unwrap().dims(), [6, 20]);
     assert_eq!(t.flatten().unwrap().dims(), [2, 60]);
@@ -295,18 +244,12 @@ fn concat_on_channels_and_rows() {
     let mut rng = Rng::new(6);
     let cases: [(usize, Vec<Vec<usize>>); 4] = [
         (1, vec![vec![2, 3, 4, 2], vec![2, 1, 4, 2]]),
-        (
-            3,
-            vec![vec![2, 3, 4, 2], vec![2, 3, 4, 3], vec![2, 3, 4, 1]],
-        ),
+        (3, vec![vec![2, 3, 4, 2], vec![2, 3, 4, 3], vec![2, 3, 4, 1]]),
         (0, vec![vec![2, 3], vec![1, 3]]),
         (3, vec![vec![1, 2, 2, 5]]),
     ];
     for (axis, dims) in cases {
-        let mut args: Vec<Arg> = dims
-            .iter()
-            .map(|d| var(normal(&mut rng, d.iter().product()), d))
-            .collect();
+        let mut args: Vec<Arg> = dims.iter().map(|d| var(normal(&mut rng, d.iter().product()), d)).collect();
         check_op(
             &format!("concat axis {axis} {dims:?}"),
             &args,
@@ -330,22 +273,13 @@ fn concat_on_channels_and_rows() {
 // ---------------------------------------------------------------- broadcasting arithmetic
 
 /// NumPy broadcasting in f64, by explicit multi-indices.
-fn broadcast_ref(
-    a: &[f64],
-    ad: &[usize],
-    b: &[f64],
-    bd: &[usize],
-    f: impl Fn(f64, f64) -> f64,
-) -> Vec<f64> {
+fn broadcast_ref(a: &[f64], ad: &[usize], b: &[f64], bd: &[usize], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     let rank = ad.len().max(bd.len());
     let pad = |d: &[usize]| [vec![1; rank - d.len()], d.to_vec()].concat();
     let (ad, bd) = (pad(ad), pad(bd));
     let out: Vec<usize> = ad.iter().zip(&bd).map(|(&x, &y)| x.max(y)).collect();
-    let flat = |d: &[usize], idx: &[usize]| {
-        idx.iter()
-            .zip(d)
-            .fold(0, |acc, (&i, &n)| acc * n + if n == 1 { 0 } else { i })
-    };
+    let flat =
+        |d: &[usize], idx: &[usize]| idx.iter().zip(d).fold(0, |acc, (&i, &n)| acc * n + if n == 1 { 0 } else { i });
     let total: usize = out.iter().product();
     let mut idx = vec![0; rank];
     let mut y = Vec::with_capacity(total);
@@ -379,12 +313,8 @@ fn add_sub_mul_div_with_broadcasting() {
         (vec![], vec![]),
     ];
     type F = fn(f64, f64) -> f64;
-    let ops: [(&str, F); 4] = [
-        ("add", |a, b| a + b),
-        ("sub", |a, b| a - b),
-        ("mul", |a, b| a * b),
-        ("div", |a, b| a / b),
-    ];
+    let ops: [(&str, F); 4] =
+        [("add", |a, b| a + b), ("sub", |a, b| a - b), ("mul", |a, b| a * b), ("div", |a, b| a / b)];
     for (ad, bd) in &pairs {
         for (name, f) in ops {
             let a = normal(&mut rng, ad.iter().product());
@@ -401,24 +331,9 @@ fn add_sub_mul_div_with_broadcasting() {
             };
             let reference = |v: &[Vec<f64>]| broadcast_ref(&v[0], ad, &v[1], bd, f);
             let what = format!("{name} {ad:?} {bd:?}");
-            check_op(
-                &what,
-                &[var(a.clone(), ad), var(b.clone(), bd)],
-                op,
-                reference,
-            );
-            check_op(
-                &format!("{what}, rhs constant"),
-                &[var(a.clone(), ad), constant(b.clone(), bd)],
-                op,
-                reference,
-            );
-            check_op(
-                &format!("{what}, lhs constant"),
-                &[constant(a, ad), var(b, bd)],
-                op,
-                reference,
-            );
+            check_op(&what, &[var(a.clone(), ad), var(b.clone(), bd)], op, reference);
+            check_op(&format!("{what}, rhs constant"), &[var(a.clone(), ad), constant(b.clone(), bd)], op, reference);
+            check_op(&format!("{what}, lhs constant"), &[constant(a, ad), var(b, bd)], op, reference);
         }
     }
 }
@@ -432,24 +347,10 @@ fn affine_scale_add_scalar() {
         "affine",
         &args,
         |t| Ok(t[0].affine(1.7, -0.3)),
-        |v| {
-            v[0].iter()
-                .map(|x| x * 1.7f32 as f64 - 0.3f32 as f64)
-                .collect()
-        },
+        |v| v[0].iter().map(|x| x * 1.7f32 as f64 - 0.3f32 as f64).collect(),
     );
-    check_op(
-        "scale",
-        &args,
-        |t| Ok(t[0].scale(-2.5)),
-        |v| v[0].iter().map(|x| x * -2.5).collect(),
-    );
-    check_op(
-        "add_scalar",
-        &args,
-        |t| Ok(t[0].add_scalar(0.25)),
-        |v| v[0].iter().map(|x| x + 0.25).collect(),
-    );
+    check_op("scale", &args, |t| Ok(t[0].scale(-2.5)), |v| v[0].iter().map(|x| x * -2.5).collect());
+    check_op("add_scalar", &args, |t| Ok(t[0].add_scalar(0.25)), |v| v[0].iter().map(|x| x + 0.25).collect());
 }
 
 // ---------------------------------------------------------------- batch norm
@@ -489,18 +390,11 @@ fn batch_norm_train_and_infer() {
         let c = *dims.last().unwrap();
         let n: usize = dims.iter().product();
         // per-channel offsets and scales, so the statistics matter
-        let x: Vec<f32> = normal(&mut rng, n)
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v * (1.0 + (i % c) as f32) + (i % c) as f32)
-            .collect();
+        let x: Vec<f32> =
+            normal(&mut rng, n).iter().enumerate().map(|(i, v)| v * (1.0 + (i % c) as f32) + (i % c) as f32).collect();
         let gamma = uniform(&mut rng, c, 0.5, 1.5);
         let beta = normal(&mut rng, c);
-        let args = [
-            var(x.clone(), &dims),
-            var(gamma.clone(), &[c]),
-            var(beta.clone(), &[c]),
-        ];
+        let args = [var(x.clone(), &dims), var(gamma.clone(), &[c]), var(beta.clone(), &[c])];
         check_op(
             &format!("batch_norm_train {dims:?}"),
             &args,
@@ -512,9 +406,7 @@ fn batch_norm_train_and_infer() {
         );
         // the returned statistics are the batch's (biased variance)
         let xt = Tensor::from_vec(x.clone(), dims.clone()).unwrap();
-        let (_, stats) = xt
-            .batch_norm_train(&Tensor::full([c], 1.0), &Tensor::zeros([c]), BN_EPS)
-            .unwrap();
+        let (_, stats) = xt.batch_norm_train(&Tensor::full([c], 1.0), &Tensor::zeros([c]), BN_EPS).unwrap();
         let (mean, var) = bn_stats(&x.iter().map(|&v| v as f64).collect::<Vec<_>>(), c);
         assert_close("batch stats mean", &stats.mean, &mean, 1e-6);
         assert_close("batch stats var", &stats.var, &var, 1e-5);
@@ -522,10 +414,8 @@ fn batch_norm_train_and_infer() {
 
         let run_mean: Vec<f32> = normal(&mut rng, c);
         let run_var = uniform(&mut rng, c, 0.5, 2.0);
-        let (m64, v64): (Vec<f64>, Vec<f64>) = (
-            run_mean.iter().map(|&v| v as f64).collect(),
-            run_var.iter().map(|&v| v as f64).collect(),
-        );
+        let (m64, v64): (Vec<f64>, Vec<f64>) =
+            (run_mean.iter().map(|&v| v as f64).collect(), run_var.iter().map(|&v| v as f64).collect());
         check_op(
             &format!("batch_norm_infer {dims:?}"),
             &args,
@@ -539,19 +429,12 @@ fn batch_norm_train_and_infer() {
 
 /// Sum over `axes` in f64; the values come out in row-major order of the kept axes.
 fn reduce_ref(x: &[f64], dims: &[usize], axes: &[usize], mean: bool) -> Vec<f64> {
-    let kept: Vec<usize> = dims
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect();
+    let kept: Vec<usize> = dims.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
     let count: usize = axes.iter().map(|&a| dims[a]).product();
     let mut y = vec![0.0; kept.iter().product()];
     let mut idx = vec![0; dims.len()];
     for v in x {
-        let o = idx
-            .iter()
-            .zip(&kept)
-            .fold(0, |acc, (&i, &k)| acc * k + if k == 1 { 0 } else { i });
+        let o = idx.iter().zip(&kept).fold(0, |acc, (&i, &k)| acc * k + if k == 1 { 0 } else { i });
         y[o] += if mean { v / count as f64 } else { *v };
         for d in (0..dims.len()).rev() {
             idx[d] += 1;
@@ -569,18 +452,8 @@ fn sum_mean_and_axis_reductions() {
     let mut rng = Rng::new(10);
     let x = normal(&mut rng, 2 * 3 * 4 * 5);
     let args = [var(x, &[2, 3, 4, 5])];
-    check_op(
-        "sum",
-        &args,
-        |t| Ok(t[0].sum()),
-        |v| vec![v[0].iter().sum()],
-    );
-    check_op(
-        "mean",
-        &args,
-        |t| Ok(t[0].mean()),
-        |v| vec![v[0].iter().sum::<f64>() / 120.0],
-    );
+    check_op("sum", &args, |t| Ok(t[0].sum()), |v| vec![v[0].iter().sum()]);
+    check_op("mean", &args, |t| Ok(t[0].mean()), |v| vec![v[0].iter().sum::<f64>() / 120.0]);
     // [2, 2, 3] reduced over axis 0 or 1 gives [2, 3] either way: the
     // backward must know which axis went, not guess it from the sizes
     let cases: [(Vec<usize>, Vec<usize>); 7] = [
@@ -596,33 +469,18 @@ fn sum_mean_and_axis_reductions() {
         let x = normal(&mut rng, dims.iter().product());
         for keepdim in [true, false] {
             for mean in [false, true] {
-                let name = format!(
-                    "{} axes {axes:?} of {dims:?} keepdim {keepdim}",
-                    if mean { "mean" } else { "sum" }
-                );
+                let name = format!("{} axes {axes:?} of {dims:?} keepdim {keepdim}", if mean { "mean" } else { "sum" });
                 let op = |t: &[Tensor]| {
-                    let y = if mean {
-                        t[0].mean_axes(&axes, keepdim)?
-                    } else {
-                        t[0].sum_axes(&axes, keepdim)?
-                    };
+                    let y = if mean { t[0].mean_axes(&axes, keepdim)? } else { t[0].sum_axes(&axes, keepdim)? };
                     let want: Vec<usize> = dims
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, &d)| {
-                            if axes.contains(&i) {
-                                keepdim.then_some(1)
-                            } else {
-                                Some(d)
-                            }
-                        })
+                        .filter_map(|(i, &d)| if axes.contains(&i) { keepdim.then_some(1) } else { Some(d) })
                         .collect();
                     assert_eq!(y.dims(), want, "{name}: output shape");
                     Ok(y)
                 };
-                check_op(&name, &[var(x.clone(), &dims)], op, |v| {
-                    reduce_ref(&v[0], &dims, &axes, mean)
-                });
+                check_op(&name, &[var(x.clone(), &dims)], op, |v| reduce_ref(&v[0], &dims, &axes, mean));
             }
         }
     }
@@ -650,16 +508,10 @@ fn softmax_cross_entropy_sparse_and_dense() {
         },
     );
     // one-hot, soft (rows summing to one) and unnormalised targets (rows summing to 1.7)
-    let one_hot: Vec<f32> = (0..n * c)
-        .map(|i| (labels[i / c] as usize == i % c) as u8 as f32)
-        .collect();
+    let one_hot: Vec<f32> = (0..n * c).map(|i| (labels[i / c] as usize == i % c) as u8 as f32).collect();
     let soft = normalise_rows(uniform(&mut rng, n * c, 0.0, 1.0), c, 1.0);
     let unnormalised = normalise_rows(uniform(&mut rng, n * c, 0.0, 1.0), c, 1.7);
-    for (what, t) in [
-        ("one-hot", one_hot),
-        ("soft", soft),
-        ("unnormalised", unnormalised),
-    ] {
+    for (what, t) in [("one-hot", one_hot), ("soft", soft), ("unnormalised", unnormalised)] {
         let args = [var(x.clone(), &[n, c]), constant(t, &[n, c])];
         check_op(
             &format!("softmax_cross_entropy {what}"),
@@ -667,10 +519,7 @@ fn softmax_cross_entropy_sparse_and_dense() {
             |t| t[0].softmax_cross_entropy(&t[1]),
             |v| {
                 let ls = log_softmax_ref(&v[0], c);
-                mean_rows(
-                    (0..n).map(|i| -(0..c).map(|j| v[1][i * c + j] * ls[i * c + j]).sum::<f64>()),
-                    n,
-                )
+                mean_rows((0..n).map(|i| -(0..c).map(|j| v[1][i * c + j] * ls[i * c + j]).sum::<f64>()), n)
             },
         );
     }
@@ -691,8 +540,7 @@ fn probability_cross_entropies() {
     // not normalised: Keras divides each row by its sum first; q = p / sum stays inside the clip
     let p = uniform(&mut rng, n * c, 0.1, 1.0);
     let labels: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
-    let q =
-        |v: &[f64], i: usize, j: usize| v[i * c + j] / v[i * c..(i + 1) * c].iter().sum::<f64>();
+    let q = |v: &[f64], i: usize, j: usize| v[i * c + j] / v[i * c..(i + 1) * c].iter().sum::<f64>();
     check_op(
         "probs_cross_entropy_sparse",
         &[var(p.clone(), &[n, c])],
@@ -705,16 +553,7 @@ fn probability_cross_entropies() {
         "probs_cross_entropy",
         &args,
         |t| t[0].probs_cross_entropy(&t[1]),
-        |v| {
-            mean_rows(
-                (0..n).map(|i| {
-                    -(0..c)
-                        .map(|j| v[1][i * c + j] * q(&v[0], i, j).ln())
-                        .sum::<f64>()
-                }),
-                n,
-            )
-        },
+        |v| mean_rows((0..n).map(|i| -(0..c).map(|j| v[1][i * c + j] * q(&v[0], i, j).ln()).sum::<f64>()), n),
     );
 
     // binary forms over any shape, mean over every element
@@ -726,14 +565,7 @@ fn probability_cross_entropies() {
         "sigmoid_binary_cross_entropy",
         &args,
         |t| t[0].sigmoid_binary_cross_entropy(&t[1]),
-        |v| {
-            mean_rows(
-                v[0].iter()
-                    .zip(&v[1])
-                    .map(|(&x, &t)| (1.0 + x.exp()).ln() - x * t),
-                24,
-            )
-        },
+        |v| mean_rows(v[0].iter().zip(&v[1]).map(|(&x, &t)| (1.0 + x.exp()).ln() - x * t), 24),
     );
     let probs = uniform(&mut rng, 24, 0.05, 0.95);
     let args = [var(probs, &dims), constant(t, &dims)];
@@ -741,14 +573,7 @@ fn probability_cross_entropies() {
         "probs_binary_cross_entropy",
         &args,
         |t| t[0].probs_binary_cross_entropy(&t[1]),
-        |v| {
-            mean_rows(
-                v[0].iter()
-                    .zip(&v[1])
-                    .map(|(&p, &t)| -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())),
-                24,
-            )
-        },
+        |v| mean_rows(v[0].iter().zip(&v[1]).map(|(&p, &t)| -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())), 24),
     );
 }
 
@@ -759,57 +584,26 @@ fn losses_clip_and_stay_finite() {
     let t = Tensor::from_vec(vec![1.0, 1.0], [2]).unwrap();
     let loss = p.probs_binary_cross_entropy(&t).unwrap();
     let want = -(1e-7f64).ln() / 2.0; // the second term is -ln(1 - 1e-7) ~ 1e-7
-    assert!(
-        (loss.item().unwrap() as f64 - want).abs() < 1e-4,
-        "{}",
-        loss.item().unwrap()
-    );
+    assert!((loss.item().unwrap() as f64 - want).abs() < 1e-4, "{}", loss.item().unwrap());
     let g = loss.backward().unwrap();
-    assert_eq!(
-        g.get(&p).unwrap().data(),
-        [0.0, 0.0],
-        "no gradient through an active clip"
-    );
+    assert_eq!(g.get(&p).unwrap().data(), [0.0, 0.0], "no gradient through an active clip");
     // a one-hot probability row: the loss of the right class is ~0, of the wrong one -ln(1e-7)
     let p = Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [2, 3]).unwrap();
-    let loss = p
-        .probs_cross_entropy_sparse(&[0, 0])
-        .unwrap()
-        .item()
-        .unwrap() as f64;
+    let loss = p.probs_cross_entropy_sparse(&[0, 0]).unwrap().item().unwrap() as f64;
     assert!((loss - (-(1e-7f64).ln()) / 2.0).abs() < 1e-4, "{loss}");
     // huge logits: the fused forms use log-sum-exp and do not overflow
     let x = Tensor::from_vec(vec![1000.0, -1000.0, 0.0], [1, 3]).unwrap();
-    assert_eq!(
-        x.softmax_cross_entropy_sparse(&[0])
-            .unwrap()
-            .item()
-            .unwrap(),
-        0.0
-    );
-    assert_eq!(
-        x.softmax_cross_entropy_sparse(&[1])
-            .unwrap()
-            .item()
-            .unwrap(),
-        2000.0
-    );
+    assert_eq!(x.softmax_cross_entropy_sparse(&[0]).unwrap().item().unwrap(), 0.0);
+    assert_eq!(x.softmax_cross_entropy_sparse(&[1]).unwrap().item().unwrap(), 2000.0);
     let x = Tensor::from_vec(vec![1000.0, -1000.0], [2]).unwrap();
     let t = Tensor::from_vec(vec![0.0, 1.0], [2]).unwrap();
-    assert_eq!(
-        x.sigmoid_binary_cross_entropy(&t).unwrap().item().unwrap(),
-        1000.0
-    );
+    assert_eq!(x.sigmoid_binary_cross_entropy(&t).unwrap().item().unwrap(), 1000.0);
 }
 
 #[test]
 fn loss_targets_receive_no_gradient() {
-    let x = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.0], [2, 2])
-        .unwrap()
-        .var();
-    let t = Tensor::from_vec(vec![0.3, 0.7, 1.0, 0.0], [2, 2])
-        .unwrap()
-        .var();
+    let x = Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.0], [2, 2]).unwrap().var();
+    let t = Tensor::from_vec(vec![0.3, 0.7, 1.0, 0.0], [2, 2]).unwrap().var();
     for loss in [
         x.softmax_cross_entropy(&t).unwrap(),
         x.sigmoid().probs_cross_entropy(&t).unwrap(),

@@ -60,7 +60,13 @@ impl Activation {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::Linear => x,
-            Activation::Relu => if x < 0.0 { 0.0 } else { x }, // NaN propagates, as in PyTorch
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            } // NaN propagates, as in PyTorch
             Activation::Relu6 => x.clamp(0.0, 6.0),
             Activation::Sigmoid => sigmoid(x),
             Activation::Tanh => x.tanh(),

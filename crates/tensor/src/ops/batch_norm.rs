@@ -119,10 +119,20 @@ impl Tensor {
     }
 
     /// Inference-mode batch norm with fixed running statistics.
-    pub fn batch_norm_infer(&self, gamma: &Tensor, beta: &Tensor, mean: &[f32], var: &[f32], eps: f32) -> Result<Tensor> {
+    pub fn batch_norm_infer(
+        &self,
+        gamma: &Tensor,
+        beta: &Tensor,
+        mean: &[f32],
+        var: &[f32],
+        eps: f32,
+    ) -> Result<Tensor> {
         let c = check(self, gamma, beta)?;
         if mean.len() != c || var.len() != c {
-            return Err(TensorError::shape("batch_norm", format!("running statistics of {} and {} for {c} channels", mean.len(), var.len())));
+            return Err(TensorError::shape(
+                "batch_norm",
+                format!("running statistics of {} and {} for {c} channels", mean.len(), var.len()),
+            ));
         }
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         Ok(normalise(self, gamma, beta, mean, &inv_std, false))

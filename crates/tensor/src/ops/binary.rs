@@ -52,9 +52,7 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let own = Shape(shape.to_vec()).strides();
     let offset = out.len() - shape.len();
-    (0..out.len())
-        .map(|i| if i < offset || shape[i - offset] == 1 { 0 } else { own[i - offset] })
-        .collect()
+    (0..out.len()).map(|i| if i < offset || shape[i - offset] == 1 { 0 } else { own[i - offset] }).collect()
 }
 
 /// `f(a, b)` over the broadcast of the two shapes.

@@ -47,7 +47,10 @@ impl Tensor {
             let ok = t.rank() == first.rank()
                 && t.dims().iter().zip(first.dims()).enumerate().all(|(i, (a, b))| i == axis || a == b);
             if !ok {
-                return Err(TensorError::shape("concat", format!("{} and {} differ outside axis {axis}", first.shape(), t.shape())));
+                return Err(TensorError::shape(
+                    "concat",
+                    format!("{} and {} differ outside axis {axis}", first.shape(), t.shape()),
+                ));
             }
             shape[axis] += t.dims()[axis];
         }

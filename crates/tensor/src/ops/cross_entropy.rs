@@ -139,13 +139,7 @@ impl Backward for ProbBceBackward {
             .data()
             .iter()
             .zip(self.targets.data())
-            .map(|(&p, &t)| {
-                if p > EPSILON && p < 1.0 - EPSILON {
-                    g * (-t / p + (1.0 - t) / (1.0 - p))
-                } else {
-                    0.0
-                }
-            })
+            .map(|(&p, &t)| if p > EPSILON && p < 1.0 - EPSILON { g * (-t / p + (1.0 - t) / (1.0 - p)) } else { 0.0 })
             .collect();
         vec![Some(constant(dp, p.dims())), None]
     }
@@ -193,7 +187,10 @@ impl Tensor {
     pub fn softmax_cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
         rows_classes(self, "categorical_crossentropy")?;
         if targets.dims() != self.dims() {
-            return Err(TensorError::shape("categorical_crossentropy", format!("targets {} for logits {}", targets.shape(), self.shape())));
+            return Err(TensorError::shape(
+                "categorical_crossentropy",
+                format!("targets {} for logits {}", targets.shape(), self.shape()),
+            ));
         }
         let t = targets.detach();
         self.softmax_ce(Targets::Dense(t.clone()), Some(&t))
@@ -212,7 +209,10 @@ impl Tensor {
     pub fn probs_cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
         rows_classes(self, "categorical_crossentropy")?;
         if targets.dims() != self.dims() {
-            return Err(TensorError::shape("categorical_crossentropy", format!("targets {} for probabilities {}", targets.shape(), self.shape())));
+            return Err(TensorError::shape(
+                "categorical_crossentropy",
+                format!("targets {} for probabilities {}", targets.shape(), self.shape()),
+            ));
         }
         let t = targets.detach();
         self.probs_ce(Targets::Dense(t.clone()), Some(&t))
@@ -245,7 +245,10 @@ impl Tensor {
     /// Mean binary cross-entropy of `sigmoid(self)` (logits) against `targets` in [0, 1].
     pub fn sigmoid_binary_cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
         if targets.dims() != self.dims() {
-            return Err(TensorError::shape("binary_crossentropy", format!("targets {} for logits {}", targets.shape(), self.shape())));
+            return Err(TensorError::shape(
+                "binary_crossentropy",
+                format!("targets {} for logits {}", targets.shape(), self.shape()),
+            ));
         }
         let loss: f64 = self
             .data()
@@ -261,7 +264,10 @@ impl Tensor {
     /// Keras' binary cross-entropy on probabilities, clipped to `[1e-7, 1 - 1e-7]`.
     pub fn probs_binary_cross_entropy(&self, targets: &Tensor) -> Result<Tensor> {
         if targets.dims() != self.dims() {
-            return Err(TensorError::shape("binary_crossentropy", format!("targets {} for probabilities {}", targets.shape(), self.shape())));
+            return Err(TensorError::shape(
+                "binary_crossentropy",
+                format!("targets {} for probabilities {}", targets.shape(), self.shape()),
+            ));
         }
         let loss: f64 = self
             .data()

@@ -36,7 +36,12 @@ impl Tensor {
     pub fn mean(&self) -> Tensor {
         let n = self.numel().max(1) as f32;
         let s: f64 = self.data().iter().map(|&v| v as f64).sum();
-        Tensor::from_op(vec![(s / n as f64) as f32], [], &[self], ReduceBackward { scale: 1.0 / n, kept: vec![1; self.rank()] })
+        Tensor::from_op(
+            vec![(s / n as f64) as f32],
+            [],
+            &[self],
+            ReduceBackward { scale: 1.0 / n, kept: vec![1; self.rank()] },
+        )
     }
 
     /// Sum over `axes` (kept as size 1 when `keepdim`).

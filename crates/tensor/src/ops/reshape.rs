@@ -25,7 +25,10 @@ impl Tensor {
         }
         if inferred == 1 {
             if known == 0 || !self.numel().is_multiple_of(known) {
-                return Err(TensorError::shape("reshape", format!("cannot infer a dimension of {dims:?} from {}", self.shape())));
+                return Err(TensorError::shape(
+                    "reshape",
+                    format!("cannot infer a dimension of {dims:?} from {}", self.shape()),
+                ));
             }
             for d in dims.iter_mut().filter(|d| **d == usize::MAX) {
                 *d = self.numel() / known;
@@ -33,7 +36,10 @@ impl Tensor {
         }
         let shape = Shape(dims);
         if shape.numel() != self.numel() {
-            return Err(TensorError::shape("reshape", format!("{} has {} values, {shape} needs {}", self.shape(), self.numel(), shape.numel())));
+            return Err(TensorError::shape(
+                "reshape",
+                format!("{} has {} values, {shape} needs {}", self.shape(), self.numel(), shape.numel()),
+            ));
         }
         Ok(self.share_data(shape, &[self], ReshapeBackward))
     }
@@ -47,4 +53,3 @@ impl Tensor {
         self.reshape([n, rest])
     }
 }
-

@@ -37,24 +37,13 @@ pub struct Arg {
 
 /// A differentiated input.
 pub fn var(data: Vec<f32>, dims: &[usize]) -> Arg {
-    assert_eq!(
-        data.len(),
-        dims.iter().product::<usize>(),
-        "test setup: data for {dims:?}"
-    );
-    Arg {
-        data,
-        dims: dims.to_vec(),
-        differentiate: true,
-    }
+    assert_eq!(data.len(), dims.iter().product::<usize>(), "test setup: data for {dims:?}");
+    Arg { data, dims: dims.to_vec(), differentiate: true }
 }
 
 /// A constant input (no gradient checked, `needs` is false in backward).
 pub fn constant(data: Vec<f32>, dims: &[usize]) -> Arg {
-    Arg {
-        differentiate: false,
-        ..var(data, dims)
-    }
+    Arg { differentiate: false, ..var(data, dims) }
 }
 
 /// Tolerances of [`check_op`] (see the module docs for why these values).
@@ -65,10 +54,7 @@ pub struct Tol {
 }
 
 /// The default tolerances.
-pub const TOL: Tol = Tol {
-    forward: 1e-5,
-    grad: 1e-4,
-};
+pub const TOL: Tol = Tol { forward: 1e-5, grad: 1e-4 };
 
 /// Agreement required between the h and 2h finite differences.
 const FD_SELF_TOL: f64 = 1e-6;
@@ -97,43 +83,25 @@ where
         })
         .collect();
     let y = op(&tensors).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
-    let x64: Vec<Vec<f64>> = args
-        .iter()
-        .map(|a| a.data.iter().map(|&v| v as f64).collect())
-        .collect();
+    let x64: Vec<Vec<f64>> = args.iter().map(|a| a.data.iter().map(|&v| v as f64).collect()).collect();
     let y_ref = reference(&x64);
-    assert_eq!(
-        y.numel(),
-        y_ref.len(),
-        "{name}: output has {} values, reference {}",
-        y.numel(),
-        y_ref.len()
-    );
+    assert_eq!(y.numel(), y_ref.len(), "{name}: output has {} values, reference {}", y.numel(), y_ref.len());
     assert_close(&format!("{name}: forward"), y.data(), &y_ref, tol.forward);
 
     let mut rng = Rng::new(0x5eed);
     let r: Vec<f64> = (0..y.numel()).map(|_| rng.normal() as f64).collect();
-    let seed = Tensor::from_vec(r.iter().map(|&v| v as f32).collect(), y.dims().to_vec())
-        .expect("seed shape");
+    let seed = Tensor::from_vec(r.iter().map(|&v| v as f32).collect(), y.dims().to_vec()).expect("seed shape");
     // the seed as the f32 backward sees it, so both sides differentiate the same functional
     let r: Vec<f64> = seed.data().iter().map(|&v| v as f64).collect();
-    let grads = y
-        .backward_with(seed)
-        .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+    let grads = y.backward_with(seed).unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
 
-    let functional =
-        |x: &[Vec<f64>]| -> f64 { reference(x).iter().zip(&r).map(|(a, b)| a * b).sum() };
+    let functional = |x: &[Vec<f64>]| -> f64 { reference(x).iter().zip(&r).map(|(a, b)| a * b).sum() };
     for (i, (arg, t)) in args.iter().zip(&tensors).enumerate() {
         if !arg.differentiate {
-            assert!(
-                grads.get(t).is_none(),
-                "{name}: constant input {i} received a gradient"
-            );
+            assert!(grads.get(t).is_none(), "{name}: constant input {i} received a gradient");
             continue;
         }
-        let g = grads
-            .get(t)
-            .unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
+        let g = grads.get(t).unwrap_or_else(|| panic!("{name}: no gradient for input {i}"));
         assert_eq!(g.dims(), t.dims(), "{name}: gradient shape of input {i}");
         let fd = finite_difference(&functional, &x64, i);
         let fd2 = finite_difference_step(&functional, &x64, i, 2.0);
@@ -164,12 +132,7 @@ pub fn finite_difference(f: &dyn Fn(&[Vec<f64>]) -> f64, x: &[Vec<f64>], i: usiz
 }
 
 /// Central difference with step `mult * 1e-5 * max(1, |x|)`.
-pub fn finite_difference_step(
-    f: &dyn Fn(&[Vec<f64>]) -> f64,
-    x: &[Vec<f64>],
-    i: usize,
-    mult: f64,
-) -> Vec<f64> {
+pub fn finite_difference_step(f: &dyn Fn(&[Vec<f64>]) -> f64, x: &[Vec<f64>], i: usize, mult: f64) -> Vec<f64> {
     let mut x = x.to_vec();
     (0..x[i].len())
         .map(|j| {
