@@ -47,8 +47,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // show_train_history(train_history, 'accuracy', 'val_accuracy') and the same for loss
     let h = &train_history;
-    plot_train_history("models/mnist_cnn_accuracy.png", "Train History", &h.accuracy, &h.val_accuracy, "train", "validation", "accuracy")?;
-    plot_train_history("models/mnist_cnn_loss.png", "Train History", &h.loss, &h.val_loss, "train", "validation", "loss")?;
+    plot_train_history(
+        "models/mnist_cnn_accuracy.png",
+        "Train History",
+        &h.accuracy,
+        &h.val_accuracy,
+        "train",
+        "validation",
+        "accuracy",
+    )?;
+    plot_train_history(
+        "models/mnist_cnn_loss.png",
+        "Train History",
+        &h.loss,
+        &h.val_loss,
+        "train",
+        "validation",
+        "loss",
+    )?;
 
     // scores = model.evaluate(x_Train4D_normalize, y_Train); print('Train Accuracy: ', scores[1])
     let scores = model.evaluate(&x_train, &y_train, 128)?;

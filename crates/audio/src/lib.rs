@@ -28,6 +28,7 @@ mod mel;
 mod mfcc;
 mod plot;
 mod resample;
+mod spoken_digits;
 mod stft;
 mod tf;
 mod wav;
@@ -42,6 +43,9 @@ pub use mfcc::{
 pub use plot::{RowAxis, save_features_png, save_waveform_png};
 pub use realfft::num_complex::Complex;
 pub use resample::{Resampler, resample};
+pub use spoken_digits::{
+    DigitSplit, FrameFit, SpokenDigitError, SpokenDigitOptions, SpokenDigits, clip_features, label_of, load_split,
+};
 pub use stft::{ComplexSpectrogram, PadMode, StftConfig, StftPlan, StftScratch, hann_window, power_spectrogram, stft};
 pub use tf::{
     TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc, tf_mfcc_from_spectrogram,

@@ -109,6 +109,9 @@ pub fn mnist(args: &MnistBenchArgs) -> Result<()> {
     if let Some(p) = peak {
         println!("| peak memory | {:.0} MB |", p as f64 / 1e6);
     }
-    println!("| validation accuracy after last epoch | {:.4} |", history.val_accuracy.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "| validation accuracy after last epoch | {:.4} |",
+        history.val_accuracy.last().copied().unwrap_or(f64::NAN)
+    );
     Ok(())
 }

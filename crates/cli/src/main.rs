@@ -2,6 +2,8 @@
 
 mod bench;
 mod mnist;
+mod sound;
+mod zoo;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -48,6 +50,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the model zoo: name, parameters, GMACs, input size (`convnet models 'resnet*'`).
+    Models(zoo::ModelsArgs),
+    /// Layer table of a zoo model: output shapes and parameters.
+    Summary(zoo::SummaryArgs),
+    /// Top-5 ImageNet classes of photos with a zoo model and a timm checkpoint.
+    Classify(zoo::ClassifyArgs),
+    /// Run a zoo model on an NCHW float32 .npy tensor and write the logits as .npy.
+    Forward(zoo::ForwardArgs),
+    /// Spoken digits: train a CNN over MFCC images, or classify WAV files.
+    SoundDigit {
+        #[command(subcommand)]
+        what: sound::SoundDigitCmd,
+    },
+    /// Look at or export one audio clip: waveform, MFCC, log-mel spectrogram.
+    Audio {
+        #[command(subcommand)]
+        what: sound::AudioCmd,
+    },
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
@@ -65,6 +85,8 @@ enum TrainWhat {
 enum BenchWhat {
     /// Seconds per MNIST training epoch, training and inference images per second, peak memory.
     Mnist(bench::MnistBenchArgs),
+    /// Inference speed of a zoo model: median ms per batch, images/s, GFLOP/s.
+    Infer(zoo::InferBenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -80,5 +102,12 @@ fn main() -> Result<()> {
         Command::Evaluate { model, data, json } => mnist::evaluate(&model, &data, json),
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),
         Command::Bench { what: BenchWhat::Mnist(args) } => bench::mnist(&args),
+        Command::Bench { what: BenchWhat::Infer(args) } => zoo::bench_infer(&args),
+        Command::Models(args) => zoo::models(&args),
+        Command::SoundDigit { what } => sound::sound_digit(&what),
+        Command::Audio { what } => sound::audio_cmd(&what),
+        Command::Summary(args) => zoo::summary(&args),
+        Command::Classify(args) => zoo::classify(&args),
+        Command::Forward(args) => zoo::forward(&args),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod models;
 
+pub use convnet_audio as audio;
 pub use convnet_data as data;
 pub use convnet_nn as nn;
 pub use convnet_plot as plot;

@@ -1,0 +1,272 @@
+//! The model-zoo commands: `convnet models`, `summary`, `classify`, `forward` and
+//! `bench infer`. Thin wrappers over `convnet-zoo`.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use convnet_zoo::npy::{nchw_to_nhwc, nhwc_to_nchw, read_npy, write_npy};
+use convnet_zoo::transforms::EvalTransform;
+use convnet_zoo::{LoadOptions, Model, ZooOpts, create_model, group_digits, list_models};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Options of `convnet models`.
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Shell-style pattern (`resnet*`, `*lite*`) or a substring; all models when absent.
+    pub pattern: Option<String>,
+    /// List every pretrained tag (`arch.tag`) instead of one line per architecture.
+    #[arg(long)]
+    pub tags: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `convnet models [pattern]`: name, parameters, GMACs, input size, default tag.
+pub fn models(args: &ModelsArgs) -> Result<()> {
+    let entries = list_models(args.pattern.as_deref().unwrap_or(""));
+    if args.json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let c = e.default_cfg();
+                json!({"name": e.name, "family": e.family, "params": e.params, "gmacs": e.gmacs,
+                       "input_size": c.input_size, "default_tag": c.tag, "tags": e.cfgs.iter().map(|c| c.tag).collect::<Vec<_>>()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        let p = args.pattern.as_deref().unwrap_or("");
+        let close = convnet_zoo::registry::suggestions(p.trim_matches('*'));
+        if close.is_empty() {
+            bail!("no model matches {p:?}; `convnet models` lists all of them");
+        }
+        bail!("no model matches {p:?}; did you mean {}?", close.join(", "));
+    }
+    println!("{:<34} {:>13} {:>9} {:>13}  family", "model", "params", "GMACs", "input");
+    for e in entries {
+        let c = e.default_cfg();
+        let size = format!("{}x{}x{}", c.input_size[0], c.input_size[1], c.input_size[2]);
+        let names = if args.tags { e.tagged_names() } else { vec![e.name.to_string()] };
+        for n in names {
+            println!("{:<34} {:>13} {:>9.3} {:>13}  {}", n, group_digits(e.params), e.gmacs, size, e.family);
+        }
+    }
+    Ok(())
+}
+
+/// Options of `convnet summary`.
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// Model name (`resnet50`, `resnet50.a1_in1k`).
+    pub model: String,
+    /// Input size `C,H,W` (default: the model's pretrained input size).
+    #[arg(long)]
+    pub input_size: Option<String>,
+    /// Classes of the classifier.
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+}
+
+fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|v| v.trim().parse::<usize>().with_context(|| format!("{what}: {v:?} is not a positive integer")))
+        .collect()
+}
+
+fn input_size(model: &Model, arg: Option<&str>) -> Result<[usize; 3]> {
+    match arg {
+        None => Ok(model.pretrained_cfg().input_size),
+        Some(s) => match parse_list(s, "--input-size")?[..] {
+            [c, h, w] => Ok([c, h, w]),
+            [h, w] => Ok([model.in_chans(), h, w]),
+            [s] => Ok([model.in_chans(), s, s]),
+            _ => bail!("--input-size takes C,H,W (or H,W or S), got {s:?}"),
+        },
+    }
+}
+
+fn opts(num_classes: Option<usize>) -> ZooOpts {
+    ZooOpts { num_classes, ..ZooOpts::default() }
+}
+
+/// `convnet summary MODEL`: the layer table.
+pub fn summary(args: &SummaryArgs) -> Result<()> {
+    let model = create_model(&args.model, opts(args.num_classes))?;
+    let size = input_size(&model, args.input_size.as_deref())?;
+    println!("{}", model.summary(size)?);
+    Ok(())
+}
+
+/// Options of `convnet classify`.
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// Model name.
+    #[arg(long)]
+    pub model: String,
+    /// timm `.safetensors` checkpoint.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// PNG or JPEG images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// `convnet classify`: top-k ImageNet classes of each image, with timm's eval transform.
+pub fn classify(args: &ClassifyArgs) -> Result<()> {
+    let model = create_model(&args.model, ZooOpts::new().with_pretrained(&args.weights))
+        .with_context(|| format!("loading {} from {}", args.model, args.weights.display()))?;
+    if model.in_chans() != 3 {
+        bail!("{} takes {} input channels; classify reads RGB images", args.model, model.in_chans());
+    }
+    let classes = convnet_zoo::labels::imagenet_classes();
+    let transform = EvalTransform::from_cfg(model.pretrained_cfg());
+    let mut out = Vec::new();
+    for path in &args.images {
+        let x = transform.load(path)?;
+        let probs = model.forward(&x)?.softmax()?;
+        let p = probs.data();
+        let mut idx: Vec<usize> = (0..p.len()).collect();
+        idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+        let label = |i: usize| if p.len() == classes.len() { classes[i].label } else { "" };
+        let top: Vec<_> =
+            idx.iter().take(args.top).map(|&i| json!({"index": i, "label": label(i), "prob": p[i]})).collect();
+        if args.json {
+            out.push(json!({"image": path.display().to_string(), "top": top}));
+        } else {
+            println!("{}", path.display());
+            for (rank, &i) in idx.iter().take(args.top).enumerate() {
+                println!("  {}. {:>4}  {:<40} {:>6.2}%", rank + 1, i, label(i), p[i] * 100.0);
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+/// Options of `convnet forward`.
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    /// Model name.
+    #[arg(long)]
+    pub model: String,
+    /// timm `.safetensors` checkpoint (default: random initialisation).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Input `.npy`: float32 NCHW `[n, c, h, w]`, as timm takes it.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output `.npy`: logits `[n, classes]` (NCHW for --features).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Write the unpooled features (`forward_features`) instead of logits.
+    #[arg(long, conflicts_with = "pre_logits")]
+    pub features: bool,
+    /// Write the pooled features (`forward_head(pre_logits=True)`).
+    #[arg(long)]
+    pub pre_logits: bool,
+    /// Classes of the classifier.
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Load the checkpoint even if some keys are missing or unexpected.
+    #[arg(long)]
+    pub non_strict: bool,
+}
+
+/// `convnet forward`: runs a model on an NCHW `.npy` tensor.
+pub fn forward(args: &ForwardArgs) -> Result<()> {
+    let mut model = create_model(&args.model, opts(args.num_classes))?;
+    if let Some(w) = &args.weights {
+        let o = LoadOptions {
+            strict: !args.non_strict,
+            classifier: Some(model.pretrained_cfg().classifier.to_string()),
+            first_conv: Some(model.pretrained_cfg().first_conv.to_string()),
+        };
+        let r = model.load_checkpoint(w, &o).with_context(|| format!("loading {}", w.display()))?;
+        if !r.missing.is_empty() || !r.unexpected.is_empty() {
+            eprintln!("note: {} missing and {} unexpected keys ignored", r.missing.len(), r.unexpected.len());
+        }
+    }
+    let a = read_npy(&args.input)?;
+    let [n, c, h, w] = a.shape[..] else {
+        bail!("{}: expected an NCHW array [n, c, h, w], got shape {:?}", args.input.display(), a.shape);
+    };
+    let x = convnet_zoo::Tensor::from_vec(nchw_to_nhwc(&a.data, [n, c, h, w]), [n, h, w, c])?;
+    let y = if args.features {
+        let f = model.forward_features(&x)?;
+        let [n, h, w, c] = f.dims()[..] else { bail!("unexpected feature shape {:?}", f.dims()) };
+        write_npy(&args.output, &[n, c, h, w], &nhwc_to_nchw(f.data(), [n, h, w, c]))?;
+        eprintln!("wrote {} [{n}, {c}, {h}, {w}]", args.output.display());
+        return Ok(());
+    } else if args.pre_logits {
+        model.forward_head(&model.forward_features(&x)?, true)?
+    } else {
+        model.forward(&x)?
+    };
+    write_npy(&args.output, y.dims(), y.data())?;
+    eprintln!("wrote {} {:?}", args.output.display(), y.dims());
+    Ok(())
+}
+
+/// Options of `convnet bench infer`.
+#[derive(Args, Debug)]
+pub struct InferBenchArgs {
+    /// Model name.
+    pub model: String,
+    /// Batch sizes, comma separated.
+    #[arg(long, default_value = "1,16")]
+    pub batch: String,
+    /// Timed runs per batch size (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Untimed warm-up runs per batch size.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Input size `C,H,W` (default: the model's pretrained input size).
+    #[arg(long)]
+    pub input_size: Option<String>,
+    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec"}` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `convnet bench infer MODEL --batch 1,16`: median milliseconds per batch, images per
+/// second and GFLOP/s (2 x multiply-accumulates) of eval-mode inference.
+pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
+    let model = create_model(&args.model, ZooOpts::default())?;
+    let size = input_size(&model, args.input_size.as_deref())?;
+    let batches = parse_list(&args.batch, "--batch")?;
+    let rows = convnet_zoo::bench::bench_inference(&model, size, &batches, args.runs, args.warmup)?;
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| json!({"batch": r.batch, "median_ms": r.median_ms, "images_per_sec": r.images_per_sec}))
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    let [c, h, w] = size;
+    let macs = convnet_zoo::bench::count_macs(&model, size)?;
+    println!(
+        "{} at {c}x{h}x{w}, {} threads, {:.3} GMACs/image, median of {} runs",
+        model.name(),
+        rayon::current_num_threads(),
+        macs as f64 / 1e9,
+        args.runs.max(1)
+    );
+    println!("{:>6} {:>12} {:>12} {:>10}", "batch", "ms/batch", "images/s", "GFLOP/s");
+    for r in rows {
+        println!("{:>6} {:>12.2} {:>12.1} {:>10.1}", r.batch, r.median_ms, r.images_per_sec, r.gflops);
+    }
+    Ok(())
+}

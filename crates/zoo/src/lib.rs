@@ -1,0 +1,56 @@
+//! convnet-zoo: timm-compatible models with timm's names, configs and checkpoints.
+//!
+//! `create_model("resnet50.a1_in1k", opts)` builds a [`Model`] from an explicit registry
+//! ([`registry::MODELS`]) of entry points, one file per family. Parameter paths are timm's
+//! state-dict keys, so timm `.safetensors` checkpoints load as they are (PyTorch layouts
+//! are converted once, at the checkpoint boundary) and checkpoints saved here load in timm.
+//! Activations are NHWC.
+//!
+//! ```
+//! use convnet_zoo::{create_model, ZooOpts};
+//! use convnet_tensor::Tensor;
+//!
+//! let model = create_model("lenet5", ZooOpts::new().with_num_classes(10))?;
+//! let logits = model.forward(&Tensor::zeros([2, 32, 32, 1]))?;
+//! assert_eq!(logits.dims(), [2, 10]);
+//! assert_eq!(model.param_count(), 61_706);
+//! # Ok::<(), convnet_zoo::ZooError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod checkpoint;
+mod context;
+mod error;
+pub mod labels;
+pub mod layers;
+mod model;
+pub mod npy;
+mod params;
+pub mod parity;
+pub mod pretrained;
+pub mod registry;
+pub mod transforms;
+
+pub mod alexnet;
+mod branches;
+pub mod densenet;
+pub mod efficientnet;
+pub mod googlenet;
+pub mod inception_resnet_v2;
+pub mod inception_v3;
+pub mod inception_v4;
+pub mod lenet;
+pub mod resnet;
+pub mod vgg;
+pub mod xception;
+
+pub use checkpoint::{LoadOptions, LoadReport};
+pub use context::{Cx, Mode, TraceRow};
+pub use convnet_tensor::Tensor;
+pub use error::{Misshaped, Result, ZooError};
+pub use model::{Architecture, Model, ModelArgs, Summary, SummaryRow, ZooOpts, group_digits};
+pub use params::{Init, Layout, ParamEntry, ParamId, Params, Vb};
+pub use pretrained::{Interpolation, PretrainedCfg};
+pub use registry::{ModelEntry, create_model, list_models};

@@ -1,0 +1,384 @@
+//! A zoo model: an architecture (one per family file) plus its parameter store, its
+//! pretrained config and timm's model API (`forward_features`, `forward_head`,
+//! `forward`, `reset_classifier`, state-dict loading and saving).
+
+use crate::checkpoint::{self, LoadOptions, LoadReport, StateDict};
+use crate::context::{Cx, Mode, TraceRow};
+use crate::error::{Result, ZooError};
+use crate::layers::apply_bn_updates;
+use crate::params::{Params, Vb};
+use crate::pretrained::PretrainedCfg;
+use crate::registry;
+use convnet_tensor::Tensor;
+use std::cell::RefCell;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What a family's network does; the [`Model`] around it owns the parameters.
+pub trait Architecture: Send + Sync + fmt::Debug {
+    /// `x: [n, h, w, in_chans] -> [n, h', w', num_features]` (before pooling).
+    fn forward_features(&self, cx: &Cx, x: &Tensor) -> Result<Tensor>;
+    /// Pooling, dropout and classifier: `[n, h', w', f] -> [n, classes]`, or the pooled
+    /// `[n, f]` when `pre_logits`.
+    fn forward_head(&self, cx: &Cx, x: &Tensor, pre_logits: bool) -> Result<Tensor>;
+    /// Width of the pooled features.
+    fn num_features(&self) -> usize;
+    /// Classes of the classifier (0 when there is none).
+    fn num_classes(&self) -> usize;
+    /// Replaces the classifier by a fresh one for `num_classes` (0 removes it). The old
+    /// classifier's parameters have been removed from the store; `vb` is at its root.
+    fn reset_classifier(&mut self, vb: &Vb, num_classes: usize);
+    /// Renames or reshapes the tensors of a checkpoint saved with other key names (timm's
+    /// `checkpoint_filter_fn`: torchvision VGG and DenseNet names, auxiliary heads), in
+    /// PyTorch layout, before it is matched against the model. Default: unchanged.
+    fn remap_state_dict(&self, _sd: &mut StateDict) {}
+}
+
+/// Construction options, as `timm.create_model`'s keyword arguments.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ZooOpts {
+    /// Classes of the classifier (default: the pretrained config's, usually 1000; 0: none).
+    pub num_classes: Option<usize>,
+    /// Input channels (default 3).
+    pub in_chans: Option<usize>,
+    /// Dropout before the classifier (training only).
+    pub drop_rate: f32,
+    /// Stochastic-depth rate of the last block, linearly scaled from 0 (training only).
+    pub drop_path_rate: f32,
+    /// A timm `.safetensors` checkpoint to load after construction.
+    pub pretrained: Option<PathBuf>,
+    /// Pretrained tag (`a1_in1k`); default: the architecture's first.
+    pub tag: Option<String>,
+    /// Seed of the random initialisation.
+    pub seed: u64,
+}
+
+impl ZooOpts {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the number of classes.
+    pub fn with_num_classes(mut self, n: usize) -> Self {
+        self.num_classes = Some(n);
+        self
+    }
+    /// Sets the input channels.
+    pub fn with_in_chans(mut self, c: usize) -> Self {
+        self.in_chans = Some(c);
+        self
+    }
+    /// Sets the classifier dropout.
+    pub fn with_drop_rate(mut self, r: f32) -> Self {
+        self.drop_rate = r;
+        self
+    }
+    /// Sets the stochastic-depth rate.
+    pub fn with_drop_path_rate(mut self, r: f32) -> Self {
+        self.drop_path_rate = r;
+        self
+    }
+    /// Loads this checkpoint after construction.
+    pub fn with_pretrained(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pretrained = Some(path.into());
+        self
+    }
+    /// Sets the initialisation seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// The options a family constructor receives, with defaults resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelArgs {
+    /// Classes (0: no classifier).
+    pub num_classes: usize,
+    /// Input channels.
+    pub in_chans: usize,
+    /// Dropout before the classifier.
+    pub drop_rate: f32,
+    /// Stochastic-depth rate.
+    pub drop_path_rate: f32,
+}
+
+/// A model of the zoo with its weights.
+#[derive(Debug)]
+pub struct Model {
+    arch: &'static str,
+    cfg: PretrainedCfg,
+    in_chans: usize,
+    params: Params,
+    net: Box<dyn Architecture>,
+}
+
+/// Builds `arch` from `opts` with a family constructor (used by the registered entry points).
+pub(crate) fn build(
+    arch: &'static str,
+    opts: ZooOpts,
+    f: impl FnOnce(&Vb, &ModelArgs) -> Result<Box<dyn Architecture>>,
+) -> Result<Model> {
+    let cfg = registry::pretrained_cfg(arch, opts.tag.as_deref())?;
+    let args = ModelArgs {
+        num_classes: opts.num_classes.unwrap_or(cfg.num_classes),
+        in_chans: opts.in_chans.unwrap_or(cfg.input_size[0]),
+        drop_rate: opts.drop_rate,
+        drop_path_rate: opts.drop_path_rate,
+    };
+    if args.in_chans == 0 {
+        return Err(ZooError::arg("in_chans", "must be at least 1"));
+    }
+    let store = RefCell::new(Params::new());
+    let net = f(&Vb::root(&store, opts.seed), &args)?;
+    let mut model = Model { arch, cfg, in_chans: args.in_chans, params: store.into_inner(), net };
+    if let Some(path) = &opts.pretrained {
+        model.load_pretrained(path)?;
+    }
+    Ok(model)
+}
+
+impl Model {
+    /// The architecture's registered name (`resnet50`).
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+    /// `arch.tag` (`resnet50.a1_in1k`), or the bare name for untagged configs.
+    pub fn name(&self) -> String {
+        if self.cfg.tag.is_empty() { self.arch.to_string() } else { format!("{}.{}", self.arch, self.cfg.tag) }
+    }
+    /// The pretrained config (input size, eval transform, first conv, classifier).
+    pub fn pretrained_cfg(&self) -> &PretrainedCfg {
+        &self.cfg
+    }
+    /// Input channels.
+    pub fn in_chans(&self) -> usize {
+        self.in_chans
+    }
+    /// Classes of the classifier (0 when removed).
+    pub fn num_classes(&self) -> usize {
+        self.net.num_classes()
+    }
+    /// Width of the pooled features (what `forward_head(.., true)` returns).
+    pub fn num_features(&self) -> usize {
+        self.net.num_features()
+    }
+    /// The state dict in the engine's layouts.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    /// Mutable state dict (for optimizers).
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+    /// Trainable values (timm's parameter count).
+    pub fn param_count(&self) -> usize {
+        self.params.param_count()
+    }
+    /// The architecture.
+    pub fn net(&self) -> &dyn Architecture {
+        self.net.as_ref()
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        match *x.dims() {
+            [_, h, w, c] if c == self.in_chans && h > 0 && w > 0 => Ok(()),
+            _ => Err(ZooError::arg(
+                "input",
+                format!(
+                    "{} takes NHWC images [n, h, w, {}], got {:?} (NCHW arrays, as timm takes them, need a transpose)",
+                    self.arch,
+                    self.in_chans,
+                    x.dims()
+                ),
+            )),
+        }
+    }
+
+    /// Features before pooling, eval mode: `[n, h, w, in_chans] -> [n, h', w', num_features]`.
+    pub fn forward_features(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        self.net.forward_features(&Cx::new(&self.params, Mode::Eval, 0), x)
+    }
+
+    /// Head, eval mode: logits `[n, classes]`, or pooled features `[n, num_features]` with `pre_logits`.
+    pub fn forward_head(&self, features: &Tensor, pre_logits: bool) -> Result<Tensor> {
+        self.net.forward_head(&Cx::new(&self.params, Mode::Eval, 0), features, pre_logits)
+    }
+
+    /// Logits in eval mode: `x: [n, h, w, in_chans] -> [n, classes]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(&Cx::new(&self.params, Mode::Eval, 0), x)
+    }
+
+    /// Logits with a caller-made context (tracing, MAC counting, a train-mode pass that
+    /// leaves the running statistics alone).
+    pub fn forward_with(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let f = self.net.forward_features(cx, x)?;
+        self.net.forward_head(cx, &f, false)
+    }
+
+    /// Logits in training mode (dropout, drop-path, batch statistics), then updates the
+    /// batch norms' running statistics as PyTorch does. Gradients flow to the trainable
+    /// parameters, which are autograd variables.
+    pub fn forward_train(&mut self, x: &Tensor, seed: u64) -> Result<Tensor> {
+        self.check_input(x)?;
+        let (y, updates) = {
+            let cx = Cx::new(&self.params, Mode::Train, seed);
+            let f = self.net.forward_features(&cx, x)?;
+            let y = self.net.forward_head(&cx, &f, false)?;
+            (y, cx.bn_updates.take())
+        };
+        apply_bn_updates(&mut self.params, updates);
+        Ok(y)
+    }
+
+    /// One plain SGD update `w -= lr * grad` of every trainable parameter that has a
+    /// gradient in `grads` (from `loss.backward()` after [`Model::forward_train`]); returns
+    /// how many were updated. For momentum, Adam and schedules, use `convnet-nn`'s optimizers
+    /// over [`Model::params_mut`].
+    pub fn sgd_step(&mut self, grads: &convnet_tensor::Gradients, lr: f32) -> usize {
+        let ids: Vec<_> = self.params.iter().filter(|(_, e)| e.trainable()).map(|(id, _)| id).collect();
+        let mut n = 0;
+        for id in ids {
+            let Some(g) = grads.get(self.params.get(id)) else { continue };
+            let g = g.data().to_vec();
+            for (w, g) in self.params.data_mut(id).iter_mut().zip(&g) {
+                *w -= lr * g;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Replaces the classifier with a new one for `num_classes` (0 removes it), as timm's
+    /// `reset_classifier`.
+    pub fn reset_classifier(&mut self, num_classes: usize, seed: u64) {
+        self.params.remove_prefix(self.cfg.classifier);
+        let store = RefCell::new(std::mem::take(&mut self.params));
+        self.net.reset_classifier(&Vb::root(&store, seed), num_classes);
+        self.params = store.into_inner();
+    }
+
+    /// Loads a timm `.safetensors` state dict (PyTorch layouts converted once, here).
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<LoadReport> {
+        let path = path.as_ref();
+        let mut sd = checkpoint::read_state_dict(path)?;
+        self.net.remap_state_dict(&mut sd);
+        let name = self.name();
+        checkpoint::load_state_dict(&mut self.params, &name, &path.display().to_string(), sd, opts)
+    }
+
+    /// Loads pretrained weights as `create_model(pretrained=True)` does: strict, except
+    /// that a classifier of another class count is left out (and stays freshly
+    /// initialised) and a first conv of other input channels is adapted.
+    pub fn load_pretrained(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        let opts = LoadOptions {
+            strict: true,
+            classifier: Some(self.cfg.classifier.to_string()),
+            first_conv: Some(self.cfg.first_conv.to_string()),
+        };
+        self.load_checkpoint(path, &opts)
+    }
+
+    /// Saves the state dict as timm's `.safetensors` (PyTorch layouts and key names, so
+    /// `timm.create_model(name, pretrained_cfg_overlay=dict(file=...))` loads it).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save(&self.params, &self.name(), path.as_ref())
+    }
+
+    /// Traces one image of `[c, h, w]` through the model: each module's output shape and
+    /// parameters, and the multiply-accumulates of the whole pass.
+    pub fn summary(&self, input_size: [usize; 3]) -> Result<Summary> {
+        let [c, h, w] = input_size;
+        let x = Tensor::zeros([1, h, w, c]);
+        let cx = Cx::new(&self.params, Mode::Eval, 0).tracing();
+        let y = self.forward_with(&cx, &x)?;
+        let rows = cx
+            .take_trace()
+            .into_iter()
+            .map(|r| {
+                let params = self.params.count_under(&r.path);
+                SummaryRow { row: r, params }
+            })
+            .collect();
+        Ok(Summary {
+            name: self.name(),
+            input: vec![1, h, w, c],
+            output: y.dims().to_vec(),
+            rows,
+            params: self.param_count(),
+            macs: cx.macs(),
+        })
+    }
+
+    /// Multiply-accumulates of one image at the default input size, in billions (GMACs).
+    pub fn gmacs(&self) -> Result<f64> {
+        let [c, h, w] = self.cfg.input_size;
+        let cx = Cx::new(&self.params, Mode::Eval, 0);
+        self.forward_with(&cx, &Tensor::zeros([1, h, w, c]))?;
+        Ok(cx.macs() as f64 / 1e9)
+    }
+}
+
+/// One row of a [`Summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    /// Path, kind and output shape.
+    pub row: TraceRow,
+    /// Trainable values under the path.
+    pub params: usize,
+}
+
+/// A layer table: what `convnet summary` prints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// `arch.tag`.
+    pub name: String,
+    /// Input shape (NHWC).
+    pub input: Vec<usize>,
+    /// Output shape.
+    pub output: Vec<usize>,
+    /// Traced modules in execution order.
+    pub rows: Vec<SummaryRow>,
+    /// Total trainable values.
+    pub params: usize,
+    /// Multiply-accumulates for one image.
+    pub macs: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Model: {}   input {:?} (NHWC)", self.name, self.input)?;
+        let line = "-".repeat(92);
+        writeln!(f, "{line}")?;
+        writeln!(f, "{:<44} {:<18} {:<18} {:>10}", "Module (state-dict path)", "Type", "Output shape", "Params")?;
+        writeln!(f, "{line}")?;
+        for r in &self.rows {
+            let shape = format!("{:?}", r.row.shape);
+            writeln!(f, "{:<44} {:<18} {:<18} {:>10}", r.row.path, r.row.kind, shape, group_digits(r.params))?;
+        }
+        writeln!(f, "{line}")?;
+        writeln!(f, "Output: {:?}", self.output)?;
+        writeln!(f, "Total params: {}", group_digits(self.params))?;
+        if self.macs >= 10_000_000 {
+            write!(f, "GMACs: {:.3}", self.macs as f64 / 1e9)
+        } else {
+            write!(f, "MMACs: {:.3}", self.macs as f64 / 1e6)
+        }
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+pub fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,262 @@
+//! Every registered model: builds, has the registered parameter count, runs; the model API
+//! (features, pre-logits, reset_classifier), checkpoints (round trip, strictness, class
+//! count change, input-channel adaptation, bad files) and training (loss falls).
+
+use convnet_tensor::Tensor;
+use convnet_tensor::rng::Rng;
+use convnet_zoo::registry::MODELS;
+use convnet_zoo::{LoadOptions, ZooError, ZooOpts, create_model};
+
+fn input(n: usize, h: usize, w: usize, c: usize, seed: u64) -> Tensor {
+    let mut r = Rng::new(seed);
+    Tensor::from_vec((0..n * h * w * c).map(|_| r.uniform_range(-1.0, 1.0)).collect::<Vec<_>>(), [n, h, w, c]).unwrap()
+}
+
+#[test]
+fn every_registered_model_has_its_parameter_count() {
+    for e in MODELS {
+        let m = (e.build)(ZooOpts::default()).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert_eq!(m.param_count(), e.params, "{}", e.name);
+        assert_eq!(m.num_classes(), e.default_cfg().num_classes, "{}", e.name);
+    }
+}
+
+#[test]
+fn classic_counts_equal_torchvision_and_lecun() {
+    let count = |n: &str| create_model(n, ZooOpts::default()).unwrap().param_count();
+    assert_eq!(count("alexnet"), 61_100_840);
+    assert_eq!(count("googlenet"), 6_624_904);
+    assert_eq!(count("lenet5"), 61_706);
+}
+
+#[test]
+fn counted_macs_equal_the_registry() {
+    for name in ["resnet18", "efficientnet_lite0", "googlenet", "lenet5", "densenet121"] {
+        let e = convnet_zoo::registry::entry(name).unwrap();
+        let g = (e.build)(ZooOpts::default()).unwrap().gmacs().unwrap();
+        assert!((g - e.gmacs).abs() <= 5e-4 * e.gmacs.max(1.0), "{name}: counted {g} GMACs, registry {}", e.gmacs);
+    }
+}
+
+#[test]
+fn registry_gmacs_match_timm_zoo() {
+    let Some(shared) = std::env::var_os("CONVNET_SHARED") else {
+        eprintln!("CONVNET_SHARED is not set: skipping the timm_zoo.json GMACs check");
+        return;
+    };
+    let path = std::path::Path::new(&shared).join("fixtures/timm_zoo.json");
+    let zoo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for m in zoo["models"].as_array().unwrap() {
+        let name = m["timm_name"].as_str().unwrap();
+        let Some(e) = convnet_zoo::registry::entry(name) else { continue };
+        let cfg = e.default_cfg();
+        assert_eq!(e.params as u64, m["params"].as_u64().unwrap(), "{name} params");
+        assert!((e.gmacs - m["gmacs"].as_f64().unwrap()).abs() < 1.5e-3, "{name} gmacs {} vs {}", e.gmacs, m["gmacs"]);
+        assert_eq!(cfg.tag, m["default_tag"].as_str().unwrap(), "{name} tag");
+        let size: Vec<usize> = serde_json::from_value(m["input_size"].clone()).unwrap();
+        assert_eq!(cfg.input_size[..], size[..], "{name} input_size");
+        assert!((cfg.crop_pct - m["crop_pct"].as_f64().unwrap()).abs() < 1e-9, "{name} crop_pct");
+        assert_eq!(cfg.interpolation.name(), m["interpolation"].as_str().unwrap(), "{name} interpolation");
+        let mean: Vec<f64> = serde_json::from_value(m["mean"].clone()).unwrap();
+        let std: Vec<f64> = serde_json::from_value(m["std"].clone()).unwrap();
+        assert_eq!((cfg.mean.to_vec(), cfg.std.to_vec()), (mean, std), "{name} mean/std");
+        let test: Option<Vec<usize>> = serde_json::from_value(m["test_input_size"].clone()).unwrap();
+        assert_eq!(cfg.test_input_size.map(|t| t.to_vec()), test, "{name} test_input_size");
+        checked += 1;
+    }
+    assert_eq!(checked, 12, "models of timm_zoo.json in the registry");
+}
+
+#[test]
+fn heads_features_and_reset_classifier() {
+    let mut m = create_model("resnet18", ZooOpts::new().with_num_classes(10)).unwrap();
+    let x = input(2, 64, 64, 3, 1);
+    let f = m.forward_features(&x).unwrap();
+    assert_eq!(f.dims(), [2, 2, 2, 512]);
+    assert_eq!(m.forward_head(&f, true).unwrap().dims(), [2, 512]);
+    let y = m.forward(&x).unwrap();
+    assert_eq!(y.dims(), [2, 10]);
+    assert_eq!(m.forward_head(&f, false).unwrap().data(), y.data());
+    m.reset_classifier(3, 7);
+    assert_eq!(m.forward(&x).unwrap().dims(), [2, 3]);
+    assert_eq!(m.params().by_key("fc.weight").unwrap().torch_shape(), vec![3, 512]);
+    m.reset_classifier(0, 7);
+    assert_eq!(m.forward(&x).unwrap().dims(), [2, 512]);
+    assert!(m.params().by_key("fc.weight").is_none());
+    // wrong layout is a typed error naming the fix
+    let err = m.forward(&Tensor::zeros([1, 3, 32, 32])).unwrap_err();
+    assert!(err.to_string().contains("NHWC"), "{err}");
+}
+
+#[test]
+fn small_inputs_run_through_every_family() {
+    for (name, size) in [
+        ("efficientnet_b0", 64),
+        ("tf_efficientnet_lite0", 65),
+        ("vgg11_bn", 32),
+        ("densenet121", 64),
+        ("inception_v3", 75),
+        ("inception_v4", 75),
+        ("inception_resnet_v2", 75),
+        ("legacy_xception", 71),
+        ("googlenet", 64),
+        ("alexnet", 63),
+        ("lenet5", 28),
+    ] {
+        let m = create_model(name, ZooOpts::new().with_num_classes(5)).unwrap();
+        let c = m.in_chans();
+        let y = m.forward(&input(1, size, size, c, 2)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(y.dims(), [1, 5], "{name}");
+        assert!(y.data().iter().all(|v| v.is_finite()), "{name}");
+    }
+}
+
+#[test]
+fn checkpoints_round_trip_and_fail_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r18.safetensors");
+    let mut a = create_model("resnet18", ZooOpts::new().with_seed(1)).unwrap();
+    a.params_mut().fill_parity(3);
+    a.save_checkpoint(&path).unwrap();
+    let x = input(1, 40, 40, 3, 3);
+    let want = a.forward(&x).unwrap();
+
+    let b = create_model("resnet18", ZooOpts::new().with_seed(2).with_pretrained(&path)).unwrap();
+    assert_eq!(b.forward(&x).unwrap().data(), want.data());
+
+    // another class count: the classifier is left out, the rest loads
+    let c = create_model("resnet18", ZooOpts::new().with_num_classes(7).with_pretrained(&path)).unwrap();
+    let fa = a.forward_head(&a.forward_features(&x).unwrap(), true).unwrap();
+    let fc = c.forward_head(&c.forward_features(&x).unwrap(), true).unwrap();
+    assert_eq!(fa.data(), fc.data());
+
+    // one input channel: the first conv is summed over RGB (timm's adapt_input_conv)
+    let g = create_model("resnet18", ZooOpts::new().with_in_chans(1).with_pretrained(&path)).unwrap();
+    let grey = input(1, 40, 40, 1, 4);
+    let rgb: Vec<f32> = grey.data().iter().flat_map(|v| [*v; 3]).collect();
+    let rgb = Tensor::from_vec(rgb, [1, 40, 40, 3]).unwrap();
+    let (yg, yr) = (g.forward(&grey).unwrap(), a.forward(&rgb).unwrap());
+    for (p, q) in yg.data().iter().zip(yr.data()) {
+        assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+
+    // another architecture: strict load lists what does not fit
+    let mut r34 = create_model("resnet34", ZooOpts::default()).unwrap();
+    let err = r34.load_checkpoint(&path, &LoadOptions::default()).unwrap_err();
+    let ZooError::CheckpointMismatch { missing, .. } = &err else { panic!("{err}") };
+    assert!(missing.iter().any(|k| k == "layer1.2.conv1.weight"), "{missing:?}");
+    let mut eff = create_model("efficientnet_b0", ZooOpts::default()).unwrap();
+    let err = eff.load_checkpoint(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("unexpected"), "{err}");
+
+    // a truncated file
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = create_model("resnet18", ZooOpts::new().with_pretrained(&cut)).unwrap_err();
+    assert!(matches!(err, ZooError::BadFile { .. }), "{err}");
+}
+
+#[test]
+fn saved_files_use_pytorch_layouts_and_dtypes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lenet.safetensors");
+    let mut m = create_model("lenet5", ZooOpts::default()).unwrap();
+    m.params_mut().fill_parity(0);
+    m.save_checkpoint(&path).unwrap();
+    let sd = convnet_zoo::checkpoint::read_state_dict(&path).unwrap();
+    assert_eq!(sd["conv1.weight"].0, vec![6, 1, 5, 5]);
+    assert_eq!(sd["fc1.weight"].0, vec![120, 400]);
+    assert_eq!(sd["fc3.weight"].0, vec![10, 84]);
+    // values in PyTorch order are the formula's, exactly
+    let want = convnet_zoo::parity::formula_tensor("fc1.weight", &[120, 400], 0);
+    assert_eq!(sd["fc1.weight"].1, want);
+}
+
+fn train_steps(name: &str, size: usize, steps: usize, lr: f32) -> (f32, f32) {
+    let mut m = create_model(name, ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
+    let c = m.in_chans();
+    let x = input(4, size, size, c, 9);
+    let labels = [1u32, 7, 3, 9];
+    let mut losses = Vec::new();
+    for step in 0..steps {
+        let loss = m.forward_train(&x, step as u64).unwrap().softmax_cross_entropy_sparse(&labels).unwrap();
+        losses.push(loss.item().unwrap());
+        let grads = loss.backward().unwrap();
+        drop(loss);
+        assert!(m.sgd_step(&grads, lr) > 0);
+    }
+    (losses[0], *losses.last().unwrap())
+}
+
+#[test]
+fn lenet5_trains() {
+    let (first, last) = train_steps("lenet5", 32, 15, 0.3);
+    assert!(last < 0.7 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn resnet18_trains_and_tracks_batch_statistics() {
+    let (first, last) = train_steps("resnet18", 32, 6, 0.05);
+    assert!(last < 0.7 * first, "loss {first} -> {last}");
+    let mut m = create_model("resnet18", ZooOpts::new().with_num_classes(10)).unwrap();
+    let _ = m.forward_train(&input(4, 32, 32, 3, 1), 0).unwrap();
+    let bn = m.params().by_key("bn1.num_batches_tracked").unwrap();
+    assert_eq!(bn.value().data(), [1.0]);
+    let rv = m.params().by_key("bn1.running_var").unwrap().value().data().to_vec();
+    assert!(rv.iter().any(|v| (v - 1.0).abs() > 1e-3), "running_var was not updated");
+}
+
+#[test]
+fn torchvision_names_are_remapped() {
+    use convnet_zoo::checkpoint::{read_state_dict, write_state_dict};
+    let dir = tempfile::tempdir().unwrap();
+    let x = input(1, 32, 32, 3, 5);
+    // DenseNet: torchvision's old `norm.1` / `conv.2` names
+    let mut d = create_model("densenet121", ZooOpts::new().with_num_classes(4)).unwrap();
+    d.params_mut().fill_parity(1);
+    let timm_file = dir.path().join("d.safetensors");
+    d.save_checkpoint(&timm_file).unwrap();
+    let tv: convnet_zoo::checkpoint::StateDict = read_state_dict(&timm_file)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let k = ["norm1", "norm2", "conv1", "conv2"].iter().fold(k, |k, p| {
+                if k.contains(".denselayer") {
+                    k.replace(&format!(".{p}."), &format!(".{}.{}.", &p[..4], &p[4..]))
+                } else {
+                    k
+                }
+            });
+            (k, v)
+        })
+        .collect();
+    assert!(tv.contains_key("features.denseblock1.denselayer1.norm.1.weight"));
+    let tv_file = dir.path().join("d_tv.safetensors");
+    write_state_dict(&tv, "densenet121", &tv_file).unwrap();
+    let d2 = create_model("densenet121", ZooOpts::new().with_num_classes(4).with_pretrained(&tv_file)).unwrap();
+    assert_eq!(d2.forward(&x).unwrap().data(), d.forward(&x).unwrap().data());
+
+    // VGG: torchvision's `classifier.{0,3,6}` linear layers
+    let mut v = create_model("vgg11", ZooOpts::new().with_num_classes(4)).unwrap();
+    v.params_mut().fill_parity(2);
+    let vf = dir.path().join("v.safetensors");
+    v.save_checkpoint(&vf).unwrap();
+    let tv: convnet_zoo::checkpoint::StateDict = read_state_dict(&vf)
+        .unwrap()
+        .into_iter()
+        .map(|(k, (shape, data))| match k.as_str() {
+            "pre_logits.fc1.weight" => ("classifier.0.weight".to_string(), (vec![4096, 512 * 49], data)),
+            "pre_logits.fc1.bias" => ("classifier.0.bias".to_string(), (shape, data)),
+            "pre_logits.fc2.weight" => ("classifier.3.weight".to_string(), (vec![4096, 4096], data)),
+            "pre_logits.fc2.bias" => ("classifier.3.bias".to_string(), (shape, data)),
+            k if k.starts_with("head.fc.") => (k.replace("head.fc.", "classifier.6."), (shape, data)),
+            _ => (k, (shape, data)),
+        })
+        .collect();
+    let vtv = dir.path().join("v_tv.safetensors");
+    write_state_dict(&tv, "vgg11", &vtv).unwrap();
+    let v2 = create_model("vgg11", ZooOpts::new().with_num_classes(4).with_pretrained(&vtv)).unwrap();
+    assert_eq!(v2.forward(&x).unwrap().data(), v.forward(&x).unwrap().data());
+}
