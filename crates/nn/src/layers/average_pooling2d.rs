@@ -7,94 +7,12 @@ use convnet_tensor::rng::Rng;
 use convnet_tensor::{Pool2dArgs, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{Meta, layer_common, pool_args, pool_output_shape, who};
+use super::pooling2d::pooling2d_layer;
+use super::{Meta, pool_args, pool_output_shape, who};
 use crate::layer::{ForwardCtx, IntoPair, Layer, LayerSpec};
 use crate::{Padding, Param, Result};
 
-/// Arguments of a `AveragePooling2D` layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AveragePooling2dConfig {
-    /// Layer name; generated (`average_pooling2d`, `average_pooling2d_1`, ...) when `None`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Window `(height, width)`.
-    pub pool_size: (usize, usize),
-    /// Step between windows; `None` means `pool_size`.
-    #[serde(default)]
-    pub strides: Option<(usize, usize)>,
-    /// `valid` (default) or `same`.
-    pub padding: Padding,
-}
-
-impl AveragePooling2dConfig {
-    /// `AveragePooling2D(pool_size)`, strides equal to the pool size, valid padding.
-    pub fn new(pool_size: impl IntoPair) -> Self {
-        AveragePooling2dConfig { name: None, pool_size: pool_size.into_pair(), strides: None, padding: Padding::Valid }
-    }
-    /// Sets the layer name.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Sets the strides.
-    pub fn with_strides(mut self, strides: impl IntoPair) -> Self {
-        self.strides = Some(strides.into_pair());
-        self
-    }
-    /// Sets the padding.
-    pub fn with_padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
-    fn args(&self) -> Pool2dArgs {
-        pool_args(self.pool_size, self.strides, self.padding)
-    }
-}
-
-impl Default for AveragePooling2dConfig {
-    /// Keras' default `pool_size=(2, 2)`.
-    fn default() -> Self {
-        Self::new(2)
-    }
-}
-
-impl LayerSpec for AveragePooling2dConfig {
-    fn class_name(&self) -> &'static str {
-        "AveragePooling2D"
-    }
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        pool_output_shape(who(&self.name, "AveragePooling2D"), &self.args(), input)
-    }
-    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
-        let output_shape = self.output_shape(input)?;
-        Ok(Box::new(AveragePooling2d {
-            meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
-            config: AveragePooling2dConfig { name: Some(name.to_string()), ..self.clone() },
-            args: self.args(),
-            params: Vec::new(),
-        }))
-    }
-}
-
-/// A built `AveragePooling2D`: `[n, h, w, c] -> [n, oh, ow, c]`.
-#[derive(Debug)]
-pub struct AveragePooling2d {
-    meta: Meta,
-    config: AveragePooling2dConfig,
-    args: Pool2dArgs,
-    params: Vec<Param>,
-}
-
-impl Layer for AveragePooling2d {
-    layer_common!("AveragePooling2D", AveragePooling2d);
-
-    fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
-        Ok(x.avg_pool2d(&self.args)?)
-    }
-}
+pooling2d_layer!(AveragePooling2dConfig, AveragePooling2d, "AveragePooling2D", "average_pooling2d", avg_pool2d);
 
 #[cfg(test)]
 mod tests {

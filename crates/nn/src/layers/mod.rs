@@ -10,6 +10,7 @@ mod dropout;
 mod flatten;
 mod global_average_pooling2d;
 mod max_pooling2d;
+mod pooling2d;
 
 pub use activation::{ActivationConfig, ActivationLayer};
 pub use average_pooling2d::{AveragePooling2d, AveragePooling2dConfig};
