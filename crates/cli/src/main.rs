@@ -3,6 +3,7 @@
 mod bench;
 mod mnist;
 mod sound;
+mod speech;
 mod zoo;
 
 use anyhow::{Context, Result};
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         what: sound::AudioCmd,
     },
+    /// Keyword spotting on Google Speech Commands (TensorFlow's speech_commands example).
+    Speech {
+        #[command(subcommand)]
+        what: speech::SpeechCmd,
+    },
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
@@ -87,6 +93,8 @@ enum BenchWhat {
     Mnist(bench::MnistBenchArgs),
     /// Inference speed of a zoo model: median ms per batch, images/s, GFLOP/s.
     Infer(zoo::InferBenchArgs),
+    /// Speech-commands training steps per second and streaming real-time factor.
+    Speech(speech::SpeechBenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -103,9 +111,11 @@ fn main() -> Result<()> {
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),
         Command::Bench { what: BenchWhat::Mnist(args) } => bench::mnist(&args),
         Command::Bench { what: BenchWhat::Infer(args) } => zoo::bench_infer(&args),
+        Command::Bench { what: BenchWhat::Speech(args) } => speech::bench(&args),
         Command::Models(args) => zoo::models(&args),
         Command::SoundDigit { what } => sound::sound_digit(&what),
         Command::Audio { what } => sound::audio_cmd(&what),
+        Command::Speech { what } => speech::speech(&what),
         Command::Summary(args) => zoo::summary(&args),
         Command::Classify(args) => zoo::classify(&args),
         Command::Forward(args) => zoo::forward(&args),

@@ -165,7 +165,7 @@ fn train(a: &TrainArgs) -> Result<()> {
     let val = (Tensor::from_vec(val_x, [val_y.len(), h, w, 1])?, Targets::Sparse(val_y.clone()));
 
     let mut model = models::sound_digit_cnn(h, w, a.seed)?;
-    model.summary();
+    println!("{}", model.summary());
     model.compile(Loss::sparse_categorical_crossentropy(), Adam::new(a.lr), &[Metric::Accuracy])?;
     let mut history = History::default();
     let mut rng = Rng::new(a.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1);

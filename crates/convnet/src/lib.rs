@@ -11,6 +11,7 @@ pub use convnet_audio as audio;
 pub use convnet_data as data;
 pub use convnet_nn as nn;
 pub use convnet_plot as plot;
+pub use convnet_speech as speech;
 pub use convnet_tensor as tensor;
 
 pub use convnet_nn::{

@@ -87,8 +87,18 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: Ha
 impl Sequential {
     /// Saves architecture, weights and compile arguments to one `.safetensors` file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_metadata(path, HashMap::new())
+    }
+
+    /// As [`Sequential::save`], with extra `metadata` entries stored next to the
+    /// architecture (e.g. the labels and front end an application needs to use the model).
+    /// Keys must not start with `convnet.` or be `format`.
+    pub fn save_with_metadata(&self, path: impl AsRef<Path>, extra: HashMap<String, String>) -> Result<()> {
         let path = path.as_ref();
-        let mut metadata = HashMap::new();
+        if let Some(k) = extra.keys().find(|k| k.starts_with("convnet.") || *k == FORMAT_KEY) {
+            return Err(NnError::bad_file(path, format!("metadata key `{k}` is reserved")));
+        }
+        let mut metadata = extra;
         metadata.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
         let config = serde_json::to_string(&self.config()).map_err(|e| NnError::bad_file(path, e.to_string()))?;
         metadata.insert(CONFIG_KEY.to_string(), config);
@@ -102,6 +112,12 @@ impl Sequential {
     /// Loads a model saved by [`Sequential::save`]: same layers, names and weights (bit
     /// for bit), compiled again with a fresh optimizer when the file has compile arguments.
     pub fn load(path: impl AsRef<Path>) -> Result<Sequential> {
+        Self::load_with_metadata(path).map(|(model, _)| model)
+    }
+
+    /// As [`Sequential::load`], also returning the file's metadata (including entries
+    /// given to [`Sequential::save_with_metadata`]).
+    pub fn load_with_metadata(path: impl AsRef<Path>) -> Result<(Sequential, HashMap<String, String>)> {
         let path = path.as_ref();
         let (tensors, metadata) = read_safetensors(path)?;
         let config = metadata.get(CONFIG_KEY).ok_or_else(|| {
@@ -119,7 +135,7 @@ impl Sequential {
                 .map_err(|e| NnError::bad_file(path, format!("compile metadata is not valid: {e}")))?;
             model.compile(c.loss, c.optimizer, &c.metrics)?;
         }
-        Ok(model)
+        Ok((model, metadata))
     }
 
     /// Saves only the weights (by Keras path) to a `.safetensors` file.

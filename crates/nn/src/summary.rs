@@ -156,6 +156,7 @@ fn shape_text(shape: &[usize]) -> String {
 
 impl Sequential {
     /// Keras 3's summary table, exactly as `model.summary()` prints it (80 columns).
+    #[must_use = "the table is returned, not printed"]
     pub fn summary(&self) -> String {
         let widths = column_widths(LINE_LENGTH, &[0.45, 0.80, 1.0]);
         let right = [false, false, true];

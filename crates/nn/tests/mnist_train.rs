@@ -1,10 +1,11 @@
 //! CI-sized training of the Keras MNIST CNN on the vendored MNIST: one epoch (Adam with
-//! Keras' defaults, Keras' default batch of 32, i.e. 188 steps) on the first 6,000 training
-//! images, then evaluation on the first 2,000 test images.
+//! Keras' defaults) on the first 6,000 training images, then evaluation on the 10,000 test
+//! images.
 //!
-//! One epoch on 6,000 images reaches 93.5 % here (94-95.5 % over the seeds and learning
-//! rates tried; the gradients and Adam step match Keras to 1e-6, see `keras_fixture.rs`),
-//! so the bar is 92 %: high enough that any broken layer, gradient or update fails it.
+//! The batch size, 8 (750 steps), was chosen on held-out *training* images (50,000-59,999),
+//! never on the test set: one epoch reached 95.2-95.5 % there with batch 32, 95.0-95.8 % with
+//! 16 and 95.9-96.4 % with 8 (two seeds each). One epoch of 6,000 images is too little data
+//! for batch 128 or 32 to pass 95 % reliably.
 
 mod common;
 
@@ -12,11 +13,11 @@ use convnet_nn::{Adam, FitOptions, Loss, Metric};
 
 #[test]
 fn one_epoch_on_6000_images_learns_mnist() {
-    let (x, y, xt, yt) = common::mnist(6000, 2000);
+    let (x, y, xt, yt) = common::mnist(6000, 10_000);
     let mut m = common::mnist_cnn(1);
     m.compile(Loss::sparse_categorical_crossentropy(), Adam::default(), &[Metric::Accuracy]).unwrap();
     let before = m.evaluate(&xt, &yt, 500).unwrap();
-    let h = m.fit(&x, &y, FitOptions::new(32, 1).with_seed(1).with_verbose(2)).unwrap();
+    let h = m.fit(&x, &y, FitOptions::new(8, 1).with_seed(1).with_verbose(2)).unwrap();
     assert_eq!(h.loss.len(), 1);
     let ev = m.evaluate(&xt, &yt, 500).unwrap();
     let acc = ev.accuracy.unwrap();
@@ -24,7 +25,7 @@ fn one_epoch_on_6000_images_learns_mnist() {
     assert!(before.accuracy.unwrap() < 0.3, "an untrained model guesses");
     assert!(h.loss[0] < 0.8, "mean training loss of the epoch {}", h.loss[0]);
     assert!(ev.loss < 0.3, "test loss {}", ev.loss);
-    assert!(acc >= 0.92, "test accuracy {acc}");
+    assert!(acc >= 0.95, "test accuracy {acc}");
     // predict agrees with evaluate's accuracy
     let p = m.predict(&xt, 300).unwrap();
     let labels = yt.as_sparse().unwrap();
@@ -37,5 +38,5 @@ fn one_epoch_on_6000_images_learns_mnist() {
             best == **l as usize
         })
         .count();
-    assert!((correct as f64 / 2000.0 - acc).abs() < 1e-9);
+    assert!((correct as f64 / 10_000.0 - acc).abs() < 1e-9);
 }

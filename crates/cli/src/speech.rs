@@ -1,0 +1,514 @@
+//! `convnet speech train|predict|listen|make-stream`: TensorFlow's speech-commands example
+//! (keyword spotting on Google Speech Commands) as one command each.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use convnet::speech::{
+    Architecture, Confusion, DataOptions, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel, StreamOptions,
+    TrainConfig, TrainEvent, listen, make_stream, read_truth, score_detections, write_truth, write_wav,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+/// `convnet speech ...`.
+#[derive(Subcommand)]
+pub enum SpeechCmd {
+    /// Train a keyword model on a Speech Commands folder (TensorFlow's train.py).
+    Train(TrainArgs),
+    /// Top-3 labels of WAV files with a trained model.
+    Predict(PredictArgs),
+    /// Detect keywords in a long recording with a sliding window (TensorFlow's RecognizeCommands).
+    Listen(ListenArgs),
+    /// Build a long test recording from a split's clips, with its word list (for `listen --truth`).
+    MakeStream(MakeStreamArgs),
+}
+
+/// Update rules of `--optimizer`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    GradientDescent,
+    Momentum,
+}
+
+/// Options of `convnet speech train`, named as train.py's flags.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The Speech Commands folder (`<word>/*.wav`, `_background_noise_/`, split lists).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Folder for the best checkpoint, plots and the confusion matrix.
+    #[arg(long, default_value = "models/speech")]
+    pub out: PathBuf,
+    /// Words to recognise, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "yes,no,up,down,left,right,on,off,stop,go")]
+    pub wanted_words: Vec<String>,
+    /// conv, low_latency_conv, single_fc or tiny_conv.
+    #[arg(long, default_value = "conv")]
+    pub model: String,
+    /// Steps of each training phase, comma-separated (the example's 15000,3000).
+    #[arg(long, value_delimiter = ',', default_value = "15000,3000")]
+    pub steps: Vec<usize>,
+    /// Learning rate of each phase.
+    #[arg(long, value_delimiter = ',', default_value = "0.001,0.0001")]
+    pub learning_rate: Vec<f64>,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Steps between validations.
+    #[arg(long, default_value_t = 400)]
+    pub eval_step_interval: usize,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerArg,
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout_rate: f32,
+    #[arg(long, default_value_t = 10.0)]
+    pub silence_percentage: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub unknown_percentage: f64,
+    /// Largest random time shift in ms.
+    #[arg(long, default_value_t = 100)]
+    pub time_shift_ms: u32,
+    /// Chance of background noise on a word.
+    #[arg(long, default_value_t = 0.8)]
+    pub background_frequency: f32,
+    /// Largest background-noise volume on a word.
+    #[arg(long, default_value_t = 0.1)]
+    pub background_volume: f32,
+    /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
+    /// afresh from the whole filler pool.
+    #[arg(long)]
+    pub fixed_unknown: bool,
+    /// Seed of the weights, batches, dropout and augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Options of `convnet speech predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A model written by `convnet speech train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print a JSON list of `{"file", "top": [{"label", "probability"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `convnet speech listen`.
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The recording.
+    pub file: PathBuf,
+    /// Hop between windows in ms.
+    #[arg(long, default_value_t = 30)]
+    pub clip_stride_ms: u32,
+    /// Averaging span in ms.
+    #[arg(long, default_value_t = 500)]
+    pub average_window_ms: u32,
+    #[arg(long, default_value_t = 0.7)]
+    pub detection_threshold: f32,
+    /// Quiet time after a detection in ms.
+    #[arg(long, default_value_t = 500)]
+    pub suppression_ms: u32,
+    #[arg(long, default_value_t = 3)]
+    pub minimum_count: usize,
+    /// `word,start_ms` list of the words in the file (from `make-stream`): score the detections.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// A detection counts for a word whose clip ends within this many ms of it.
+    #[arg(long, default_value_t = 750)]
+    pub time_tolerance_ms: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `convnet speech make-stream`.
+#[derive(Args, Debug)]
+pub struct MakeStreamArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The WAV file to write; the word list goes next to it as `<name>.txt`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// training, validation or testing.
+    #[arg(long, default_value = "testing")]
+    pub split: String,
+    /// At most this many clips.
+    #[arg(long)]
+    pub max_clips: Option<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    pub background_volume: f32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Runs a `convnet speech` command.
+pub fn speech(cmd: &SpeechCmd) -> Result<()> {
+    match cmd {
+        SpeechCmd::Train(a) => train(a),
+        SpeechCmd::Predict(a) => predict(a),
+        SpeechCmd::Listen(a) => listen_cmd(a),
+        SpeechCmd::MakeStream(a) => make_stream_cmd(a),
+    }
+}
+
+fn data_options(a: &TrainArgs) -> DataOptions {
+    let mut o = DataOptions { wanted_words: a.wanted_words.clone(), ..Default::default() };
+    o.silence_percentage = a.silence_percentage;
+    o.unknown_percentage = a.unknown_percentage;
+    o.augmentation.time_shift_samples = (o.front_end.sample_rate as u64 * a.time_shift_ms as u64 / 1000) as usize;
+    o.augmentation.background_frequency = a.background_frequency;
+    o.augmentation.background_volume = a.background_volume;
+    o.fresh_unknown = !a.fixed_unknown;
+    o
+}
+
+/// Loads a data folder and prints its warnings and sizes.
+pub fn load_data(dir: &Path, options: DataOptions) -> Result<SpeechCommands> {
+    let start = Instant::now();
+    let data = SpeechCommands::load(dir, options).with_context(|| format!("loading {}", dir.display()))?;
+    for w in data.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let sizes: Vec<String> =
+        convnet::speech::Split::ALL.iter().map(|s| format!("{} {}", data.examples(*s).len(), s.name())).collect();
+    println!(
+        "loaded {} clips, {} noise files from {} in {:.1}s: {} examples; labels {}",
+        data.clips().len(),
+        data.noise().len(),
+        dir.display(),
+        start.elapsed().as_secs_f64(),
+        sizes.join(" / "),
+        data.labels().join(",")
+    );
+    Ok(data)
+}
+
+fn train(a: &TrainArgs) -> Result<()> {
+    let arch = Architecture::from_name(&a.model)?;
+    let data = load_data(&a.data, data_options(a))?;
+    let cfg = TrainConfig {
+        architecture: arch,
+        steps: a.steps.clone(),
+        learning_rates: a.learning_rate.clone(),
+        batch_size: a.batch_size,
+        eval_step_interval: a.eval_step_interval,
+        optimizer: match a.optimizer {
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::GradientDescent => OptimizerKind::GradientDescent,
+            OptimizerArg::Momentum => OptimizerKind::Momentum,
+        },
+        dropout_rate: a.dropout_rate,
+        seed: a.seed,
+    };
+    let net = convnet::speech::create_model(
+        arch,
+        data.options().front_end.input_shape(),
+        data.labels().len(),
+        cfg.dropout_rate,
+        cfg.seed,
+    )?;
+    println!("{}", net.summary());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let ckpt = a.out.join(format!("{}.safetensors", arch.name()));
+    let bar = ProgressBar::new(cfg.total_steps() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
+            .expect("static template"),
+    );
+    // indicatif drops println when stdout is not a terminal; validation lines must still show
+    let say = |line: String| if bar.is_hidden() { println!("{line}") } else { bar.println(line) };
+    let out = convnet::speech::train(&data, &cfg, Some(&ckpt), |e| match e {
+        TrainEvent::Step { step, loss, accuracy, learning_rate, .. } => {
+            bar.set_position(step as u64);
+            if step % 10 == 0 {
+                bar.set_message(format!("lr {learning_rate:.0e} loss {loss:.4} acc {accuracy:.3}"));
+            }
+        }
+        TrainEvent::Evaluated { point, best } => say(format!(
+            "step {}: train loss {:.4} acc {:.4}, validation loss {:.4} acc {:.4}{}",
+            point.step,
+            point.train_loss,
+            point.train_accuracy,
+            point.val_loss,
+            point.val_accuracy,
+            if best { " (best, saved)" } else { "" }
+        )),
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "trained {} steps in {:.1}s ({:.2} steps/s); best validation accuracy {:.4} at step {}",
+        cfg.total_steps(),
+        out.seconds,
+        cfg.total_steps() as f64 / out.seconds,
+        out.validation.accuracy(),
+        out.best_step
+    );
+    println!(
+        "Final test accuracy = {:.4} (N={})",
+        out.test.accuracy(),
+        out.test.matrix.iter().flatten().sum::<usize>()
+    );
+    report(&out.test);
+    let text = a.out.join("confusion_test.txt");
+    std::fs::write(&text, out.test.to_text()).with_context(|| format!("writing {}", text.display()))?;
+    let png = a.out.join("confusion_test.png");
+    let counts: Vec<Vec<u64>> = out.test.matrix.iter().map(|r| r.iter().map(|&v| v as u64).collect()).collect();
+    convnet::plot::plot_confusion_matrix(&png, &out.test.labels, &counts, "Speech commands: test confusion matrix")?;
+    let h = &out.history;
+    let written = convnet::plot::plot_history_pair(
+        &a.out,
+        "history",
+        &h.iter().map(|p| p.train_loss).collect::<Vec<_>>(),
+        &h.iter().map(|p| p.val_loss).collect::<Vec<_>>(),
+        &h.iter().map(|p| p.train_accuracy).collect::<Vec<_>>(),
+        &h.iter().map(|p| p.val_accuracy).collect::<Vec<_>>(),
+    )?;
+    out.model.save(&ckpt).with_context(|| format!("saving {}", ckpt.display()))?;
+    println!(
+        "model (best validation weights): {}\nconfusion matrix: {}, {}\nhistory (one point per {} steps): {}",
+        ckpt.display(),
+        text.display(),
+        png.display(),
+        cfg.eval_step_interval,
+        written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+fn report(c: &Confusion) {
+    println!("{:>12} {:>8} {:>6}", "label", "accuracy", "n");
+    for (label, acc, n) in c.per_class() {
+        println!("{label:>12} {acc:>8.3} {n:>6}");
+    }
+    println!("confusion matrix (rows: truth, columns: prediction)\n{}", c.to_text());
+}
+
+fn load_model(path: &Path) -> Result<SpeechModel> {
+    SpeechModel::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn predict(a: &PredictArgs) -> Result<()> {
+    let model = load_model(&a.model)?;
+    let mut results = Vec::new();
+    let mut said = false;
+    for f in &a.files {
+        let (audio, resampled) = model.read_audio(f)?;
+        if resampled && !said {
+            eprintln!("note: resampling input to {} Hz", model.info.front_end.sample_rate);
+            said = true;
+        }
+        let p = model.classify(&audio, 3)?;
+        if a.json {
+            let top: Vec<_> = p.top.iter().map(|(l, v)| json!({"label": l, "probability": v})).collect();
+            results.push(json!({"file": f.display().to_string(), "top": top}));
+        } else {
+            let top: Vec<String> = p.top.iter().map(|(l, v)| format!("{l} ({v:.3})")).collect();
+            println!("{}: {}", f.display(), top.join(", "));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+fn listen_cmd(a: &ListenArgs) -> Result<()> {
+    let model = load_model(&a.model)?;
+    let (audio, resampled) = model.read_audio(&a.file)?;
+    if resampled {
+        eprintln!("note: resampled {} to {} Hz", a.file.display(), model.info.front_end.sample_rate);
+    }
+    let cfg = RecognizerConfig {
+        clip_stride_ms: a.clip_stride_ms,
+        average_window_ms: a.average_window_ms,
+        detection_threshold: a.detection_threshold,
+        suppression_ms: a.suppression_ms,
+        minimum_count: a.minimum_count,
+    };
+    let start = Instant::now();
+    let heard = listen(&model, &audio, &cfg)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rtf = seconds / heard.audio_seconds.max(1e-9);
+    let stats = match &a.truth {
+        Some(t) => {
+            let truth = read_truth(t)?;
+            let clip_ms = i64::from(model.info.front_end.clip_duration_ms);
+            Some(score_detections(&truth, &heard.detections, clip_ms, a.time_tolerance_ms, heard.audio_seconds / 60.0))
+        }
+        None => None,
+    };
+    if a.json {
+        let v = json!({
+            "detections": heard.detections,
+            "audio_seconds": heard.audio_seconds,
+            "windows": heard.windows,
+            "real_time_factor": rtf,
+            "stats": stats,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for d in &heard.detections {
+        println!("{:>9.3}s {} ({:.3})", d.time_ms as f64 / 1000.0, d.word, d.score);
+    }
+    println!(
+        "{} detections in {:.1}s of audio; {} windows scored in {:.2}s (real-time factor {:.4})",
+        heard.detections.len(),
+        heard.audio_seconds,
+        heard.windows,
+        seconds,
+        rtf
+    );
+    if let Some(s) = stats {
+        println!(
+            "found {}/{} words ({:.1}%), {} wrong, {} false alarms: {:.2} false detections per minute",
+            s.found,
+            s.words,
+            100.0 * s.found_rate(),
+            s.wrong,
+            s.false_alarms,
+            s.false_per_minute()
+        );
+    }
+    Ok(())
+}
+
+fn make_stream_cmd(a: &MakeStreamArgs) -> Result<()> {
+    let split = match a.split.as_str() {
+        "training" => convnet::speech::Split::Training,
+        "validation" => convnet::speech::Split::Validation,
+        "testing" => convnet::speech::Split::Testing,
+        s => bail!("--split must be training, validation or testing, not `{s}`"),
+    };
+    let data = load_data(&a.data, DataOptions::default())?;
+    let opts = StreamOptions {
+        split,
+        background_volume: a.background_volume,
+        max_clips: a.max_clips,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let (audio, truth) = make_stream(&data, &opts)?;
+    let rate = data.options().front_end.sample_rate;
+    write_wav(&a.out, &audio, rate)?;
+    let labels = a.out.with_extension("txt");
+    write_truth(&labels, &truth)?;
+    println!(
+        "wrote {} ({:.1}s, {} clips) and {}",
+        a.out.display(),
+        audio.len() as f64 / rate as f64,
+        truth.len(),
+        labels.display()
+    );
+    Ok(())
+}
+
+/// TensorFlow 2.21's training speed for the `conv` model, batch 100, 2 threads, measured on the
+/// development machine.
+const TENSORFLOW_STEPS_PER_SEC: f64 = 1.43;
+
+/// Options of `convnet bench speech`.
+#[derive(Args, Debug)]
+pub struct SpeechBenchArgs {
+    /// The Speech Commands folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// conv, low_latency_conv, single_fc or tiny_conv.
+    #[arg(long, default_value = "conv")]
+    pub model: String,
+    /// Timed training steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Seconds of audio for the streaming measurement.
+    #[arg(long, default_value_t = 60)]
+    pub stream_seconds: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `convnet bench speech`: training steps per second (data pipeline included) and the
+/// streaming recogniser's real-time factor.
+pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
+    use convnet::nn::{Adam, Loss, Metric, Targets};
+    use convnet::tensor::rng::Rng;
+    let arch = Architecture::from_name(&a.model)?;
+    if a.steps == 0 || a.batch_size == 0 {
+        bail!("--steps and --batch-size must be positive");
+    }
+    let data = load_data(&a.data, DataOptions::default())?;
+    let fe = data.options().front_end;
+    let mut net = convnet::speech::create_model(arch, fe.input_shape(), data.labels().len(), 0.5, 1)?;
+    net.compile(Loss::sparse_categorical_crossentropy(), Adam::new(1e-3), &[Metric::Accuracy])?;
+    let mut rng = Rng::new(3);
+    let (mut batch_s, mut step_s) = (Vec::new(), Vec::new());
+    for i in 0..a.steps + 2 {
+        let t0 = Instant::now();
+        let (x, y) = data.training_batch(a.batch_size, &mut rng)?;
+        let t1 = Instant::now();
+        net.train_on_batch(&x, &Targets::Sparse(y))?;
+        if i >= 2 {
+            batch_s.push((t1 - t0).as_secs_f64());
+            step_s.push(t1.elapsed().as_secs_f64());
+        }
+    }
+    let (batch_total, step_total): (f64, f64) = (batch_s.iter().sum(), step_s.iter().sum());
+    let steps_per_sec = a.steps as f64 / (batch_total + step_total);
+    // streaming: a fresh model is as fast as a trained one
+    let model = SpeechModel::new(
+        net,
+        convnet::speech::SpeechModelInfo {
+            architecture: arch,
+            labels: data.labels().to_vec(),
+            front_end: fe,
+            trained_steps: 0,
+            validation_accuracy: None,
+        },
+    )?;
+    let (mut audio, _) = make_stream(&data, &StreamOptions::default())?;
+    let want = a.stream_seconds.max(2) * fe.sample_rate as usize;
+    let base = audio.clone();
+    while audio.len() < want {
+        audio.extend_from_slice(&base);
+    }
+    audio.truncate(want);
+    let t = Instant::now();
+    let heard = listen(&model, &audio, &RecognizerConfig::default())?;
+    let listen_s = t.elapsed().as_secs_f64();
+    let rtf = listen_s / heard.audio_seconds;
+    let threads = rayon::current_num_threads();
+    if a.json {
+        let v = json!({
+            "model": arch.name(), "batch": a.batch_size, "threads": threads,
+            "steps_per_sec": steps_per_sec, "batch_ms": 1e3 * batch_total / a.steps as f64,
+            "train_step_ms": 1e3 * step_total / a.steps as f64,
+            "tensorflow_steps_per_sec": TENSORFLOW_STEPS_PER_SEC,
+            "stream_seconds": heard.audio_seconds, "windows": heard.windows, "real_time_factor": rtf,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("speech commands `{}` model, batch {}, {threads} threads", arch.name(), a.batch_size);
+    println!("| measure | value |\n| --- | --- |");
+    println!("| training steps/s (data pipeline included) | {steps_per_sec:.2} |");
+    println!("| batch preparation (augment + MFCC), ms/step | {:.1} |", 1e3 * batch_total / a.steps as f64);
+    println!("| forward + backward + Adam, ms/step | {:.1} |", 1e3 * step_total / a.steps as f64);
+    println!(
+        "| TensorFlow 2.21 (reference), steps/s | {TENSORFLOW_STEPS_PER_SEC:.2} (convnet: {:.2}x) |",
+        steps_per_sec / TENSORFLOW_STEPS_PER_SEC
+    );
+    println!(
+        "| streaming: {:.0} s of audio, {} windows every 30 ms | {listen_s:.2} s, real-time factor {rtf:.4} |",
+        heard.audio_seconds, heard.windows
+    );
+    Ok(())
+}

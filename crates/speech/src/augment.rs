@@ -1,0 +1,175 @@
+//! Training-time augmentation, in the order TensorFlow's `AudioProcessor.get_data` applies it:
+//! scale the foreground (0 for silence), shift it in time by `U[-shift, shift)` samples with
+//! zero fill, add a random slice of a random background-noise file (always for silence, at
+//! volume `U(0, 1)`; for words with probability `background_frequency`, at volume
+//! `U(0, background_volume)`), and clip to `[-1, 1]`.
+
+use convnet_tensor::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Augmentation settings, named as the example's flags.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Augmentation {
+    /// Largest time shift in samples (`time_shift_ms` = 100 → 1600 at 16 kHz).
+    pub time_shift_samples: usize,
+    /// Chance that a word gets background noise (0.8).
+    pub background_frequency: f32,
+    /// Largest noise volume for words (0.1).
+    pub background_volume: f32,
+}
+
+impl Augmentation {
+    /// TensorFlow's defaults at `sample_rate`: ±100 ms, noise on 80 % of words at up to 0.1.
+    pub fn tensorflow(sample_rate: u32) -> Self {
+        Augmentation {
+            time_shift_samples: sample_rate as usize / 10,
+            background_frequency: 0.8,
+            background_volume: 0.1,
+        }
+    }
+
+    /// No shift and no noise on words (validation, testing); silence still gets its noise.
+    pub fn none() -> Self {
+        Augmentation { time_shift_samples: 0, background_frequency: 0.0, background_volume: 0.0 }
+    }
+}
+
+/// What [`mix`] drew, for tests and debugging.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixDraw {
+    /// Time shift in samples (positive: later).
+    pub shift: isize,
+    /// Noise file index and start offset, when noise was read.
+    pub background: Option<(usize, usize)>,
+    /// Noise volume (0 when none was added).
+    pub background_volume: f32,
+}
+
+/// One training example's audio: `foreground` (`None` for silence) of `n` samples, augmented
+/// as described in the module doc. `noise` files must each hold at least `n` samples.
+pub fn mix(
+    foreground: Option<&[f32]>,
+    noise: &[Vec<f32>],
+    aug: &Augmentation,
+    n: usize,
+    rng: &mut Rng,
+) -> (Vec<f32>, MixDraw) {
+    let silence = foreground.is_none();
+    let ts = aug.time_shift_samples as isize;
+    // np.random.randint(-ts, ts): [-ts, ts)
+    let shift = if ts > 0 { rng.below(2 * ts as usize) as isize - ts } else { 0 };
+    let mut out = vec![0.0f32; n];
+    if let Some(fg) = foreground {
+        // padded = pad(fg, [shift, 0]) or [0, -shift], then slice from max(0, -shift)
+        for (i, o) in out.iter_mut().enumerate() {
+            let src = i as isize - shift;
+            if src >= 0 && (src as usize) < fg.len() {
+                *o = fg[src as usize];
+            }
+        }
+    }
+    let mut draw = MixDraw { shift, background: None, background_volume: 0.0 };
+    let use_noise = !noise.is_empty() && (silence || aug.background_frequency > 0.0);
+    if use_noise {
+        let index = rng.below(noise.len());
+        let file = &noise[index];
+        let room = file.len().saturating_sub(n);
+        let offset = if room > 0 { rng.below(room) } else { 0 };
+        let volume = if silence {
+            rng.uniform()
+        } else if rng.uniform() < aug.background_frequency {
+            rng.uniform() * aug.background_volume
+        } else {
+            0.0
+        };
+        draw.background = Some((index, offset));
+        draw.background_volume = volume;
+        if volume > 0.0 {
+            for (o, b) in out.iter_mut().zip(&file[offset..offset + n.min(file.len() - offset)]) {
+                *o += b * volume;
+            }
+        }
+    }
+    for o in &mut out {
+        *o = o.clamp(-1.0, 1.0);
+    }
+    (out, draw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise() -> Vec<Vec<f32>> {
+        let mut r = Rng::new(1);
+        (0..3).map(|_| (0..4000).map(|_| r.uniform_range(-1.0, 1.0)).collect()).collect()
+    }
+
+    #[test]
+    fn statistics_follow_tensorflows_rule() {
+        let aug = Augmentation { time_shift_samples: 100, background_frequency: 0.8, background_volume: 0.1 };
+        let (noise, fg) = (noise(), vec![0.5f32; 1000]);
+        let mut rng = Rng::new(7);
+        let trials = 20_000;
+        let (mut with_noise, mut vol_sum, mut shift_sum, mut shift_min, mut shift_max) = (0, 0.0f64, 0i64, 0, 0);
+        let mut files = [0usize; 3];
+        for _ in 0..trials {
+            let (_, d) = mix(Some(&fg), &noise, &aug, 1000, &mut rng);
+            if d.background_volume > 0.0 {
+                with_noise += 1;
+                vol_sum += d.background_volume as f64;
+                assert!(d.background_volume < 0.1);
+            }
+            let (file, offset) = d.background.unwrap();
+            files[file] += 1;
+            assert!(offset < 3000);
+            shift_sum += d.shift as i64;
+            shift_min = shift_min.min(d.shift);
+            shift_max = shift_max.max(d.shift);
+        }
+        let p = with_noise as f64 / trials as f64;
+        assert!((p - 0.8).abs() < 0.015, "noise probability {p}");
+        let mean_vol = vol_sum / with_noise as f64;
+        assert!((mean_vol - 0.05).abs() < 0.002, "mean noise volume {mean_vol}");
+        assert_eq!((shift_min, shift_max), (-100, 99));
+        assert!((shift_sum as f64 / trials as f64).abs() < 2.0);
+        assert!(files.iter().all(|&c| (c as f64 / trials as f64 - 1.0 / 3.0).abs() < 0.02), "{files:?}");
+    }
+
+    #[test]
+    fn silence_is_noise_at_uniform_volume_and_everything_is_clipped() {
+        let noise = noise();
+        let mut rng = Rng::new(3);
+        let mut vols = Vec::new();
+        for _ in 0..5000 {
+            let (audio, d) = mix(None, &noise, &Augmentation::none(), 1000, &mut rng);
+            let (file, offset) = d.background.unwrap();
+            let v = d.background_volume;
+            vols.push(v as f64);
+            for (a, b) in audio.iter().zip(&noise[file][offset..]) {
+                assert!((a - (b * v).clamp(-1.0, 1.0)).abs() < 1e-6);
+            }
+        }
+        let mean = vols.iter().sum::<f64>() / vols.len() as f64;
+        let var = vols.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vols.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02 && (var - 1.0 / 12.0).abs() < 0.005, "{mean} {var}");
+        // a loud foreground is clipped
+        let (loud, _) = mix(Some(&[3.0f32; 10]), &[], &Augmentation::none(), 10, &mut rng);
+        assert_eq!(loud, vec![1.0; 10]);
+    }
+
+    #[test]
+    fn shift_moves_the_clip_with_zero_fill() {
+        let fg: Vec<f32> = (1..=10).map(|v| v as f32 / 10.0).collect();
+        let aug = Augmentation { time_shift_samples: 3, background_frequency: 0.0, background_volume: 0.0 };
+        let mut rng = Rng::new(11);
+        for _ in 0..50 {
+            let (out, d) = mix(Some(&fg), &[], &aug, 10, &mut rng);
+            for (i, o) in out.iter().enumerate() {
+                let src = i as isize - d.shift;
+                let want = if (0..10).contains(&src) { fg[src as usize] } else { 0.0 };
+                assert_eq!(*o, want);
+            }
+        }
+    }
+}
