@@ -66,15 +66,19 @@ pub struct TrainArgs {
     pub no_augment: bool,
 }
 
+/// Model-file metadata key of the spoken-digit front end (sample rate, MFCC size, frame fit).
+const FRONT_END_KEY: &str = "sound_digit.front_end";
+
 /// Options of `convnet sound-digit predict`.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// The saved model (.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Sample rate the model was trained at.
-    #[arg(long, default_value_t = 22050)]
-    pub sr: u32,
+    /// Sample rate the model was trained at (default: the one saved with the model, or 22050
+    /// for models saved without it).
+    #[arg(long)]
+    pub sr: Option<u32>,
     /// WAV files to classify.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -195,7 +199,9 @@ fn train(a: &TrainArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let model_path = a.out.join("sound_digit_cnn.safetensors");
-    model.save(&model_path)?;
+    // the front end goes with the weights, so `predict` computes the same features
+    let front_end = json!({"sample_rate": a.sr, "n_mfcc": h, "frames": w, "numpy_resize": a.numpy_resize});
+    model.save_with_metadata(&model_path, [(FRONT_END_KEY.to_string(), front_end.to_string())].into())?;
     convnet::plot::plot_history_pair(
         &a.out,
         "sound_digit",
@@ -239,12 +245,21 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 fn predict(a: &PredictArgs) -> Result<()> {
-    let model = Sequential::load(&a.model).with_context(|| format!("loading the model {}", a.model.display()))?;
+    let (model, metadata) = Sequential::load_with_metadata(&a.model)
+        .with_context(|| format!("loading the model {}", a.model.display()))?;
     let &[h, w, 1] = model.input_shape() else {
         bail!("{}: expected an [n_mfcc, frames, 1] input, found {:?}", a.model.display(), model.input_shape());
     };
-    let options = SpokenDigitOptions { sample_rate: a.sr, n_mfcc: h, frames: w, fit: FrameFit::CropOrPad };
-    let transform = MfccTransform::new(MfccConfig::new(a.sr, h))?;
+    let saved: serde_json::Value = match metadata.get(FRONT_END_KEY) {
+        Some(text) => serde_json::from_str(text)
+            .with_context(|| format!("{}: `{FRONT_END_KEY}` metadata is not JSON", a.model.display()))?,
+        None => serde_json::Value::Null,
+    };
+    let saved_sr = saved["sample_rate"].as_u64().and_then(|v| u32::try_from(v).ok());
+    let sr = a.sr.or(saved_sr).unwrap_or(22050);
+    let fit = if saved["numpy_resize"].as_bool() == Some(true) { FrameFit::NumpyResize } else { FrameFit::CropOrPad };
+    let options = SpokenDigitOptions { sample_rate: sr, n_mfcc: h, frames: w, fit };
+    let transform = MfccTransform::new(MfccConfig::new(sr, h))?;
     let mut x = Vec::with_capacity(a.files.len() * h * w);
     for f in &a.files {
         let m = transform.apply_file(f)?;
