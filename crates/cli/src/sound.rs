@@ -245,8 +245,8 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 fn predict(a: &PredictArgs) -> Result<()> {
-    let (model, metadata) = Sequential::load_with_metadata(&a.model)
-        .with_context(|| format!("loading the model {}", a.model.display()))?;
+    let (model, metadata) =
+        Sequential::load_with_metadata(&a.model).with_context(|| format!("loading the model {}", a.model.display()))?;
     let &[h, w, 1] = model.input_shape() else {
         bail!("{}: expected an [n_mfcc, frames, 1] input, found {:?}", a.model.display(), model.input_shape());
     };

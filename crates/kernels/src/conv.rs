@@ -3,12 +3,15 @@
 //! matrix view multiplies an NHWC im2col buffer directly, so no weight copy
 //! is needed per step.
 //!
-//! On AVX-512 CPUs the dense (`groups == 1`) cases run as direct convolutions
+//! Large stride-1 kernels run by FFT when its cost model says so
+//! (`conv_fft.rs`, checked first by every entry point here). On AVX-512 CPUs
+//! the other dense (`groups == 1`) cases run as direct convolutions
 //! (`conv_fast.rs`); this file keeps the general path (any stride, dilation,
 //! groups: im2col of a few images per task into per-thread scratch and a
 //! single-threaded GEMM into those images' rows, so tasks never share
 //! output), the routing, and plain-loop references for tests.
 
+use crate::conv_fft::{self, ConvPass};
 use crate::gemm::{MatMut, MatRef, sgemm_serial};
 use rayon::prelude::*;
 
@@ -173,6 +176,10 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
     if geo.output_len() == 0 {
         return;
     }
+    if conv_fft::preferred(geo, ConvPass::Forward) {
+        conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, conv_fft::as_uninit(y));
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::conv_fast::forward_supported(geo) {
         crate::conv_fast::forward(geo, x, w, bias, act == ConvAct::Relu, crate::conv_fast::as_uninit(y));
@@ -189,6 +196,14 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
 pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct) -> Vec<f32> {
     crate::alloc::configure();
     let n = geo.output_len();
+    if n > 0 && conv_fft::preferred(geo, ConvPass::Forward) {
+        geo.check(x.len(), w.len(), n);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), geo.out_c, "conv: bias length");
+        }
+        // SAFETY: the FFT forward writes every output value.
+        return unsafe { crate::alloc::filled_vec(n, |y| conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, y)) };
+    }
     #[cfg(target_arch = "x86_64")]
     if n > 0 && crate::conv_fast::forward_supported(geo) {
         geo.check(x.len(), w.len(), n);
@@ -244,6 +259,15 @@ fn forward_im2col(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>
 /// `dx = conv_transpose(dy, w)`: the gradient with respect to the input. `dx` is overwritten.
 pub fn conv2d_backward_input(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     geo.check(dx.len(), w.len(), dy.len());
+    if geo.input_len() > 0 && conv_fft::preferred(geo, ConvPass::Input) {
+        conv_fft::backward(geo, &[], w, dy, Some(dx), None);
+        return;
+    }
+    backward_input_direct(geo, dy, w, dx);
+}
+
+/// The input gradient without the FFT path: direct, else GEMM + col2im.
+fn backward_input_direct(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if geo.input_len() > 0 && crate::conv_fast::backward_input_supported(geo) {
         crate::conv_fast::backward(geo, &[], w, dy, None, Some(dx), None, None);
@@ -287,6 +311,15 @@ fn backward_input_im2col(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f3
 /// `dw = im2col(x)^T @ dy`: the gradient with respect to the weights. `dw` is overwritten.
 pub fn conv2d_backward_weight(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     geo.check(x.len(), dw.len(), dy.len());
+    if conv_fft::preferred(geo, ConvPass::Weight) {
+        conv_fft::backward(geo, x, &[], dy, None, Some(dw));
+        return;
+    }
+    backward_weight_direct(geo, x, dy, dw);
+}
+
+/// The weight gradient without the FFT path: direct, else im2col + GEMM.
+fn backward_weight_direct(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::conv_fast::backward_weight_supported(geo) {
         crate::conv_fast::backward(geo, x, &[], dy, None, None, Some(dw), None);
@@ -316,8 +349,18 @@ pub fn conv2d_backward(
     if let Some(y) = y {
         assert_eq!(y.len(), dy.len(), "conv: output length");
     }
+    if let Some(d) = &dx {
+        assert_eq!(d.len(), geo.input_len(), "conv: input length");
+    }
+    if let Some(d) = &dw {
+        assert_eq!(d.len(), geo.weight_len(), "conv: weight length");
+    }
+    let fft_dx = dx.is_some() && geo.input_len() > 0 && conv_fft::preferred(geo, ConvPass::Input);
+    let fft_dw = dw.is_some() && conv_fft::preferred(geo, ConvPass::Weight);
     #[cfg(target_arch = "x86_64")]
-    if crate::conv_fast::backward_weight_supported(geo)
+    if !fft_dx
+        && !fft_dw
+        && crate::conv_fast::backward_weight_supported(geo)
         && (dx.is_none() || crate::conv_fast::backward_input_supported(geo))
     {
         let relu_y = match act {
@@ -342,11 +385,18 @@ pub fn conv2d_backward(
             &masked
         }
     };
+    // the FFT passes share the transform of the gradient; the others run direct
+    let (mut dx, mut dw) = (dx, dw);
+    if fft_dx || fft_dw {
+        let fx = if fft_dx { dx.take() } else { None };
+        let fw = if fft_dw { dw.take() } else { None };
+        conv_fft::backward(geo, x, w, g, fx, fw);
+    }
     if let Some(dx) = dx {
-        conv2d_backward_input(geo, g, w, dx);
+        backward_input_direct(geo, g, w, dx);
     }
     if let Some(dw) = dw {
-        conv2d_backward_weight(geo, x, g, dw);
+        backward_weight_direct(geo, x, g, dw);
     }
     if let Some(db) = db {
         assert_eq!(db.len(), geo.out_c, "conv: bias length");

@@ -7,6 +7,8 @@
 //! * [`conv`]: convolution forward and backward; dense convolutions run as
 //!   direct AVX-512 register-tile kernels (`conv_fast`, `x86`), everything
 //!   else as im2col + GEMM per chunk of images; plain-loop references.
+//! * [`conv_fft`]: FFT convolution for large kernels (stride 1), chosen by a
+//!   cost model from the routing in [`conv`]; `CONVNET_NO_FFT` turns it off.
 //! * [`gemm`]: `sgemm` over the `gemm` crate, one panel per thread.
 //! * [`pool`]: max and average pooling, with a one-byte argmax and an
 //!   AVX-512 2x2 path.
@@ -24,6 +26,7 @@ pub mod alloc;
 pub mod conv;
 #[cfg(target_arch = "x86_64")]
 mod conv_fast;
+pub mod conv_fft;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;
