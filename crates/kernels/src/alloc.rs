@@ -7,7 +7,11 @@
 //! activations back in: for the MNIST CNN (batch 128, 12.8 MB first-layer
 //! output) that was a fifth of the step time. Raising the mmap and trim
 //! thresholds makes freed blocks reusable, as PyTorch's caching allocator
-//! does for the same reason. Called once, on the first kernel call; set
+//! does for the same reason. glibc caps the mmap threshold at 32 MiB, so
+//! larger blocks (the 100 MB first-layer output of the speech-commands
+//! model at batch 100) would still be mapped and faulted in every step:
+//! mmap is switched off altogether (`M_MMAP_MAX = 0`) and every block comes
+//! from the heap. Called once, on the first kernel call; set
 //! `CONVNET_KEEP_MALLOC` to leave the allocator as it is.
 
 use std::mem::MaybeUninit;
@@ -45,6 +49,7 @@ pub fn configure() {
             // glibc's <malloc.h> parameter numbers
             const M_TRIM_THRESHOLD: i32 = -1;
             const M_MMAP_THRESHOLD: i32 = -3;
+            const M_MMAP_MAX: i32 = -4;
             unsafe extern "C" {
                 fn mallopt(param: i32, value: i32) -> i32;
             }
@@ -53,6 +58,7 @@ pub fn configure() {
             unsafe {
                 mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
                 mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+                mallopt(M_MMAP_MAX, 0);
             }
         }
     });
