@@ -13,6 +13,7 @@ use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AudioError, Result};
+use crate::fast::{Avx2, interleave_windowed};
 use crate::features::Features;
 
 /// How `center=true` pads the signal (numpy.pad modes, as librosa passes them).
@@ -195,15 +196,15 @@ pub(crate) fn spectral_power(v: Complex<f32>, power: f32) -> f32 {
 /// paths that skip the complex output: for even `n_fft` one frame is packed into a half-length
 /// complex FFT (`rustfft`, in place) and unpacked straight to `|X_k|^2`
 /// ([`StftPlan::for_each_power_frame`]); the MFCC front end goes further and puts two frames
-/// into one full-length complex FFT, whose split needs no twiddles. Both unpacking loops are
-/// written so that the compiler vectorises them.
+/// into one full-length complex FFT, whose split needs no twiddles (`pair_spectrum`, with the
+/// hand-vectorised interleaving and split of `fast.rs`).
 #[derive(Clone)]
 pub struct StftPlan {
     cfg: StftConfig,
     fft: Arc<dyn RealToComplex<f32>>,
     window: Vec<f32>,
     packed: Option<Packed>,
-    /// Full-length complex FFT for two real frames at once (see [`StftPlan::power_pair`]).
+    /// Full-length complex FFT for two real frames at once (see [`StftPlan::pair_spectrum`]).
     pair_fft: Arc<dyn rustfft::Fft<f32>>,
 }
 
@@ -237,11 +238,10 @@ pub struct StftScratch {
     z_im: Vec<f32>,
     power: Vec<f32>,
     /// Pair path: the second frame's padding buffer, the full-length complex buffer and its
-    /// FFT scratch, and the second frame's power spectrum.
+    /// FFT scratch.
     edge2: Vec<f32>,
     pair: Vec<Complex<f32>>,
     pair_scratch: Vec<Complex<f32>>,
-    power2: Vec<f32>,
 }
 
 impl StftPlan {
@@ -282,13 +282,12 @@ impl StftPlan {
             fft_scratch: self.fft.make_scratch_vec(),
             packed,
             packed_scratch,
-            z_re: vec![0.0; self.cfg.n_fft + 1],
-            z_im: vec![0.0; self.cfg.n_fft + 1],
+            z_re: vec![0.0; m + 1],
+            z_im: vec![0.0; m + 1],
             power: vec![0.0; self.cfg.n_bins()],
             edge2: vec![0.0; self.cfg.n_fft],
             pair: vec![Complex::new(0.0, 0.0); self.cfg.n_fft],
             pair_scratch: vec![Complex::new(0.0, 0.0); self.pair_fft.get_inplace_scratch_len()],
-            power2: vec![0.0; self.cfg.n_bins()],
         }
     }
 
@@ -302,6 +301,17 @@ impl StftPlan {
         let first = if cfg.center { start - (n_fft / 2) as isize } else { start };
         if first >= 0 && first + n_fft as isize <= n {
             return &y[first as usize..first as usize + n_fft];
+        }
+        if cfg.pad_mode == PadMode::Constant {
+            // Zeros, then the part of the signal the frame overlaps as one copy (a per-sample
+            // loop here cost as much as the window multiply of all frames of a 1 s clip).
+            let lo = first.clamp(0, n);
+            let hi = (first + n_fft as isize).clamp(lo, n);
+            let (off, len) = ((lo - first) as usize, (hi - lo) as usize);
+            edge[..off].fill(0.0);
+            edge[off..off + len].copy_from_slice(&y[lo as usize..hi as usize]);
+            edge[off + len..].fill(0.0);
+            return edge;
         }
         for (i, e) in edge.iter_mut().enumerate() {
             let j = first + i as isize;
@@ -408,52 +418,33 @@ impl StftPlan {
         pw
     }
 
-    /// `|X_k|^power` of frames `t` and `t + 1` (both must exist), from one complex FFT of
-    /// length `n_fft`: the first frame goes in the real part, the second in the imaginary part,
-    /// and `X_a[k] = (Z_k + conj Z_{n-k}) / 2`, `X_b[k] = (Z_k - conj Z_{n-k}) / 2i`. Cheaper
-    /// per frame than the packed single-frame path because the split needs no twiddles.
+    /// The complex FFT `Z`, `[n_fft]`, of frames `t` and `t + 1` packed into one complex signal,
+    /// the first frame (windowed) in the real part and the second in the imaginary part; with
+    /// `second = false` the imaginary part is zero. `y` must have passed [`StftPlan::check`].
+    ///
+    /// Each frame's spectrum follows from `Z` without twiddles: `X_a[k] = (Z_k + conj Z_{n-k})
+    /// / 2`, `X_b[k] = (Z_k - conj Z_{n-k}) / 2i` (see [`crate::fast::pair_power`]), so two
+    /// frames cost one complex FFT of length `n_fft`, cheaper than two real FFTs.
     #[inline(always)]
-    pub(crate) fn power_pair<'s>(
+    pub(crate) fn pair_spectrum<'s>(
         &self,
         y: &[f32],
         t: usize,
+        second: bool,
         scratch: &'s mut StftScratch,
-        power: f32,
-    ) -> (&'s [f32], &'s [f32]) {
-        let StftScratch { edge, edge2, pair, pair_scratch, z_re, z_im, power: pa, power2: pb, .. } = scratch;
-        let n = self.cfg.n_fft;
+        simd: Avx2,
+    ) -> &'s [Complex<f32>] {
+        let StftScratch { edge, edge2, pair, pair_scratch, .. } = scratch;
         let a = self.frame(y, t, edge);
-        let b = self.frame(y, t + 1, edge2);
-        for (((z, &xa), &xb), &w) in pair.iter_mut().zip(a).zip(b).zip(&self.window) {
-            *z = Complex::new(xa * w, xb * w);
-        }
+        let b: &[f32] = if second {
+            self.frame(y, t + 1, edge2)
+        } else {
+            edge2.fill(0.0);
+            edge2
+        };
+        interleave_windowed(simd, a, b, &self.window, pulp::bytemuck::cast_slice_mut(pair.as_mut_slice()));
         self.pair_fft.process_with_scratch(pair, pair_scratch);
-        for ((r, i), z) in z_re.iter_mut().zip(z_im.iter_mut()).zip(pair.iter()) {
-            *r = z.re;
-            *i = z.im;
-        }
-        z_re[n] = z_re[0];
-        z_im[n] = z_im[0];
-        // k ascends over the bins while n - k descends from n (= bin 0 again).
-        let nb = pa.len();
-        let (rev_re, rev_im) = (&z_re[n + 1 - nb..=n], &z_im[n + 1 - nb..=n]);
-        for (((((a_out, b_out), &ar), &ai), &br), &bi) in pa
-            .iter_mut()
-            .zip(pb.iter_mut())
-            .zip(&z_re[..nb])
-            .zip(&z_im[..nb])
-            .zip(rev_re.iter().rev())
-            .zip(rev_im.iter().rev())
-        {
-            *a_out = 0.25 * ((ar + br) * (ar + br) + (ai - bi) * (ai - bi));
-            *b_out = 0.25 * ((ai + bi) * (ai + bi) + (ar - br) * (ar - br));
-        }
-        if power != 2.0 {
-            for v in pa.iter_mut().chain(pb.iter_mut()) {
-                *v = if power == 1.0 { v.sqrt() } else { v.powf(power * 0.5) };
-            }
-        }
-        (pa, pb)
+        pair
     }
 }
 
