@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// afresh from the whole filler pool.
     #[arg(long)]
     pub fixed_unknown: bool,
+    /// Standardise each MFCC coefficient with training-set statistics (saved with the model)
+    /// instead of feeding TensorFlow's raw MFCCs.
+    #[arg(long)]
+    pub normalize: bool,
     /// Seed of the weights, batches, dropout and augmentation.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -167,6 +171,7 @@ fn data_options(a: &TrainArgs) -> DataOptions {
     o.augmentation.background_frequency = a.background_frequency;
     o.augmentation.background_volume = a.background_volume;
     o.fresh_unknown = !a.fixed_unknown;
+    o.normalize = a.normalize;
     o
 }
 
@@ -472,6 +477,7 @@ pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
             front_end: fe,
             trained_steps: 0,
             validation_accuracy: None,
+            feature_norm: data.feature_norm().cloned(),
         },
     )?;
     let (mut audio, _) = make_stream(&data, &StreamOptions::default())?;

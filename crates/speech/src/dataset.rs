@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Augmentation, mix};
 use crate::error::{Result, SpeechError};
-use crate::front_end::{FingerprintTransform, FrontEnd, fit_length};
+use crate::front_end::{FeatureNorm, FingerprintTransform, FrontEnd, fit_length};
 use crate::split::{Split, SplitLists, which_set};
 
 /// Label of clips with no word.
@@ -62,6 +62,10 @@ pub struct DataOptions {
     pub fresh_unknown: bool,
     /// Seed of the index shuffles and the evaluation sets' silence noise.
     pub seed: u64,
+    /// Standardise each MFCC coefficient with training-set statistics ([`FeatureNorm`]).
+    /// Off by default, as in TensorFlow: on this data set the `conv` model reached lower
+    /// validation accuracy with it (0.71-0.76 against 0.88 at step 500, two seeds).
+    pub normalize: bool,
     /// The audio front end.
     pub front_end: FrontEnd,
 }
@@ -78,6 +82,7 @@ impl Default for DataOptions {
             augmentation: Augmentation::tensorflow(front_end.sample_rate),
             fresh_unknown: true,
             seed: TENSORFLOW_SEED,
+            normalize: false,
             front_end,
         }
     }
@@ -144,6 +149,7 @@ pub struct SpeechCommands {
     noise: Vec<Vec<f32>>,
     warnings: Vec<String>,
     transform: FingerprintTransform,
+    norm: Option<FeatureNorm>,
     eval_cache: [OnceLock<EvalSet>; 3],
 }
 
@@ -278,6 +284,17 @@ impl SpeechCommands {
         if index[Split::Training.index()].is_empty() {
             return Err(bad("the training split is empty".into()));
         }
+        let norm = if options.normalize {
+            // statistics of the training clips as recorded (no augmentation)
+            let prints = clips
+                .par_iter()
+                .filter(|c| c.split == Split::Training)
+                .map(|c| transform.fingerprint(&c.samples()))
+                .collect::<Result<Vec<_>>>()?;
+            Some(FeatureNorm::fit(&prints, fe.feature_bin_count))
+        } else {
+            None
+        };
         Ok(SpeechCommands {
             root,
             labels: labels_for(&options.wanted_words),
@@ -288,6 +305,7 @@ impl SpeechCommands {
             noise,
             warnings,
             transform,
+            norm,
             eval_cache: Default::default(),
         })
     }
@@ -340,6 +358,11 @@ impl SpeechCommands {
     /// The front end's transform.
     pub fn transform(&self) -> &FingerprintTransform {
         &self.transform
+    }
+
+    /// The feature standardisation applied to every example, when [`DataOptions::normalize`].
+    pub fn feature_norm(&self) -> Option<&FeatureNorm> {
+        self.norm.as_ref()
     }
 
     /// The audio of one example after mixing with `aug`; `rng` draws the fresh unknown clip,
@@ -405,9 +428,12 @@ impl SpeechCommands {
         Ok(self.eval_cache[split.index()].get_or_init(|| set))
     }
 
-    fn stack(&self, prints: Vec<Vec<f32>>) -> Result<Tensor> {
+    fn stack(&self, mut prints: Vec<Vec<f32>>) -> Result<Tensor> {
         let [h, w, c] = self.options.front_end.input_shape();
         let n = prints.len();
+        if let Some(norm) = &self.norm {
+            prints.par_iter_mut().for_each(|p| norm.apply(p));
+        }
         Ok(Tensor::from_vec(prints.concat(), [n, h, w, c])?)
     }
 }
@@ -550,6 +576,30 @@ mod tests {
         let test = data.eval_set(Split::Testing).unwrap();
         assert_eq!(test.x.dims()[0], data.examples(Split::Testing).len());
         assert_eq!(test.labels.len(), test.names.len());
+    }
+
+    #[test]
+    fn normalized_features_are_standardised() {
+        let Some(dir) = shared() else { return };
+        let data = SpeechCommands::load(&dir, DataOptions { normalize: true, ..Default::default() }).unwrap();
+        let norm = data.feature_norm().unwrap();
+        assert_eq!(norm.mean.len(), 40);
+        // the training clips as recorded are exactly standardised; check the validation set is close
+        let x = &data.eval_set(Split::Validation).unwrap().x;
+        let (mut sum, mut sq) = (vec![0.0f64; 40], vec![0.0f64; 40]);
+        for frame in x.data().chunks_exact(40) {
+            for (c, &v) in frame.iter().enumerate() {
+                sum[c] += v as f64;
+                sq[c] += (v as f64).powi(2);
+            }
+        }
+        let n = (x.numel() / 40) as f64;
+        for c in 0..40 {
+            let mean = sum[c] / n;
+            let sd = (sq[c] / n - mean * mean).sqrt();
+            assert!(mean.abs() < 0.6 && (0.5..2.0).contains(&sd), "coefficient {c}: mean {mean}, sd {sd}");
+        }
+        assert!(SpeechCommands::load(&dir, DataOptions::default()).unwrap().feature_norm().is_none());
     }
 
     #[test]

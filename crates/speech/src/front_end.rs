@@ -117,6 +117,49 @@ impl FingerprintTransform {
     }
 }
 
+/// Per-coefficient standardisation of fingerprints: `(v - mean[c]) / std[c]` for coefficient
+/// `c` of every frame. The statistics come from the training clips and are saved with the
+/// model. TensorFlow feeds the raw MFCCs, whose first coefficient is two orders of magnitude
+/// larger than the last ones (and near -170 over zero padding). Optional
+/// ([`crate::DataOptions::normalize`]): the raw features generalised better here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureNorm {
+    /// Mean per coefficient.
+    pub mean: Vec<f32>,
+    /// Standard deviation per coefficient (at least 1e-3).
+    pub std: Vec<f32>,
+}
+
+impl FeatureNorm {
+    /// Statistics over frame-major fingerprints of `coefficients` values per frame.
+    pub fn fit(prints: &[Vec<f32>], coefficients: usize) -> FeatureNorm {
+        let (mut sum, mut sq, mut n) = (vec![0.0f64; coefficients], vec![0.0f64; coefficients], 0usize);
+        for p in prints {
+            for frame in p.chunks_exact(coefficients) {
+                for ((s, q), &v) in sum.iter_mut().zip(&mut sq).zip(frame) {
+                    *s += f64::from(v);
+                    *q += f64::from(v) * f64::from(v);
+                }
+                n += 1;
+            }
+        }
+        let n = n.max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let std =
+            sum.iter().zip(&sq).map(|(s, q)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-3)).collect();
+        FeatureNorm { mean, std }
+    }
+
+    /// Standardises one frame-major fingerprint in place.
+    pub fn apply(&self, print: &mut [f32]) {
+        for frame in print.chunks_exact_mut(self.mean.len()) {
+            for ((v, m), s) in frame.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
 /// `samples` cut or zero-padded to `n` (as TensorFlow's `decode_wav(desired_samples=n)`).
 pub fn fit_length(mut samples: Vec<f32>, n: usize) -> Vec<f32> {
     samples.resize(n, 0.0);
@@ -138,5 +181,18 @@ mod tests {
         assert_eq!(fp.len(), 98 * 40);
         assert!(fp.iter().all(|v| v.is_finite()));
         assert!(t.fingerprint(&clip[..100]).is_err());
+    }
+
+    #[test]
+    fn feature_norm_standardises_each_coefficient() {
+        let prints = vec![vec![1.0, 10.0, 3.0, 30.0], vec![2.0, 20.0]];
+        let norm = FeatureNorm::fit(&prints, 2);
+        assert_eq!(norm.mean, [2.0, 20.0]);
+        let mut p = prints[0].clone();
+        norm.apply(&mut p);
+        let sd = (2.0f32 / 3.0).sqrt();
+        for (a, b) in p.iter().zip([-1.0 / sd, -1.0 / sd, 1.0 / sd, 1.0 / sd]) {
+            assert!((a - b).abs() < 1e-5, "{p:?}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SpeechError};
-use crate::front_end::{FingerprintTransform, FrontEnd, fit_length};
+use crate::front_end::{FeatureNorm, FingerprintTransform, FrontEnd, fit_length};
 use crate::models::Architecture;
 
 /// Metadata key of [`SpeechModelInfo`].
@@ -31,6 +31,9 @@ pub struct SpeechModelInfo {
     pub trained_steps: usize,
     /// Validation accuracy of these weights.
     pub validation_accuracy: Option<f64>,
+    /// Feature standardisation the model was trained with (none: raw MFCCs).
+    #[serde(default)]
+    pub feature_norm: Option<FeatureNorm>,
 }
 
 /// A keyword model ready to classify audio.
@@ -120,7 +123,13 @@ impl SpeechModel {
         for chunk in clips.chunks(batch.max(1)) {
             let prints = chunk
                 .par_iter()
-                .map(|clip| self.transform.fingerprint(&fit_length(clip.to_vec(), n)))
+                .map(|clip| {
+                    let mut p = self.transform.fingerprint(&fit_length(clip.to_vec(), n))?;
+                    if let Some(norm) = &self.info.feature_norm {
+                        norm.apply(&mut p);
+                    }
+                    Ok(p)
+                })
                 .collect::<Result<Vec<_>>>()?;
             let x = Tensor::from_vec(prints.concat(), [chunk.len(), h, w, c])?;
             let p = self.model.predict(&x, chunk.len())?;

@@ -255,6 +255,7 @@ pub fn train(
         front_end: fe,
         trained_steps: steps,
         validation_accuracy: acc,
+        feature_norm: data.feature_norm().cloned(),
     };
     let validation = data.eval_set(Split::Validation)?;
     let start = Instant::now();
