@@ -478,7 +478,7 @@ fn scan(root: &Path) -> Result<Vec<(String, String)>> {
 }
 
 /// Decodes a clip to mono at `rate`; the flag says whether it had to be resampled.
-fn load_clip(path: &Path, rate: u32) -> Result<(Vec<f32>, bool)> {
+pub(crate) fn load_clip(path: &Path, rate: u32) -> Result<(Vec<f32>, bool)> {
     let wav = read_wav(path)?;
     let mono = wav.to_mono();
     if wav.info.sample_rate == rate {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use convnet_audio::{read_wav, resample};
 use convnet_nn::Sequential;
 use convnet_tensor::Tensor;
 use rayon::prelude::*;
@@ -104,14 +103,7 @@ impl SpeechModel {
     /// Reads a WAV file as the model's front end expects it: mono, resampled to its rate (the
     /// flag says whether that was needed), not cut.
     pub fn read_audio(&self, path: impl AsRef<Path>) -> Result<(Vec<f32>, bool)> {
-        let path = path.as_ref();
-        let wav = read_wav(path)?;
-        let rate = self.info.front_end.sample_rate;
-        let mono = wav.to_mono();
-        if wav.info.sample_rate == rate {
-            return Ok((mono, false));
-        }
-        Ok((resample(&mono, wav.info.sample_rate, rate).map_err(|e| e.in_file(path))?, true))
+        crate::dataset::load_clip(path.as_ref(), self.info.front_end.sample_rate)
     }
 
     /// Label probabilities of each window in `clips` (each cut or zero-padded to one clip),
