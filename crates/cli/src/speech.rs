@@ -77,10 +77,20 @@ pub struct TrainArgs {
     /// Largest background-noise volume on a word.
     #[arg(long, default_value_t = 0.1)]
     pub background_volume: f32,
+    /// Speed perturbation: each training word plays U(1-r, 1+r) times as fast (0: off, as TensorFlow).
+    #[arg(long, default_value_t = 0.0)]
+    pub speed_range: f32,
+    /// Random training gain on words, U(-g, g) dB (0: off, as TensorFlow).
+    #[arg(long, default_value_t = 0.0)]
+    pub gain_db: f32,
     /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
     /// afresh from the whole filler pool.
     #[arg(long)]
     pub fixed_unknown: bool,
+    /// `_unknown_` share of the training examples only, in percent of the word clips
+    /// (default: --unknown-percentage); validation and test keep --unknown-percentage.
+    #[arg(long)]
+    pub training_unknown_percentage: Option<f64>,
     /// Standardise each MFCC coefficient with training-set statistics (saved with the model)
     /// instead of feeding TensorFlow's raw MFCCs.
     #[arg(long)]
@@ -88,6 +98,10 @@ pub struct TrainArgs {
     /// Seed of the weights, batches, dropout and augmentation.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Validate and keep an exponential moving average of the weights with this decay per
+    /// step (0: the raw weights, as TensorFlow).
+    #[arg(long, default_value_t = 0.0)]
+    pub ema_decay: f64,
 }
 
 /// Options of `convnet speech predict`.
@@ -170,7 +184,10 @@ fn data_options(a: &TrainArgs) -> DataOptions {
     o.augmentation.time_shift_samples = (o.front_end.sample_rate as u64 * a.time_shift_ms as u64 / 1000) as usize;
     o.augmentation.background_frequency = a.background_frequency;
     o.augmentation.background_volume = a.background_volume;
+    o.augmentation.speed_range = a.speed_range;
+    o.augmentation.gain_db = a.gain_db;
     o.fresh_unknown = !a.fixed_unknown;
+    o.training_unknown_percentage = a.training_unknown_percentage;
     o.normalize = a.normalize;
     o
 }
@@ -212,6 +229,7 @@ fn train(a: &TrainArgs) -> Result<()> {
         },
         dropout_rate: a.dropout_rate,
         seed: a.seed,
+        ema_decay: a.ema_decay,
     };
     let net = convnet::speech::create_model(
         arch,

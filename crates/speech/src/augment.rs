@@ -3,6 +3,12 @@
 //! zero fill, add a random slice of a random background-noise file (always for silence, at
 //! volume `U(0, 1)`; for words with probability `background_frequency`, at volume
 //! `U(0, background_volume)`), and clip to `[-1, 1]`.
+//!
+//! Two optional additions that TensorFlow's example lacks, both off in [`Augmentation::tensorflow`]:
+//! speed perturbation (the word resampled about the clip's centre by a factor `U(1 - r, 1 + r)`,
+//! which changes tempo and pitch together, as speakers differ in both) and a random foreground
+//! gain `U(-g, g)` dB (speakers differ in loudness, and raw MFCCs carry it in every frame).
+//! They are drawn before the shift, so the TensorFlow draws keep their order when both are off.
 
 use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -16,6 +22,12 @@ pub struct Augmentation {
     pub background_frequency: f32,
     /// Largest noise volume for words (0.1).
     pub background_volume: f32,
+    /// Relative speed change range `r`: the word plays `U(1 - r, 1 + r)` times as fast (0: off).
+    #[serde(default)]
+    pub speed_range: f32,
+    /// Largest foreground gain change in dB, drawn `U(-g, g)` (0: off).
+    #[serde(default)]
+    pub gain_db: f32,
 }
 
 impl Augmentation {
@@ -25,12 +37,20 @@ impl Augmentation {
             time_shift_samples: sample_rate as usize / 10,
             background_frequency: 0.8,
             background_volume: 0.1,
+            speed_range: 0.0,
+            gain_db: 0.0,
         }
     }
 
     /// No shift and no noise on words (validation, testing); silence still gets its noise.
     pub fn none() -> Self {
-        Augmentation { time_shift_samples: 0, background_frequency: 0.0, background_volume: 0.0 }
+        Augmentation {
+            time_shift_samples: 0,
+            background_frequency: 0.0,
+            background_volume: 0.0,
+            speed_range: 0.0,
+            gain_db: 0.0,
+        }
     }
 }
 
@@ -43,6 +63,10 @@ pub struct MixDraw {
     pub background: Option<(usize, usize)>,
     /// Noise volume (0 when none was added).
     pub background_volume: f32,
+    /// Speed factor of the word (1 when off).
+    pub speed: f32,
+    /// Foreground gain factor (1 when off).
+    pub gain: f32,
 }
 
 /// One training example's audio: `foreground` (`None` for silence) of `n` samples, augmented
@@ -55,6 +79,10 @@ pub fn mix(
     rng: &mut Rng,
 ) -> (Vec<f32>, MixDraw) {
     let silence = foreground.is_none();
+    let speed = if aug.speed_range > 0.0 { 1.0 + aug.speed_range * (2.0 * rng.uniform() - 1.0) } else { 1.0 };
+    let gain = if aug.gain_db > 0.0 { 10f32.powf(aug.gain_db * (2.0 * rng.uniform() - 1.0) / 20.0) } else { 1.0 };
+    let stretched = foreground.filter(|_| speed != 1.0).map(|fg| resample_about_centre(fg, speed));
+    let foreground = stretched.as_deref().or(foreground);
     let ts = aug.time_shift_samples as isize;
     // np.random.randint(-ts, ts): [-ts, ts)
     let shift = if ts > 0 { rng.below(2 * ts as usize) as isize - ts } else { 0 };
@@ -64,11 +92,11 @@ pub fn mix(
         for (i, o) in out.iter_mut().enumerate() {
             let src = i as isize - shift;
             if src >= 0 && (src as usize) < fg.len() {
-                *o = fg[src as usize];
+                *o = fg[src as usize] * gain;
             }
         }
     }
-    let mut draw = MixDraw { shift, background: None, background_volume: 0.0 };
+    let mut draw = MixDraw { shift, background: None, background_volume: 0.0, speed, gain };
     let use_noise = !noise.is_empty() && (silence || aug.background_frequency > 0.0);
     if use_noise {
         let index = rng.below(noise.len());
@@ -96,6 +124,23 @@ pub fn mix(
     (out, draw)
 }
 
+/// `fg` played `speed` times as fast, keeping its centre sample in place (linear
+/// interpolation; the clip keeps its length, with zeros where the source runs out).
+fn resample_about_centre(fg: &[f32], speed: f32) -> Vec<f32> {
+    let c = (fg.len() / 2) as f32;
+    (0..fg.len())
+        .map(|i| {
+            let t = c + (i as f32 - c) * speed;
+            let j = t.floor();
+            if j < 0.0 || j as usize + 1 >= fg.len() {
+                return 0.0;
+            }
+            let (j, f) = (j as usize, t - j);
+            fg[j] * (1.0 - f) + fg[j + 1] * f
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +152,12 @@ mod tests {
 
     #[test]
     fn statistics_follow_tensorflows_rule() {
-        let aug = Augmentation { time_shift_samples: 100, background_frequency: 0.8, background_volume: 0.1 };
+        let aug = Augmentation {
+            time_shift_samples: 100,
+            background_frequency: 0.8,
+            background_volume: 0.1,
+            ..Augmentation::none()
+        };
         let (noise, fg) = (noise(), vec![0.5f32; 1000]);
         let mut rng = Rng::new(7);
         let trials = 20_000;
@@ -161,7 +211,12 @@ mod tests {
     #[test]
     fn shift_moves_the_clip_with_zero_fill() {
         let fg: Vec<f32> = (1..=10).map(|v| v as f32 / 10.0).collect();
-        let aug = Augmentation { time_shift_samples: 3, background_frequency: 0.0, background_volume: 0.0 };
+        let aug = Augmentation {
+            time_shift_samples: 3,
+            background_frequency: 0.0,
+            background_volume: 0.0,
+            ..Augmentation::none()
+        };
         let mut rng = Rng::new(11);
         for _ in 0..50 {
             let (out, d) = mix(Some(&fg), &[], &aug, 10, &mut rng);
@@ -171,5 +226,36 @@ mod tests {
                 assert_eq!(*o, want);
             }
         }
+    }
+
+    #[test]
+    fn speed_scales_frequency_about_the_centre_and_gain_scales_amplitude() {
+        // a 200 Hz tone at 16 kHz: 0.1 s has 20 periods, 40 zero crossings
+        let n = 16000;
+        let fg: Vec<f32> =
+            (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 200.0 * i as f32 / 16000.0).sin()).collect();
+        let aug = Augmentation { speed_range: 0.2, gain_db: 6.0, ..Augmentation::none() };
+        let mut rng = Rng::new(5);
+        let (mut speeds, mut gains) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            let (out, d) = mix(Some(&fg), &[], &aug, n, &mut rng);
+            assert!((0.8..=1.2).contains(&d.speed) && (0.5..=2.0).contains(&d.gain), "{d:?}");
+            speeds.push(d.speed);
+            gains.push(d.gain);
+            // the middle 0.1 s: frequency scales with the speed
+            let mid = &out[7200..8800];
+            let crossings = mid.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count() as f32;
+            assert!((crossings - 40.0 * d.speed).abs() <= 1.5, "speed {} crossings {crossings}", d.speed);
+            let peak = mid.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!((peak - (0.5 * d.gain).min(1.0)).abs() < 0.01, "gain {} peak {peak}", d.gain);
+        }
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        assert!((mean(&speeds) - 1.0).abs() < 0.02);
+        // gain in dB is uniform around 0
+        let db: Vec<f32> = gains.iter().map(|g| 20.0 * g.log10()).collect();
+        assert!(mean(&db).abs() < 0.6 && db.iter().any(|d| *d > 5.0) && db.iter().any(|d| *d < -5.0));
+        // off: identical to the input
+        let (same, d) = mix(Some(&fg), &[], &Augmentation::none(), n, &mut rng);
+        assert_eq!((same, d.speed, d.gain), (fg, 1.0, 1.0));
     }
 }

@@ -60,6 +60,11 @@ pub struct DataOptions {
     pub augmentation: Augmentation,
     /// Draw training `_unknown_` clips afresh from the whole filler pool (see the module doc).
     pub fresh_unknown: bool,
+    /// `_unknown_` share of the training split only, in percent of its word clips, when it
+    /// should differ from `unknown_percentage` (needs `fresh_unknown`; validation and test keep
+    /// TensorFlow's proportion, so their scores stay comparable).
+    #[serde(default)]
+    pub training_unknown_percentage: Option<f64>,
     /// Seed of the index shuffles and the evaluation sets' silence noise.
     pub seed: u64,
     /// Standardise each MFCC coefficient with training-set statistics ([`FeatureNorm`]).
@@ -81,6 +86,7 @@ impl Default for DataOptions {
             testing_percentage: 10.0,
             augmentation: Augmentation::tensorflow(front_end.sample_rate),
             fresh_unknown: true,
+            training_unknown_percentage: None,
             seed: TENSORFLOW_SEED,
             normalize: false,
             front_end,
@@ -263,7 +269,10 @@ impl SpeechCommands {
             return Err(bad("none of the wanted words' clips could be read".into()));
         }
         let mut rng = Rng::new(options.seed);
-        for split in Split::ALL {
+        // TensorFlow's order: validation, testing, then training, so that the training split's
+        // options never change what the evaluation splits draw
+        let order = [Split::Validation, Split::Testing, Split::Training];
+        for split in order {
             let s = split.index();
             let words = index[s].len();
             let silence = (words as f64 * options.silence_percentage / 100.0).ceil() as usize;
@@ -271,15 +280,17 @@ impl SpeechCommands {
             rng.shuffle(&mut unknown_pool[s]);
             let unknown =
                 ((words as f64 * options.unknown_percentage / 100.0).ceil() as usize).min(unknown_pool[s].len());
-            if split == Split::Training && options.fresh_unknown {
+            if split == Split::Training && options.fresh_unknown && !unknown_pool[s].is_empty() {
+                let share = options.training_unknown_percentage.unwrap_or(options.unknown_percentage);
+                let unknown = (words as f64 * share / 100.0).ceil() as usize;
                 index[s].extend((0..unknown).map(|_| Example { source: Source::AnyUnknown, label: 1 }));
             } else {
                 index[s]
                     .extend(unknown_pool[s][..unknown].iter().map(|&c| Example { source: Source::Clip(c), label: 1 }));
             }
         }
-        for list in &mut index {
-            rng.shuffle(list);
+        for split in order {
+            rng.shuffle(&mut index[split.index()]);
         }
         if index[Split::Training.index()].is_empty() {
             return Err(bad("the training split is empty".into()));
@@ -562,6 +573,17 @@ mod tests {
                     }
                 }
             }
+        }
+        // a larger training-only unknown share leaves validation and test as they were
+        let base = SpeechCommands::load(&dir, DataOptions::default()).unwrap();
+        let more =
+            SpeechCommands::load(&dir, DataOptions { training_unknown_percentage: Some(25.0), ..Default::default() })
+                .unwrap();
+        let unknown = |d: &SpeechCommands, s: Split| d.examples(s).iter().filter(|e| e.label == 1).count();
+        let words = more.examples(Split::Training).iter().filter(|e| e.label >= 2).count();
+        assert_eq!(unknown(&more, Split::Training), (words as f64 * 0.25).ceil() as usize);
+        for s in [Split::Validation, Split::Testing] {
+            assert_eq!(more.examples(s), base.examples(s), "{s:?}");
         }
     }
 
