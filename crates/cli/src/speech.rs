@@ -78,10 +78,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.1)]
     pub background_volume: f32,
     /// Speed perturbation: each training word plays U(1-r, 1+r) times as fast (0: off, as TensorFlow).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.1)]
     pub speed_range: f32,
     /// Random training gain on words, U(-g, g) dB (0: off, as TensorFlow).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 6.0)]
     pub gain_db: f32,
     /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
     /// afresh from the whole filler pool.
@@ -100,7 +100,7 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Validate and keep an exponential moving average of the weights with this decay per
     /// step (0: the raw weights, as TensorFlow).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.995)]
     pub ema_decay: f64,
 }
 

@@ -11,7 +11,8 @@
 //! a much larger filler pool, and `_unknown_` ends up the weakest class. Here each training
 //! `_unknown_` slot draws a new clip from the whole training filler pool every time it is
 //! used: the proportion of `_unknown_` is TensorFlow's, the variety is the whole pool's.
-//! Validation and test sets keep TensorFlow's fixed choice.
+//! Validation and test sets keep TensorFlow's fixed choice. The other default change is in the
+//! augmentation: [`Augmentation::recommended`] adds speed and gain perturbation.
 //!
 //! Clips are decoded once (in parallel), resampled to the front end's rate when needed (said
 //! once, in the warnings) and kept as 16-bit values — 32 KB per 1 s clip, 3.4 GB for the whole
@@ -56,7 +57,8 @@ pub struct DataOptions {
     pub validation_percentage: f64,
     /// Testing share for [`which_set`] when there are no lists (10).
     pub testing_percentage: f64,
-    /// Training augmentation (TensorFlow's: ±100 ms, noise on 80 % at up to 0.1).
+    /// Training augmentation ([`Augmentation::recommended`]: TensorFlow's ±100 ms shift and
+    /// noise on 80 % at up to 0.1, plus speed and gain perturbation).
     pub augmentation: Augmentation,
     /// Draw training `_unknown_` clips afresh from the whole filler pool (see the module doc).
     pub fresh_unknown: bool,
@@ -84,7 +86,7 @@ impl Default for DataOptions {
             unknown_percentage: 10.0,
             validation_percentage: 10.0,
             testing_percentage: 10.0,
-            augmentation: Augmentation::tensorflow(front_end.sample_rate),
+            augmentation: Augmentation::recommended(front_end.sample_rate),
             fresh_unknown: true,
             training_unknown_percentage: None,
             seed: TENSORFLOW_SEED,

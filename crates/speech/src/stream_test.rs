@@ -165,10 +165,23 @@ mod tests {
         let (audio, truth) = make_stream(&data, &opts).unwrap();
         let clips = data.examples(Split::Testing).iter().filter(|e| e.label != 0).count();
         assert_eq!(truth.len(), clips);
-        // with no noise, each clip sits exactly at its start time
-        let by_word: Vec<&crate::dataset::Example> =
-            data.examples(Split::Testing).iter().filter(|e| e.label != 0).collect();
-        assert!(!by_word.is_empty());
+        // with no noise, each clip sits exactly at its start time: the second of audio there
+        // is one of the split's clips of that word (or a filler clip for `_unknown_`)
+        let candidates = |word: &str| -> Vec<Vec<f32>> {
+            data.examples(Split::Testing)
+                .iter()
+                .filter(|e| data.labels()[e.label as usize] == word)
+                .filter_map(|e| match e.source {
+                    Source::Clip(i) => Some(data.clip(i).samples()),
+                    _ => None,
+                })
+                .collect()
+        };
+        for t in &truth {
+            let at = t.start_ms as usize * 16;
+            let heard = &audio[at..at + 16000];
+            assert!(candidates(&t.word).iter().any(|c| c.as_slice() == heard), "{} at {} ms", t.word, t.start_ms);
+        }
         for w in truth.windows(2) {
             let gap = w[1].start_ms - w[0].start_ms;
             assert!((2000..=3001).contains(&gap), "{gap}");

@@ -3,7 +3,7 @@
 //! every `eval_step_interval` steps and at the end, the best validation weights kept (and
 //! written as a checkpoint when a path is given), then the test set scored with them.
 //!
-//! Optionally (`ema_decay`, off in TensorFlow's example) validation scores an exponential
+//! Unlike TensorFlow's example (set `ema_decay` to 0 for its behaviour), validation scores an exponential
 //! moving average of the weights instead of the raw ones: on a data set this small the raw
 //! weights swing from one evaluation to the next, and the average is both steadier and a
 //! better model, so the best-validation pick depends less on luck.
@@ -63,7 +63,7 @@ pub struct TrainConfig {
     pub dropout_rate: f32,
     /// Seed of the weights, the batches and dropout.
     pub seed: u64,
-    /// Decay of the evaluated weight average per step (0: evaluate the raw weights).
+    /// Decay of the evaluated weight average per step (0.995; 0 evaluates the raw weights).
     #[serde(default)]
     pub ema_decay: f64,
 }
@@ -79,7 +79,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::Adam,
             dropout_rate: 0.5,
             seed: 1,
-            ema_decay: 0.0,
+            ema_decay: 0.995,
         }
     }
 }
