@@ -1,17 +1,22 @@
 //! 2-D convolution on NHWC activations with `[kh, kw, in/groups, out]` (HWIO)
-//! weights, as im2col + GEMM. HWIO is the layout whose `[kh*kw*cin, cout]`
-//! matrix view multiplies an NHWC im2col buffer directly, so no weight copy
-//! is needed per step.
+//! weights. HWIO is the layout whose `[kh*kw*cin, cout]` matrix view
+//! multiplies an NHWC im2col buffer directly, so no weight copy is needed
+//! per step.
 //!
 //! Large stride-1 kernels run by FFT when its cost model says so
-//! (`conv_fft.rs`, checked first by every entry point here). On AVX-512 CPUs
-//! the other dense (`groups == 1`) cases run as direct convolutions
-//! (`conv_fast.rs`); this file keeps the general path (any stride, dilation,
-//! groups: im2col of a few images per task into per-thread scratch and a
-//! single-threaded GEMM into those images' rows, so tasks never share
-//! output), the routing, and plain-loop references for tests.
+//! (`conv_fft.rs`, checked first by every entry point here). The other
+//! forwards (see [`forward_kernel`]): on AVX-512 CPUs, dense convolutions
+//! with a window run as implicit GEMM (`conv_igemm.rs`), or direct
+//! (`conv_fast.rs`) when the input has few channels; 1x1 and grouped
+//! convolutions, and everything on other CPUs, as im2col + the `gemm` crate
+//! (`conv_gemm.rs`). All of them split one image across threads and fuse the
+//! bias, a relu and (for residual blocks) a skip connection into the store.
+//! The backward passes run direct where supported, else im2col + GEMM per
+//! chunk of images. This file keeps the routing, the general backward and
+//! plain-loop references for tests.
 
 use crate::conv_fft::{self, ConvPass};
+use crate::conv_gemm;
 use crate::gemm::{MatMut, MatRef, sgemm_serial};
 use rayon::prelude::*;
 
@@ -180,80 +185,158 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, conv_fft::as_uninit(y));
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::conv_fast::forward_supported(geo) {
-        crate::conv_fast::forward(geo, x, w, bias, act == ConvAct::Relu, crate::conv_fast::as_uninit(y));
-        return;
-    }
-    forward_im2col(geo, x, w, bias, y);
-    if act == ConvAct::Relu {
-        y.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
-    }
+    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu };
+    forward_dense(geo, x, w, epi, conv_gemm::as_uninit(y));
 }
 
-/// As [`conv2d_forward_act`] into a new vector, which the fast path fills
+/// As [`conv2d_forward_act`] into a new vector, which every path fills
 /// without zeroing it first (saving a memset of the whole output).
 pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct) -> Vec<f32> {
     crate::alloc::configure();
     let n = geo.output_len();
-    if n > 0 && conv_fft::preferred(geo, ConvPass::Forward) {
-        geo.check(x.len(), w.len(), n);
-        if let Some(b) = bias {
-            assert_eq!(b.len(), geo.out_c, "conv: bias length");
-        }
+    geo.check(x.len(), w.len(), n);
+    if let Some(b) = bias {
+        assert_eq!(b.len(), geo.out_c, "conv: bias length");
+    }
+    if n == 0 {
+        return Vec::new();
+    }
+    if conv_fft::preferred(geo, ConvPass::Forward) {
         // SAFETY: the FFT forward writes every output value.
         return unsafe { crate::alloc::filled_vec(n, |y| conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, y)) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if n > 0 && crate::conv_fast::forward_supported(geo) {
-        geo.check(x.len(), w.len(), n);
-        if let Some(b) = bias {
-            assert_eq!(b.len(), geo.out_c, "conv: bias length");
-        }
-        // SAFETY: the direct forward writes every output value (all pixels by
-        // the row tiles, all channels by the masked channel blocks).
-        return unsafe {
-            crate::alloc::filled_vec(n, |y| crate::conv_fast::forward(geo, x, w, bias, act == ConvAct::Relu, y))
-        };
-    }
-    let mut y = vec![0.0; n];
-    conv2d_forward_act(geo, x, w, bias, act, &mut y);
-    y
+    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu };
+    // SAFETY: every dense forward writes every output value (the direct one
+    // all pixels by its row tiles and all channels by its masked channel
+    // blocks, the GEMM ones every block of their bands and panels).
+    unsafe { crate::alloc::filled_vec(n, |y| forward_dense(geo, x, w, epi, y)) }
 }
 
-/// The general im2col + GEMM forward (any stride, dilation and groups).
-fn forward_im2col(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    // per task: the im2col rows of a few images (per-thread scratch) and a
-    // single-threaded GEMM into those images' output rows
-    let (k, og, pixels) = (geo.patch_len(), geo.group_out(), geo.out_pixels());
-    let img_in = geo.in_h * geo.in_w * geo.in_c;
-    let chunk = im2col_chunk(geo);
-    y.par_chunks_mut(chunk * pixels * geo.out_c).enumerate().for_each(|(t, yc)| {
-        let images = yc.len() / (pixels * geo.out_c).max(1);
-        let m = images * pixels;
-        let xc = &x[t * chunk * img_in..(t * chunk + images) * img_in];
-        let mut col = crate::scratch::take(if geo.is_pointwise() { 0 } else { m * k }, false);
-        for g in 0..geo.groups {
-            let a = if geo.is_pointwise() {
-                MatRef::row_major(xc, m, k)
-            } else {
-                for (i, ci) in col.chunks_mut(pixels * k).enumerate() {
-                    im2col_image(geo, &xc[i * img_in..(i + 1) * img_in], g, ci);
-                }
-                MatRef::row_major(&col, m, k)
-            };
-            let b = MatRef { data: &w[g * og..], rows: k, cols: og, row_stride: geo.out_c, col_stride: 1 };
-            let c = MatMut { data: &mut yc[g * og..], rows: m, cols: og, row_stride: geo.out_c, col_stride: 1 };
-            sgemm_serial(a, b, c, false);
+/// The kernels that compute a dense forward (after the FFT path declined).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Forward {
+    /// `conv_fast`: direct, row-planar input (stride_w 1).
+    Direct,
+    /// `conv_igemm`: implicit GEMM on the NHWC input (groups 1).
+    Implicit,
+    /// `conv_gemm`: im2col (or the input itself) and the `gemm` crate.
+    Gemm,
+}
+
+/// `CONVNET_CONV_FORWARD` (`direct`, `implicit` or `gemm`), read once: forces
+/// one forward kernel where it applies (for benchmarks and tests).
+fn forced_forward() -> Option<Forward> {
+    use std::sync::OnceLock;
+    static FORCED: OnceLock<Option<Forward>> = OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("CONVNET_CONV_FORWARD").as_deref() {
+        Ok("direct") => Some(Forward::Direct),
+        Ok("implicit") => Some(Forward::Implicit),
+        Ok("gemm") => Some(Forward::Gemm),
+        _ => None,
+    })
+}
+
+/// Which kernel runs a dense forward.
+///
+/// 1x1 convolutions are plain products of the NHWC input (or, strided, of a
+/// cheap gather of it) with the weights, where the `gemm` crate is 5-15%
+/// faster than the implicit GEMM; larger windows run as implicit GEMM, which
+/// needs no im2col copy (measured on ResNet-50's layers at batch 1 and 16,
+/// `examples/resnet_convs.rs`), except with few input channels (stride 1),
+/// where the direct kernel is faster (`examples/conv_bench.rs`).
+fn forward_kernel(geo: &ConvGeometry) -> Forward {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let direct = crate::conv_fast::forward_supported(geo);
+        let implicit = crate::conv_igemm::supported(geo);
+        match forced_forward() {
+            Some(Forward::Direct) if direct => return Forward::Direct,
+            Some(Forward::Implicit) if implicit => return Forward::Implicit,
+            Some(Forward::Gemm) => return Forward::Gemm,
+            _ => {}
         }
-        if let Some(bias) = bias {
-            for row in yc.chunks_exact_mut(geo.out_c) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += *b;
-                }
+        let pointwise = geo.kernel_h == 1 && geo.kernel_w == 1;
+        // few input channels make short runs, where the direct kernel's
+        // channel-planar layout is faster (the MNIST CNN's 1- and 32-channel convs)
+        if direct && !pointwise && geo.in_c < 64 {
+            return Forward::Direct;
+        }
+        if implicit && !pointwise {
+            return Forward::Implicit;
+        }
+    }
+    let _ = geo;
+    Forward::Gemm
+}
+
+/// The forward without the FFT path. `y` may be uninitialised: every value is written.
+fn forward_dense(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epi: conv_gemm::Epilogue<'_>,
+    y: &mut [std::mem::MaybeUninit<f32>],
+) {
+    match forward_kernel(geo) {
+        #[cfg(target_arch = "x86_64")]
+        Forward::Implicit => crate::conv_igemm::forward(geo, x, w, epi, y),
+        #[cfg(target_arch = "x86_64")]
+        Forward::Direct => {
+            crate::conv_fast::forward(geo, x, w, epi.bias, epi.relu && epi.residual.is_none(), y);
+            if let Some(r) = epi.residual {
+                // SAFETY: the direct forward wrote every value of `y`.
+                let y = unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                add_residual(y, r, epi.relu);
             }
         }
+        _ => conv_gemm::forward(geo, x, w, epi, y),
+    }
+}
+
+/// `y = act(y + r)` in place (`relu` for the activation), in parallel.
+fn add_residual(y: &mut [f32], r: &[f32], relu: bool) {
+    y.par_chunks_mut(1 << 14).zip(r.par_chunks(1 << 14)).for_each(|(y, r)| {
+        if relu {
+            y.iter_mut().zip(r).for_each(|(v, r)| *v = (*v + r).max(0.0));
+        } else {
+            y.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+        }
     });
+}
+
+/// `y = act(conv(x, w) + bias + residual)` into a new vector, with `residual`
+/// (the output's shape: a residual block's skip connection) added in the
+/// kernel's store where the path allows, else in one pass after it.
+///
+/// For inference: the backward of the sum is not this function's (training
+/// records the convolution and the sum as separate ops).
+pub fn conv2d_forward_residual_vec(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: &[f32],
+    act: ConvAct,
+) -> Vec<f32> {
+    crate::alloc::configure();
+    let n = geo.output_len();
+    geo.check(x.len(), w.len(), n);
+    assert_eq!(residual.len(), n, "conv: residual length");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), geo.out_c, "conv: bias length");
+    }
+    if n == 0 {
+        return Vec::new();
+    }
+    if conv_fft::preferred(geo, ConvPass::Forward) {
+        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        add_residual(&mut y, residual, act == ConvAct::Relu);
+        return y;
+    }
+    let epi = conv_gemm::Epilogue { bias, residual: Some(residual), relu: act == ConvAct::Relu };
+    // SAFETY: every dense forward writes every output value.
+    unsafe { crate::alloc::filled_vec(n, |y| forward_dense(geo, x, w, epi, y)) }
 }
 
 /// `dx = conv_transpose(dy, w)`: the gradient with respect to the input. `dx` is overwritten.

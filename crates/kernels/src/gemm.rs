@@ -219,6 +219,50 @@ unsafe fn gemm_raw(
     }
 }
 
+/// `c = a @ b` on the calling thread, on raw row-major views with row
+/// strides `ldc`, `lda`, `ldb` (unit column strides): for kernels that split
+/// one output into blocks written by different threads.
+///
+/// # Safety
+/// `a` must be readable for `m` rows of `k` floats at stride `lda`, `b` for
+/// `k` rows of `n` at `ldb`, `c` writable for `m` rows of `n` at `ldc` (it is
+/// only written, never read), and `c` must not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_serial_raw(
+    (m, n, k): (usize, usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            // SAFETY: row i of c is writable for n floats (the caller's contract).
+            unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) };
+        }
+        return;
+    }
+    // SAFETY: the caller's contract covers every element the views name.
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            SendPtr(c),
+            (ldc, 1),
+            false,
+            SendPtr(a.cast_mut()),
+            (lda, 1),
+            SendPtr(b.cast_mut()),
+            (ldb, 1),
+            gemm::Parallelism::None,
+        )
+    };
+}
+
 /// Plain triple-loop reference used by tests.
 pub fn sgemm_reference(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
     for i in 0..c.rows {

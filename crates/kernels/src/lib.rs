@@ -4,9 +4,13 @@
 //! them in a safe wrapper, and picks its fast path once at run time. Layout is
 //! NHWC (channels last) throughout, as Keras and fast CPU kernels want.
 //!
-//! * [`conv`]: convolution forward and backward; dense convolutions run as
-//!   direct AVX-512 register-tile kernels (`conv_fast`, `x86`), everything
-//!   else as im2col + GEMM per chunk of images; plain-loop references.
+//! * [`conv`]: convolution forward and backward. Forward: implicit GEMM on
+//!   the NHWC input (`conv_igemm`) or direct (`conv_fast`) AVX-512
+//!   register-tile kernels (`x86`) for dense windows, im2col + GEMM
+//!   (`conv_gemm`) for 1x1 and grouped convolutions, each splitting one image
+//!   across threads, with bias, relu and a residual fused into the store.
+//!   Backward: direct kernels, else im2col + GEMM per chunk of images.
+//!   Plain-loop references.
 //! * [`conv_fft`]: FFT convolution for large kernels (stride 1), chosen by a
 //!   cost model from the routing in [`conv`]; `CONVNET_NO_FFT` turns it off.
 //! * [`gemm`]: `sgemm` over the `gemm` crate, one panel per thread.
@@ -20,13 +24,17 @@
 //! `CONVNET_NO_SIMD` forces the portable paths (for tests). Every parallel
 //! reduction adds per-chunk partials in a fixed order, so results are
 //! bit-identical from run to run for a given number of threads (and the
-//! convolutions' for any number).
+//! convolutions' for any number, except the forward through `conv_gemm`,
+//! whose blocking follows the thread count).
 
 pub mod alloc;
 pub mod conv;
 #[cfg(target_arch = "x86_64")]
 mod conv_fast;
 pub mod conv_fft;
+mod conv_gemm;
+#[cfg(target_arch = "x86_64")]
+mod conv_igemm;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;

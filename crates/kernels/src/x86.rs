@@ -132,6 +132,160 @@ pub(crate) unsafe fn conv_tile<const R: usize, const NV: usize>(a: &ConvTile<'_>
     }
 }
 
+/// Largest number of rows of a [`gemm_tile`].
+pub(crate) const GEMM_ROWS: usize = 6;
+
+/// How a [`gemm_tile`]'s accumulators start.
+#[derive(Clone, Copy)]
+pub(crate) enum TileInit {
+    /// From zero.
+    Zero,
+    /// From `NV * 16` values (the bias), the same for every row.
+    Bias(*const f32),
+    /// From the values already in the output (a later block of the reduction).
+    Output,
+}
+
+/// Arguments of [`gemm_tile`] shared by every tile of one block of the reduction.
+#[derive(Clone, Copy)]
+pub(crate) struct GemmTile<'a> {
+    /// Runs of the reduction: `(offset, len)` reads `len` consecutive floats
+    /// at `a[r] + offset` for each row `r`, against the next `len` weight rows.
+    pub runs: &'a [(usize, usize)],
+    /// The first weight row (`NV * 16` columns used, the last vector masked).
+    pub b: *const f32,
+    /// Floats between consecutive weight rows.
+    pub ldb: usize,
+    /// Lanes used of the last vector.
+    pub last_mask: u16,
+    pub init: TileInit,
+    /// Floats from each output (and residual) row pointer to the tile's first column.
+    pub col: usize,
+    /// Added on store (one pointer per row, `NV * 16` floats each, the last vector masked), or empty.
+    pub residual: &'a [*const f32],
+    /// `max(0, .)` on store.
+    pub relu: bool,
+}
+
+/// One `R x NV*16` block of a matrix product whose left rows are given by
+/// pointer (any stride, even overlapping: the windows of an NHWC image):
+/// `c[r][col..] = act(init + sum_runs sum_j a[r][off + j] * b[row + j][..] + residual[r][col..])`.
+///
+/// The left operand is broadcast one float at a time from `R` row pointers
+/// (each row's floats contiguous), the weights loaded as `NV` vectors per
+/// reduction step, so neither is packed: an NHWC activation is read in
+/// place (for a 1x1 convolution) or through its `kh` row runs per pixel
+/// (the implicit im2col of a padded image), and HWIO weights are the right
+/// operand as stored. `R * NV <= 24` accumulators, `NV` weight vectors and
+/// one broadcast stay in the 32 zmm registers.
+///
+/// # Safety
+/// AVX-512F must be available; `a.len() >= R` and `c.len() >= R` (and
+/// `residual`, if not empty); every `a[r] + off + j` of the runs must be
+/// readable, `b` must hold as many rows (stride `ldb`) as the runs' total
+/// length, each with the tile's columns; `c[r] + col` (and `residual[r] + col`) must
+/// cover the stored lanes, and `TileInit::Bias` the `NV * 16` bias lanes.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gemm_tile<const R: usize, const NV: usize>(t: &GemmTile<'_>, a: &[*const f32], c: &[*mut f32]) {
+    unsafe {
+        let lanes = |v: usize| if v + 1 == NV { t.last_mask } else { u16::MAX };
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        match t.init {
+            TileInit::Zero => {}
+            TileInit::Bias(bias) => {
+                for v in 0..NV {
+                    let bv = _mm512_maskz_loadu_ps(lanes(v), bias.add(16 * v));
+                    for row in acc.iter_mut() {
+                        row[v] = bv;
+                    }
+                }
+            }
+            TileInit::Output => {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for v in 0..NV {
+                        row[v] = _mm512_maskz_loadu_ps(lanes(v), c[r].add(t.col + 16 * v));
+                    }
+                }
+            }
+        }
+        // one reduction step: weight row `b`, column `j` of every left row
+        let step = |acc: &mut [[__m512; NV]; R], p: &[*const f32; R], j: usize, b: *const f32| {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(lanes(v), b.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let s = _mm512_set1_ps(*p[r].add(j));
+                for v in 0..NV {
+                    row[v] = _mm512_fmadd_ps(s, bv[v], row[v]);
+                }
+            }
+        };
+        let mut b = t.b;
+        for &(off, len) in t.runs {
+            let p: [*const f32; R] = std::array::from_fn(|r| a[r].add(off));
+            let mut j = 0;
+            // four steps per iteration: fewer loop instructions between the FMAs
+            while j + 4 <= len {
+                for u in 0..4 {
+                    step(&mut acc, &p, j + u, b.add(u * t.ldb));
+                }
+                j += 4;
+                b = b.add(4 * t.ldb);
+            }
+            while j < len {
+                step(&mut acc, &p, j, b);
+                j += 1;
+                b = b.add(t.ldb);
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        for (r, row) in acc.iter().enumerate() {
+            for v in 0..NV {
+                let mut val = row[v];
+                if !t.residual.is_empty() {
+                    val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(lanes(v), t.residual[r].add(t.col + 16 * v)));
+                }
+                if t.relu {
+                    val = _mm512_max_ps(val, zero);
+                }
+                _mm512_mask_storeu_ps(c[r].add(t.col + 16 * v), lanes(v), val);
+            }
+        }
+    }
+}
+
+/// Calls `$f::<R, $nv>($args...)` for a run-time `R` in `1..=GEMM_ROWS`.
+macro_rules! dispatch_gemm_rows {
+    ($rows:expr, $nv:literal, $f:ident, $($arg:expr),*) => {
+        match $rows {
+            1 => $f::<1, $nv>($($arg),*),
+            2 => $f::<2, $nv>($($arg),*),
+            3 => $f::<3, $nv>($($arg),*),
+            4 => $f::<4, $nv>($($arg),*),
+            5 => $f::<5, $nv>($($arg),*),
+            6 => $f::<6, $nv>($($arg),*),
+            r => unreachable!("gemm tile of {r} rows"),
+        }
+    };
+}
+
+/// [`gemm_tile`] with run-time `rows` (1..=6) and `nv` (1..=4).
+///
+/// # Safety
+/// As [`gemm_tile`], with `R = rows`, `NV = nv`.
+pub(crate) unsafe fn gemm_tile_dyn(rows: usize, nv: usize, t: &GemmTile<'_>, a: &[*const f32], c: &[*mut f32]) {
+    unsafe {
+        match nv {
+            1 => dispatch_gemm_rows!(rows, 1, gemm_tile, t, a, c),
+            2 => dispatch_gemm_rows!(rows, 2, gemm_tile, t, a, c),
+            3 => dispatch_gemm_rows!(rows, 3, gemm_tile, t, a, c),
+            4 => dispatch_gemm_rows!(rows, 4, gemm_tile, t, a, c),
+            _ => unreachable!("nv {nv}"),
+        }
+    }
+}
+
 /// Arguments of [`rank1_tile`].
 #[derive(Clone, Copy)]
 pub(crate) struct Rank1Tile {

@@ -1,5 +1,6 @@
-//! The fused ops (`conv2d_act`, `linear_act`) against their unfused
-//! compositions (`conv2d` then `relu`, `linear` then `relu`): the same values
+//! The fused ops (`conv2d_act`, `conv2d_add_act`, `linear_act`) against their
+//! unfused compositions (`conv2d` then `relu`, then `add` too, `linear` then
+//! `relu`): the same values
 //! and the same gradients for every input, on odd shapes with and without
 //! the AVX-512 direct-convolution path's sizes.
 
@@ -57,6 +58,45 @@ fn conv2d_act_relu_equals_conv2d_then_relu() {
             |t| t[0].conv2d(&t[1], Some(&t[2]), &args).unwrap().relu(),
             &format!("conv {xd:?} {wd:?}"),
         );
+    }
+}
+
+#[test]
+fn conv2d_add_act_equals_conv2d_add_then_relu() {
+    let mut rng = Rng::new(7);
+    let same = Conv2dArgs { padding: Padding2d::Same, ..Default::default() };
+    let cases: [(&[usize], &[usize], Conv2dArgs); 4] = [
+        // 1x1 (im2col-free GEMM), plain and strided
+        (&[2, 7, 9, 24], &[1, 1, 24, 40], Conv2dArgs::default()),
+        (&[2, 8, 7, 16], &[1, 1, 16, 20], Conv2dArgs { stride: (2, 2), ..Default::default() }),
+        // 3x3 with many input channels (implicit GEMM on AVX-512) and few (direct)
+        (&[1, 6, 5, 64], &[3, 3, 64, 70], same),
+        (&[3, 5, 6, 9], &[3, 3, 9, 17], same),
+    ];
+    for (xd, wd, args) in cases {
+        let inputs = [random(&mut rng, xd), random(&mut rng, wd), random(&mut rng, &[wd[3]])];
+        let out = inputs[0].conv2d(&inputs[1], None, &args).unwrap();
+        let residual = random(&mut rng, out.dims());
+        let what = format!("conv+add {xd:?} {wd:?}");
+        // with gradients: the three ops recorded separately
+        let all = [inputs[0].clone(), inputs[1].clone(), inputs[2].clone(), residual.clone()];
+        check(
+            &all,
+            |t| t[0].conv2d_add_act(&t[1], Some(&t[2]), &args, &t[3], Activation::Relu).unwrap(),
+            |t| t[0].conv2d(&t[1], Some(&t[2]), &args).unwrap().add(&t[3]).unwrap().relu(),
+            &what,
+        );
+        // without: fused into the kernel's store
+        let c: Vec<Tensor> = all.iter().map(|t| t.detach()).collect();
+        for act in [Activation::Relu, Activation::Linear] {
+            let fused = c[0].conv2d_add_act(&c[1], Some(&c[2]), &args, &c[3], act).unwrap();
+            let plain = c[0].conv2d(&c[1], Some(&c[2]), &args).unwrap().add(&c[3]).unwrap().activation(act);
+            assert!(!fused.requires_grad());
+            assert_close(&fused, &plain, &format!("{what} {act:?} no grad"));
+        }
+        // a residual of another shape is an error, not a panic
+        let bad = Tensor::zeros([1, 1, 1, 1]);
+        assert!(c[0].conv2d_add_act(&c[1], Some(&c[2]), &args, &bad, Activation::Relu).is_err());
     }
 }
 

@@ -336,6 +336,19 @@ impl ConvBnAct {
         count_conv(cx, &w, &y);
         Ok(y)
     }
+
+    /// `act(self.forward(x) + residual)`: the last conv of a residual block, its skip
+    /// connection and the block's activation. In eval mode (norm folded, no activation of
+    /// its own) the sum and a relu run in the convolution's store.
+    pub fn forward_add(&self, cx: &Cx, x: &Tensor, residual: &Tensor, a: Activation) -> Result<Tensor> {
+        if cx.training() || self.bn.act != Activation::Linear {
+            return Ok(act(&self.forward(cx, x)?.add(residual)?, a));
+        }
+        let (w, b) = self.folded(cx.params())?;
+        let y = x.conv2d_add_act(&w, Some(&b), &self.conv.args, residual, a)?;
+        count_conv(cx, &w, &y);
+        Ok(y)
+    }
 }
 
 /// `nn.Linear`: keys `weight` `[out, in]` (stored `[in, out]`) and optional `bias`.

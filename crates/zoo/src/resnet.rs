@@ -90,16 +90,22 @@ impl Block {
     }
 
     fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        for c in &self.convs {
-            y = c.forward(cx, &y)?;
-        }
-        let y = drop_path(cx, &y, self.drop_path)?;
         let shortcut = match &self.downsample {
             Some(d) => d.forward(cx, x)?,
             None => x.clone(),
         };
-        let y = y.add(&shortcut)?.relu();
+        let (last, first) = self.convs.split_last().expect("a block has convs");
+        let mut y = x.clone();
+        for c in first {
+            y = c.forward(cx, &y)?;
+        }
+        let y = if cx.training() && self.drop_path > 0.0 {
+            let y = drop_path(cx, &last.forward(cx, &y)?, self.drop_path)?;
+            y.add(&shortcut)?.relu()
+        } else {
+            // the skip sum and relu fused into the last conv's store (eval mode)
+            last.forward_add(cx, &y, &shortcut, Activation::Relu)?
+        };
         cx.record(&self.path, if self.convs.len() == 2 { "BasicBlock" } else { "Bottleneck" }, &y);
         Ok(y)
     }

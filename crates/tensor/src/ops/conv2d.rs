@@ -177,6 +177,66 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// `act(conv2d(self, weight, bias) + residual)`: a residual block's last
+    /// convolution, its skip connection `residual` (`[n, oh, ow, cout]`) and
+    /// activation. Without gradients (inference) the sum and a relu are fused
+    /// into the convolution's store, saving two passes over the output; with
+    /// gradients, or another activation, it records the three ops separately.
+    pub fn conv2d_add_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        args: &Conv2dArgs,
+        residual: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let geo = conv_geometry(self, weight, args)?;
+        if let Some(b) = bias
+            && b.dims() != [geo.out_c]
+        {
+            return Err(TensorError::shape("conv2d", format!("bias {} for {} filters", b.shape(), geo.out_c)));
+        }
+        let shape = [geo.batch, geo.out_h, geo.out_w, geo.out_c];
+        if residual.dims() != shape {
+            return Err(TensorError::shape(
+                "conv2d_add_act",
+                format!(
+                    "residual {} for a convolution output of [{}, {}, {}, {}]",
+                    residual.shape(),
+                    shape[0],
+                    shape[1],
+                    shape[2],
+                    shape[3]
+                ),
+            ));
+        }
+        let grad = self.requires_grad()
+            || weight.requires_grad()
+            || bias.is_some_and(|b| b.requires_grad())
+            || residual.requires_grad();
+        let fused = match act {
+            Activation::Linear => Some(ConvAct::Identity),
+            Activation::Relu => Some(ConvAct::Relu),
+            _ => None,
+        };
+        match fused {
+            Some(fused) if !grad => {
+                let y = conv::conv2d_forward_residual_vec(
+                    &geo,
+                    self.data(),
+                    weight.data(),
+                    bias.map(|b| b.data()),
+                    residual.data(),
+                    fused,
+                );
+                Ok(constant(y, &shape))
+            }
+            _ => Ok(self.conv2d(weight, bias, args)?.add(residual)?.activation(act)),
+        }
+    }
+}
+
 /// Checks shapes and builds the kernel geometry.
 pub(crate) fn conv_geometry(x: &Tensor, weight: &Tensor, args: &Conv2dArgs) -> Result<ConvGeometry> {
     let [n, h, w, c] = *x.dims() else {
