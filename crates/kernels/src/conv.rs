@@ -3,8 +3,9 @@
 //! multiplies an NHWC im2col buffer directly, so no weight copy is needed
 //! per step.
 //!
-//! Large stride-1 kernels run by FFT when its cost model says so
-//! (`conv_fft.rs`, checked first by every entry point here). The other
+//! Depthwise convolutions (`groups == in_c == out_c`) go to `depthwise.rs`
+//! before anything else. Large stride-1 kernels run by FFT when its cost
+//! model says so (`conv_fft.rs`, checked next by every entry point). The other
 //! forwards (see [`forward_kernel`]): on AVX-512 CPUs, dense convolutions
 //! with a window run as implicit GEMM (`conv_igemm.rs`), or direct
 //! (`conv_fast.rs`) when the input has few channels; 1x1 and grouped
@@ -164,6 +165,13 @@ pub enum ConvAct {
     Identity,
     /// `max(0, .)`; the backward pass masks the gradient with `y > 0`.
     Relu,
+    /// `min(max(0, .), 6)` (MobileNet, EfficientNet-Lite); the backward pass
+    /// masks the gradient with `0 < y < 6`.
+    Relu6,
+    /// `v * sigmoid(v)` (swish; EfficientNet). Forward only: its derivative
+    /// needs the pre-activation, which is not kept, so [`conv2d_backward`]
+    /// rejects it (`convnet-tensor` fuses it only when no gradient is wanted).
+    Silu,
 }
 
 /// `y = conv(x, w) (+ bias)`. `y` is overwritten.
@@ -179,6 +187,16 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         assert_eq!(b.len(), geo.out_c, "conv: bias length");
     }
     if geo.output_len() == 0 {
+        return;
+    }
+    if crate::depthwise::supported(geo) {
+        crate::depthwise::forward(geo, x, w, bias, act, crate::depthwise::as_uninit(y));
+        return;
+    }
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+        // the dense paths fuse relu only: the other activations are one more in-place pass
+        conv2d_forward_act(geo, x, w, bias, ConvAct::Identity, y);
+        crate::elementwise::conv_act_in_place(act, y);
         return;
     }
     if conv_fft::preferred(geo, ConvPass::Forward) {
@@ -200,6 +218,16 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
     }
     if n == 0 {
         return Vec::new();
+    }
+    if crate::depthwise::supported(geo) {
+        // SAFETY: the depthwise forward writes every output value.
+        return unsafe { crate::alloc::filled_vec(n, |y| crate::depthwise::forward(geo, x, w, bias, act, y)) };
+    }
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+        // the dense paths fuse relu only: the other activations are one more in-place pass
+        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        crate::elementwise::conv_act_in_place(act, &mut y);
+        return y;
     }
     if conv_fft::preferred(geo, ConvPass::Forward) {
         // SAFETY: the FFT forward writes every output value.
@@ -329,7 +357,14 @@ pub fn conv2d_forward_residual_vec(
     if n == 0 {
         return Vec::new();
     }
-    if conv_fft::preferred(geo, ConvPass::Forward) {
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+        // only identity and relu are fused with the residual
+        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        add_residual(&mut y, residual, false);
+        crate::elementwise::conv_act_in_place(act, &mut y);
+        return y;
+    }
+    if crate::depthwise::supported(geo) || conv_fft::preferred(geo, ConvPass::Forward) {
         let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
         add_residual(&mut y, residual, act == ConvAct::Relu);
         return y;
@@ -342,6 +377,10 @@ pub fn conv2d_forward_residual_vec(
 /// `dx = conv_transpose(dy, w)`: the gradient with respect to the input. `dx` is overwritten.
 pub fn conv2d_backward_input(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     geo.check(dx.len(), w.len(), dy.len());
+    if crate::depthwise::supported(geo) {
+        crate::depthwise::backward(geo, &[], w, dy, Some(dx), None, None);
+        return;
+    }
     if geo.input_len() > 0 && conv_fft::preferred(geo, ConvPass::Input) {
         conv_fft::backward(geo, &[], w, dy, Some(dx), None);
         return;
@@ -394,6 +433,10 @@ fn backward_input_im2col(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f3
 /// `dw = im2col(x)^T @ dy`: the gradient with respect to the weights. `dw` is overwritten.
 pub fn conv2d_backward_weight(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     geo.check(x.len(), dw.len(), dy.len());
+    if crate::depthwise::supported(geo) {
+        crate::depthwise::backward(geo, x, &[], dy, None, Some(dw), None);
+        return;
+    }
     if conv_fft::preferred(geo, ConvPass::Weight) {
         conv_fft::backward(geo, x, &[], dy, None, Some(dw));
         return;
@@ -414,8 +457,9 @@ fn backward_weight_direct(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f
 /// Every gradient of a convolution with a fused activation, in one call.
 ///
 /// `dy` is the gradient of the activation's output `y` (`y` is needed only for
-/// [`ConvAct::Relu`], whose mask `y > 0` is applied first). `dx`, `dw` and
-/// `db` are overwritten when given.
+/// [`ConvAct::Relu`] and [`ConvAct::Relu6`], whose masks `y > 0`, `0 < y < 6`
+/// are applied first; a fused [`ConvAct::Silu`] has no backward and panics).
+/// `dx`, `dw` and `db` are overwritten when given.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     geo: &ConvGeometry,
@@ -438,6 +482,17 @@ pub fn conv2d_backward(
     if let Some(d) = &dw {
         assert_eq!(d.len(), geo.weight_len(), "conv: weight length");
     }
+    if act != ConvAct::Identity && (act != ConvAct::Relu || crate::depthwise::supported(geo)) {
+        // relu6 (and relu for depthwise): mask the gradient first, then the plain backward
+        let y = y.expect("conv2d_backward: the activation's mask needs the forward output");
+        let mut g = crate::scratch::take(dy.len(), false);
+        crate::elementwise::conv_act_backward(act, dy, y, &mut g);
+        return conv2d_backward(geo, x, w, &g, ConvAct::Identity, None, dx, dw, db);
+    }
+    if crate::depthwise::supported(geo) {
+        crate::depthwise::backward(geo, x, w, dy, dx, dw, db);
+        return;
+    }
     let fft_dx = dx.is_some() && geo.input_len() > 0 && conv_fft::preferred(geo, ConvPass::Input);
     let fft_dw = dw.is_some() && conv_fft::preferred(geo, ConvPass::Weight);
     #[cfg(target_arch = "x86_64")]
@@ -449,6 +504,7 @@ pub fn conv2d_backward(
         let relu_y = match act {
             ConvAct::Identity => None,
             ConvAct::Relu => Some(y.expect("conv2d_backward: relu needs the forward output")),
+            ConvAct::Relu6 | ConvAct::Silu => unreachable!("masked above"),
         };
         if let Some(db) = &db {
             assert_eq!(db.len(), geo.out_c, "conv: bias length");
@@ -467,6 +523,7 @@ pub fn conv2d_backward(
             masked = m;
             &masked
         }
+        ConvAct::Relu6 | ConvAct::Silu => unreachable!("masked above"),
     };
     // the FFT passes share the transform of the gradient; the others run direct
     let (mut dx, mut dw) = (dx, dw);

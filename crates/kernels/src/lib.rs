@@ -11,12 +11,15 @@
 //!   across threads, with bias, relu and a residual fused into the store.
 //!   Backward: direct kernels, else im2col + GEMM per chunk of images.
 //!   Plain-loop references.
+//! * [`depthwise`]: depthwise convolution (`groups == in_c == out_c`) with
+//!   channels as the vector axis and the activation fused into the store.
 //! * [`conv_fft`]: FFT convolution for large kernels (stride 1), chosen by a
 //!   cost model from the routing in [`conv`]; `CONVNET_NO_FFT` turns it off.
 //! * [`gemm`]: `sgemm` over the `gemm` crate, one panel per thread.
 //! * [`pool`]: max and average pooling, with a one-byte argmax and an
 //!   AVX-512 2x2 path.
-//! * [`elementwise`]: the relu backward mask.
+//! * [`elementwise`]: activations (AVX-512 exp for sigmoid and SiLU), the
+//!   relu backward mask, per-channel scaling, dropout.
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -35,6 +38,7 @@ pub mod conv_fft;
 mod conv_gemm;
 #[cfg(target_arch = "x86_64")]
 mod conv_igemm;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod pool;

@@ -1,4 +1,4 @@
-//! Max and average pooling over NHWC activations.
+//! Max and average pooling over NHWC activations, and global average pooling.
 
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -497,6 +497,39 @@ fn max_pool_pass(geo: &PoolGeometry, x: &[f32], y: &mut [f32], index: Option<&mu
             .for_each(|(b, (yi, ii))| one(b, yi, Some(ii))),
         None => y.par_chunks_mut(img_out).enumerate().for_each(|(b, yi)| one(b, yi, None)),
     }
+}
+
+/// Mean over the pixels of each image: `x: [n, pixels, c] -> [n, c]`
+/// (global average pooling, squeeze-excitation's squeeze).
+///
+/// Tasks are (image, block of channels), each summing its channels over the
+/// pixels in order: batch 1 splits its channels across threads, and the result
+/// is the same for any thread count (and equal to the plain loop's).
+pub fn global_avg_pool(x: &[f32], batch: usize, pixels: usize, channels: usize) -> Vec<f32> {
+    assert_eq!(x.len(), batch * pixels * channels, "global_avg_pool: input length");
+    let mut y = vec![0.0f32; batch * channels];
+    if batch == 0 || pixels == 0 || channels == 0 {
+        return y;
+    }
+    let inv = 1.0 / pixels as f32;
+    // blocks of whole cache lines, about four tasks per thread
+    let per_image = (4 * crate::threads()).div_ceil(batch).clamp(1, channels.div_ceil(16));
+    let block = channels.div_ceil(per_image).next_multiple_of(16).min(channels);
+    y.par_chunks_mut(channels).enumerate().for_each(|(n, yn)| {
+        let img = &x[n * pixels * channels..(n + 1) * pixels * channels];
+        yn.par_chunks_mut(block).enumerate().for_each(|(b, acc)| {
+            let (c0, len) = (b * block, acc.len());
+            crate::elementwise::vectorised(|| {
+                for px in img.chunks_exact(channels) {
+                    for (a, v) in acc.iter_mut().zip(&px[c0..c0 + len]) {
+                        *a += v;
+                    }
+                }
+                acc.iter_mut().for_each(|a| *a *= inv);
+            })
+        });
+    });
+    y
 }
 
 #[cfg(test)]

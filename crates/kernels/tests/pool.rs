@@ -3,13 +3,13 @@
 //! and on the exact 2x2 tiling fast path: max pooling with flat and compact
 //! argmax (ties: the first maximum in scan order wins, as in PyTorch),
 //! inference max pooling, and average pooling with and without the padding
-//! in the divisor.
+//! in the divisor; global average pooling for any thread count.
 
 mod common;
 
 use common::Rng;
 use convnet_kernels::pool::{
-    NO_INPUT, PoolGeometry, avg_pool_backward, avg_pool_forward, compact_index_fits, max_pool_backward,
+    self, NO_INPUT, PoolGeometry, avg_pool_backward, avg_pool_forward, compact_index_fits, max_pool_backward,
     max_pool_backward_compact, max_pool_forward, max_pool_forward_compact, max_pool_forward_inference,
 };
 
@@ -216,4 +216,27 @@ fn large_windows_use_the_flat_index() {
     };
     assert!(!compact_index_fits(&g));
     check(&g, &mut rng, true);
+}
+
+#[test]
+fn global_average_matches_a_plain_loop_for_any_thread_count() {
+    let mut rng = Rng::new(41);
+    for &(batch, pixels, c) in &[(1, 49, 1152), (3, 7, 17), (1, 1, 67), (2, 196, 40), (1, 3136, 24), (5, 2, 1)] {
+        let x = rng.vec(batch * pixels * c);
+        // the plain loop: channels summed over pixels in order, then scaled
+        let mut want = vec![0.0f32; batch * c];
+        for (b, img) in x.chunks_exact(pixels * c).enumerate() {
+            for px in img.chunks_exact(c) {
+                for (a, v) in want[b * c..(b + 1) * c].iter_mut().zip(px) {
+                    *a += v;
+                }
+            }
+        }
+        want.iter_mut().for_each(|a| *a *= 1.0 / pixels as f32);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let got = pool.install(|| pool::global_avg_pool(&x, batch, pixels, c));
+            assert_eq!(got, want, "batch {batch} pixels {pixels} channels {c}, {threads} threads");
+        }
+    }
 }

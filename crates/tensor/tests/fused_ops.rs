@@ -121,3 +121,88 @@ fn other_activations_fall_back_to_a_separate_op() {
     let plain = x.conv2d(&w, None, &args).unwrap().tanh();
     assert_close(&fused, &plain, "tanh");
 }
+
+#[test]
+fn conv2d_act_relu6_equals_conv2d_then_relu6_with_gradients() {
+    let mut rng = Rng::new(13);
+    let cases: [(&[usize], &[usize], Conv2dArgs); 2] = [
+        // depthwise (its own kernel) and dense
+        (
+            &[2, 9, 8, 24],
+            &[3, 3, 1, 24],
+            Conv2dArgs { stride: (2, 2), padding: Padding2d::Same, groups: 24, ..Default::default() },
+        ),
+        (&[2, 7, 6, 5], &[3, 3, 5, 17], Conv2dArgs { padding: Padding2d::Same, ..Default::default() }),
+    ];
+    for (xd, wd, args) in cases {
+        // scaled up so that both ends of relu6 are reached
+        let inputs = [random(&mut rng, xd), random(&mut rng, wd).scale(3.0).detach().var(), random(&mut rng, &[wd[3]])];
+        check(
+            &inputs,
+            |t| t[0].conv2d_act(&t[1], Some(&t[2]), &args, Activation::Relu6).unwrap(),
+            |t| t[0].conv2d(&t[1], Some(&t[2]), &args).unwrap().relu6(),
+            &format!("relu6 conv {xd:?} {wd:?}"),
+        );
+    }
+}
+
+#[test]
+fn inference_silu_is_fused_and_equals_conv2d_then_silu() {
+    let mut rng = Rng::new(15);
+    let cases: [(&[usize], &[usize], Conv2dArgs); 3] = [
+        (&[2, 11, 10, 40], &[5, 5, 1, 40], Conv2dArgs { padding: Padding2d::Same, groups: 40, ..Default::default() }),
+        (
+            &[1, 9, 9, 37],
+            &[3, 3, 1, 37],
+            Conv2dArgs { stride: (2, 2), padding: Padding2d::Same, groups: 37, ..Default::default() },
+        ),
+        (&[2, 6, 7, 8], &[1, 1, 8, 19], Conv2dArgs::default()),
+    ];
+    for (xd, wd, args) in cases {
+        let (x, w, b) =
+            (random(&mut rng, xd).detach(), random(&mut rng, wd).detach(), random(&mut rng, &[wd[3]]).detach());
+        let fused = x.conv2d_act(&w, Some(&b), &args, Activation::Silu).unwrap();
+        let plain = x.conv2d(&w, Some(&b), &args).unwrap().silu();
+        assert_close(&fused, &plain, &format!("silu {xd:?} {wd:?}"));
+        // with a gradient wanted it runs as a separate op, and the gradient flows
+        let xv = x.var();
+        let y = xv.conv2d_act(&w, Some(&b), &args, Activation::Silu).unwrap();
+        assert_close(&y, &plain, "silu with autograd");
+        assert!(y.sum().backward().unwrap().get(&xv).is_some());
+    }
+}
+
+#[test]
+fn conv2d_act_mean_equals_conv_then_global_average() {
+    let mut rng = Rng::new(17);
+    let cases: [(&[usize], &[usize], Conv2dArgs, Activation); 3] = [
+        (
+            &[3, 13, 12, 24],
+            &[3, 3, 1, 24],
+            Conv2dArgs { padding: Padding2d::Same, groups: 24, ..Default::default() },
+            Activation::Silu,
+        ),
+        (
+            &[2, 9, 9, 37],
+            &[5, 5, 1, 37],
+            Conv2dArgs { stride: (2, 2), padding: Padding2d::Same, groups: 37, ..Default::default() },
+            Activation::Relu6,
+        ),
+        // not depthwise: the composition
+        (&[2, 6, 7, 8], &[3, 3, 8, 5], Conv2dArgs { padding: Padding2d::Same, ..Default::default() }, Activation::Silu),
+    ];
+    for (xd, wd, args, act) in cases {
+        let (x, w, b) =
+            (random(&mut rng, xd).detach(), random(&mut rng, wd).detach(), random(&mut rng, &[wd[3]]).detach());
+        let (y, m) = x.conv2d_act_mean(&w, Some(&b), &args, act).unwrap();
+        let plain = x.conv2d_act(&w, Some(&b), &args, act).unwrap();
+        assert_eq!(y.data(), plain.data(), "{xd:?}: the output itself is the plain kernel's");
+        assert_eq!(m.dims(), [xd[0], wd[3]]);
+        assert_close(&m, &plain.global_avg_pool().unwrap(), &format!("mean {xd:?}"));
+        // with autograd: the composition, differentiable through the mean
+        let xv = x.var();
+        let (_, mv) = xv.conv2d_act_mean(&w, Some(&b), &args, act).unwrap();
+        assert_close(&mv, &m, "mean with autograd");
+        assert!(mv.sum().backward().unwrap().get(&xv).is_some());
+    }
+}

@@ -339,6 +339,50 @@ fn add_sub_mul_div_with_broadcasting() {
 }
 
 #[test]
+fn broadcasting_on_the_parallel_path() {
+    // outputs over 32k values are split across threads by rows: every row kind
+    let mut rng = Rng::new(17);
+    let big = vec![3, 37, 41, 24];
+    for bd in [vec![3, 1, 1, 24], vec![41, 1], vec![37, 1, 24], vec![]] {
+        let a = normal(&mut rng, big.iter().product());
+        let b = normal(&mut rng, bd.iter().product());
+        let (ta, tb) =
+            (Tensor::from_vec(a.clone(), big.clone()).unwrap(), Tensor::from_vec(b.clone(), bd.clone()).unwrap());
+        let (a64, b64): (Vec<f64>, Vec<f64>) =
+            (a.iter().map(|v| *v as f64).collect(), b.iter().map(|v| *v as f64).collect());
+        let want = broadcast_ref(&a64, &big, &b64, &bd, |a, b| a * b);
+        assert_eq!(ta.mul(&tb).unwrap().data(), want.iter().map(|v| *v as f32).collect::<Vec<_>>(), "{bd:?}");
+        let want = broadcast_ref(&b64, &bd, &a64, &big, |b, a| b - a);
+        assert_eq!(tb.sub(&ta).unwrap().data(), want.iter().map(|v| *v as f32).collect::<Vec<_>>(), "{bd:?}");
+    }
+}
+
+#[test]
+fn mul_channels_equals_the_broadcast_product() {
+    let mut rng = Rng::new(18);
+    let (n, h, w, c) = (3, 5, 7, 19);
+    let x = normal(&mut rng, n * h * w * c);
+    let g = normal(&mut rng, n * c);
+    let xt = Tensor::from_vec(x.clone(), [n, h, w, c]).unwrap();
+    let gt = Tensor::from_vec(g.clone(), [n, c]).unwrap();
+    let want = xt.mul(&gt.reshape(vec![n, 1, 1, c]).unwrap()).unwrap();
+    // a shared buffer is copied, not overwritten
+    let kept = xt.clone();
+    assert_eq!(xt.mul_channels(&gt).unwrap().data(), want.data());
+    assert_eq!(kept.data(), &x[..]);
+    // an unshared one is scaled in place
+    let own = Tensor::from_vec(x.clone(), [n, h, w, c]).unwrap();
+    assert_eq!(own.mul_channels(&gt).unwrap().data(), want.data());
+    // with autograd, the broadcast product and its gradients
+    let reference = |v: &[Vec<f64>]| broadcast_ref(&v[0], &[n, h, w, c], &v[1], &[n, 1, 1, c], |a, b| a * b);
+    let op = |t: &[Tensor]| t[0].clone().mul_channels(&t[1].reshape(vec![n, c]).unwrap());
+    check_op("mul_channels", &[var(x.clone(), &[n, h, w, c]), var(g.clone(), &[n, 1, 1, c])], op, reference);
+    // shape errors
+    assert!(Tensor::from_vec(x, [n, h * w, c]).unwrap().mul_channels(&gt).is_err());
+    assert!(Tensor::zeros([n, h, w, c]).mul_channels(&Tensor::zeros([n, c + 1])).is_err());
+}
+
+#[test]
 fn affine_scale_add_scalar() {
     let mut rng = Rng::new(8);
     let x = normal(&mut rng, 3 * 7);

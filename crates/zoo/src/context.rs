@@ -87,6 +87,17 @@ impl<'a> Cx<'a> {
         self.params.get(id)
     }
 
+    /// A parameter as a layer should use it: the autograd variable in training, a
+    /// constant in eval mode, so an inference pass records no graph (one parameter
+    /// variable, such as a squeeze-excitation weight, would otherwise make every later
+    /// activation a graph node kept alive until the output is dropped, and rule out
+    /// the forward-only fused kernels). Eval mode already folds batch norms into
+    /// constant kernels.
+    pub fn param(&self, id: ParamId) -> convnet_tensor::Tensor {
+        let p = self.params.get(id);
+        if self.training() { p.clone() } else { p.detach() }
+    }
+
     /// Runs `f` with the random stream.
     pub fn with_rng<R>(&self, f: impl FnOnce(&mut Rng) -> R) -> R {
         f(&mut self.rng.borrow_mut())

@@ -152,12 +152,22 @@ impl Block {
     }
 
     fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.first.forward(cx, x)?;
+        // the depthwise conv before a squeeze-excitation also gives it its input's mean
+        let mut y = match (&self.dw, &self.se) {
+            (None, Some(se)) => {
+                let (y, mean) = self.first.forward_mean(cx, x)?;
+                se.excite(cx, y, &mean)?
+            }
+            _ => self.first.forward(cx, x)?,
+        };
         if let Some(dw) = &self.dw {
-            y = dw.forward(cx, &y)?;
-        }
-        if let Some(se) = &self.se {
-            y = se.forward(cx, &y)?;
+            y = match &self.se {
+                Some(se) => {
+                    let (y, mean) = dw.forward_mean(cx, &y)?;
+                    se.excite(cx, y, &mean)?
+                }
+                None => dw.forward(cx, &y)?,
+            };
         }
         let mut y = self.project.forward(cx, &y)?;
         if self.has_skip {

@@ -137,9 +137,9 @@ impl Conv2d {
 
     /// `x: [n, h, w, in] -> [n, oh, ow, out]`.
     pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let w = cx.p(self.weight);
-        let y = x.conv2d(w, self.bias.map(|b| cx.p(b)), &self.args)?;
-        count_conv(cx, w, &y);
+        let w = cx.param(self.weight);
+        let y = x.conv2d(&w, self.bias.map(|b| cx.param(b)).as_ref(), &self.args)?;
+        count_conv(cx, &w, &y);
         Ok(y)
     }
 }
@@ -351,6 +351,23 @@ impl ConvBnAct {
     }
 }
 
+impl ConvBnAct {
+    /// [`forward`](Self::forward) and the output's mean over height and width
+    /// (`[n, out]`), for a squeeze-excitation that follows: in eval mode a
+    /// depthwise kernel takes the mean as it stores the output.
+    pub fn forward_mean(&self, cx: &Cx, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        if cx.training() {
+            let y = self.forward(cx, x)?;
+            let m = y.global_avg_pool()?;
+            return Ok((y, m));
+        }
+        let (w, b) = self.folded(cx.params())?;
+        let (y, m) = x.conv2d_act_mean(&w, Some(&b), &self.conv.args, self.bn.act)?;
+        count_conv(cx, &w, &y);
+        Ok((y, m))
+    }
+}
+
 /// `nn.Linear`: keys `weight` `[out, in]` (stored `[in, out]`) and optional `bias`.
 #[derive(Debug)]
 pub struct Linear {
@@ -372,9 +389,9 @@ impl Linear {
 
     /// `x: [n, in] -> [n, out]`.
     pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let w = cx.p(self.weight);
+        let w = cx.param(self.weight);
         cx.add_macs((x.dims()[0] * w.numel()) as u64);
-        Ok(x.linear(w, self.bias.map(|b| cx.p(b)))?)
+        Ok(x.linear(&w, self.bias.map(|b| cx.param(b)).as_ref())?)
     }
 }
 
@@ -404,20 +421,27 @@ impl SqueezeExcite {
         }
     }
 
-    /// `x * gate(x)`, `x: [n, h, w, c]`.
-    pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let n = x.dims()[0];
-        let c = x.dims()[3];
+    /// `x * gate(x)`, `x: [n, h, w, c]` (taken by value: without autograd the gate is
+    /// applied in place).
+    pub fn forward(&self, cx: &Cx, x: Tensor) -> Result<Tensor> {
         let s = x.global_avg_pool()?;
+        self.excite(cx, x, &s)
+    }
+
+    /// [`forward`](Self::forward) given the mean of `x` over height and width
+    /// (`mean: [n, c]`, from [`ConvBnAct::forward_mean`]).
+    pub fn excite(&self, cx: &Cx, x: Tensor, mean: &Tensor) -> Result<Tensor> {
+        let s = mean;
+        let n = x.dims()[0];
         let fc = |conv: &Conv2d, s: &Tensor| -> Result<Tensor> {
-            let w = cx.p(conv.weight);
+            let w = cx.param(conv.weight);
             let w = w.reshape(vec![w.dims()[2], w.dims()[3]])?;
             cx.add_macs((n * w.numel()) as u64);
-            Ok(s.linear(&w, conv.bias.map(|b| cx.p(b)))?)
+            Ok(s.linear(&w, conv.bias.map(|b| cx.param(b)).as_ref())?)
         };
-        let s = act(&fc(&self.conv_reduce, &s)?, self.act);
+        let s = act(&fc(&self.conv_reduce, s)?, self.act);
         let g = act(&fc(&self.conv_expand, &s)?, self.gate);
-        Ok(x.mul(&g.reshape(vec![n, 1, 1, c])?)?)
+        Ok(x.mul_channels(&g)?)
     }
 }
 

@@ -21,14 +21,6 @@ impl BinaryOp {
             BinaryOp::Div => "div",
         }
     }
-    fn apply(self, a: f32, b: f32) -> f32 {
-        match self {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-        }
-    }
 }
 
 /// NumPy's broadcast of two shapes.
@@ -56,7 +48,13 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 /// `f(a, b)` over the broadcast of the two shapes.
+///
+/// Row by row along the last axis, where each operand is either a contiguous
+/// row or one value repeated (squeeze-excitation's `[n, h, w, c] * [n, 1, 1, c]`
+/// is the first kind on both sides), so the inner loops are plain slice loops
+/// that vectorise; rows are split over threads for large outputs.
 fn broadcast_zip(a: &Tensor, b: &Tensor, out: &[usize], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
     if a.dims() == b.dims() {
         return zip_map(a.data(), b.data(), f);
     }
@@ -68,23 +66,50 @@ fn broadcast_zip(a: &Tensor, b: &Tensor, out: &[usize], f: impl Fn(f32, f32) -> 
     let sa = broadcast_strides(a.dims(), out);
     let sb = broadcast_strides(b.dims(), out);
     let (ad, bd) = (a.data(), b.data());
-    let inner = *out.last().unwrap_or(&1);
     let rank = out.len();
+    let inner = if rank > 0 { out[rank - 1] } else { 1 };
     let (ia, ib) = if rank > 0 { (sa[rank - 1], sb[rank - 1]) } else { (0, 0) };
-    let mut index = vec![0usize; rank.saturating_sub(1)];
-    for row in y.chunks_exact_mut(inner.max(1)) {
-        let oa: usize = index.iter().zip(&sa).map(|(i, s)| i * s).sum();
-        let ob: usize = index.iter().zip(&sb).map(|(i, s)| i * s).sum();
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = f(ad[oa + j * ia], bd[ob + j * ib]);
+    // the offsets of row `r` (an index over every axis but the last)
+    let offsets = |mut r: usize| -> (usize, usize) {
+        let (mut oa, mut ob) = (0, 0);
+        for d in (0..rank.saturating_sub(1)).rev() {
+            let i = r % out[d];
+            r /= out[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
         }
-        for d in (0..index.len()).rev() {
-            index[d] += 1;
-            if index[d] < out[d] {
-                break;
+        (oa, ob)
+    };
+    let fill = |first_row: usize, rows: &mut [f32]| {
+        for (i, row) in rows.chunks_exact_mut(inner).enumerate() {
+            let (oa, ob) = offsets(first_row + i);
+            match (ia, ib) {
+                (0, 0) => row.fill(f(ad[oa], bd[ob])),
+                (0, _) => {
+                    let av = ad[oa];
+                    for (v, bv) in row.iter_mut().zip(&bd[ob..ob + inner]) {
+                        *v = f(av, *bv);
+                    }
+                }
+                (_, 0) => {
+                    let bv = bd[ob];
+                    for (v, av) in row.iter_mut().zip(&ad[oa..oa + inner]) {
+                        *v = f(*av, bv);
+                    }
+                }
+                _ => {
+                    for ((v, av), bv) in row.iter_mut().zip(&ad[oa..oa + inner]).zip(&bd[ob..ob + inner]) {
+                        *v = f(*av, *bv);
+                    }
+                }
             }
-            index[d] = 0;
         }
+    };
+    let rows_per_task = ((1usize << 14) / inner).max(1);
+    if n < 1 << 15 {
+        fill(0, &mut y);
+    } else {
+        y.par_chunks_mut(rows_per_task * inner).enumerate().for_each(|(t, c)| fill(t * rows_per_task, c));
     }
     y
 }
@@ -157,7 +182,13 @@ impl Tensor {
         let out = broadcast_shape(self.dims(), other.dims()).ok_or_else(|| {
             TensorError::shape(op.name(), format!("shapes {} and {} do not broadcast", self.shape(), other.shape()))
         })?;
-        let y = broadcast_zip(self, other, &out, move |a, b| op.apply(a, b));
+        // one monomorphised loop per op (a `match` per element would not vectorise)
+        let y = match op {
+            BinaryOp::Add => broadcast_zip(self, other, &out, |a, b| a + b),
+            BinaryOp::Sub => broadcast_zip(self, other, &out, |a, b| a - b),
+            BinaryOp::Mul => broadcast_zip(self, other, &out, |a, b| a * b),
+            BinaryOp::Div => broadcast_zip(self, other, &out, |a, b| a / b),
+        };
         Ok(Tensor::from_op(y, out, &[self, other], BinaryBackward(op)))
     }
     /// `self + other` with broadcasting.
@@ -175,6 +206,30 @@ impl Tensor {
     /// `self / other` with broadcasting.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(other, BinaryOp::Div)
+    }
+    /// `self * g` with one factor per image and channel: `self: [n, h, w, c]`,
+    /// `g: [n, c]` (squeeze-excitation's excite). Takes `self` by value: when no
+    /// gradient is wanted and nothing else holds its buffer, the product is
+    /// written in place instead of into a new activation-sized buffer.
+    pub fn mul_channels(self, g: &Tensor) -> Result<Tensor> {
+        let [n, h, w, c] = *self.dims() else {
+            return Err(TensorError::shape(
+                "mul_channels",
+                format!("input must be [n, h, w, c], got {}", self.shape()),
+            ));
+        };
+        if g.dims() != [n, c] {
+            return Err(TensorError::shape(
+                "mul_channels",
+                format!("gates {} for an input of {}: expected [{n}, {c}]", g.shape(), self.shape()),
+            ));
+        }
+        if self.requires_grad() || g.requires_grad() {
+            return self.mul(&g.reshape(vec![n, 1, 1, c])?);
+        }
+        let mut y = self;
+        convnet_kernels::elementwise::scale_channels_in_place(y.data_mut(), g.data(), h * w, c);
+        Ok(y)
     }
     /// `self * s`.
     pub fn scale(&self, s: f32) -> Tensor {

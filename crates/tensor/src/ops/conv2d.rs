@@ -159,9 +159,10 @@ impl Tensor {
     }
 
     /// `act(conv2d(self, weight, bias))`: convolution with a fused activation.
-    /// Relu is applied in the kernel's store and its mask read back from the
-    /// output in the backward pass (no extra tensor); other activations run as
-    /// a separate op.
+    /// Relu and relu6 are applied in the kernel's store and their masks read
+    /// back from the output in the backward pass (no extra tensor); SiLU is
+    /// fused when no gradient is wanted (inference: its derivative needs the
+    /// pre-activation); other activations run as a separate op.
     pub fn conv2d_act(
         &self,
         weight: &Tensor,
@@ -169,9 +170,12 @@ impl Tensor {
         args: &Conv2dArgs,
         act: Activation,
     ) -> Result<Tensor> {
+        let needs_grad = self.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
         match act {
             Activation::Linear => self.conv2d_fused(weight, bias, args, ConvAct::Identity),
             Activation::Relu => self.conv2d_fused(weight, bias, args, ConvAct::Relu),
+            Activation::Relu6 => self.conv2d_fused(weight, bias, args, ConvAct::Relu6),
+            Activation::Silu if !needs_grad => self.conv2d_fused(weight, bias, args, ConvAct::Silu),
             _ => Ok(self.conv2d(weight, bias, args)?.activation(act)),
         }
     }
@@ -234,6 +238,54 @@ impl Tensor {
             }
             _ => Ok(self.conv2d(weight, bias, args)?.add(residual)?.activation(act)),
         }
+    }
+
+    /// `act(conv2d(self, weight, bias))` and its mean over height and width
+    /// (`[n, cout]`): a convolution followed by squeeze-excitation's squeeze.
+    /// Without autograd, a depthwise convolution sums its outputs as it stores
+    /// them (no second pass over the output); otherwise this is
+    /// [`Tensor::conv2d_act`] then [`Tensor::global_avg_pool`].
+    pub fn conv2d_act_mean(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        args: &Conv2dArgs,
+        act: Activation,
+    ) -> Result<(Tensor, Tensor)> {
+        let needs_grad = self.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
+        let fused = match act {
+            Activation::Linear => Some(ConvAct::Identity),
+            Activation::Relu => Some(ConvAct::Relu),
+            Activation::Relu6 => Some(ConvAct::Relu6),
+            Activation::Silu => Some(ConvAct::Silu),
+            _ => None,
+        };
+        let geo = conv_geometry(self, weight, args)?;
+        if let Some(ca) = fused
+            && !needs_grad
+            && convnet_kernels::depthwise::supported(&geo)
+            && geo.batch > 0
+        {
+            if let Some(b) = bias
+                && b.dims() != [geo.out_c]
+            {
+                return Err(TensorError::shape("conv2d", format!("bias {} for {} filters", b.shape(), geo.out_c)));
+            }
+            let (y, m) = convnet_kernels::depthwise::forward_with_mean(
+                &geo,
+                self.data(),
+                weight.data(),
+                bias.map(|b| b.data()),
+                ca,
+            );
+            return Ok((
+                constant(y, &[geo.batch, geo.out_h, geo.out_w, geo.out_c]),
+                constant(m, &[geo.batch, geo.out_c]),
+            ));
+        }
+        let y = self.conv2d_act(weight, bias, args, act)?;
+        let m = y.global_avg_pool()?;
+        Ok((y, m))
     }
 }
 

@@ -53,17 +53,7 @@ impl Tensor {
     /// Mean over height and width: `[n, h, w, c] -> [n, c]`.
     pub fn global_avg_pool(&self) -> Result<Tensor> {
         let [n, h, w, c] = nhwc(self, "global_avg_pool")?;
-        let inv = 1.0 / (h * w) as f32;
-        let mut y = vec![0.0; n * c];
-        for (b, img) in self.data().chunks_exact(h * w * c).enumerate() {
-            let acc = &mut y[b * c..(b + 1) * c];
-            for px in img.chunks_exact(c) {
-                for (a, v) in acc.iter_mut().zip(px) {
-                    *a += v;
-                }
-            }
-            acc.iter_mut().for_each(|a| *a *= inv);
-        }
+        let y = convnet_kernels::pool::global_avg_pool(self.data(), n, h * w, c);
         Ok(Tensor::from_op(y, [n, c], &[self], GlobalAvgBackward))
     }
 

@@ -19,41 +19,15 @@ pub mod softmax;
 
 use crate::Tensor;
 
-/// Elementwise map into a new buffer, in parallel for large tensors.
+/// Elementwise map into a new buffer (the kernels' loop: parallel for large
+/// tensors, no zeroing pass, AVX-512 where available).
 pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    use rayon::prelude::*;
-    let mut out = vec![0.0f32; x.len()];
-    if x.len() < 1 << 15 {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = f(*v);
-        }
-    } else {
-        out.par_chunks_mut(1 << 14).zip(x.par_chunks(1 << 14)).for_each(|(o, x)| {
-            for (o, v) in o.iter_mut().zip(x) {
-                *o = f(*v);
-            }
-        });
-    }
-    out
+    convnet_kernels::elementwise::map(x, f)
 }
 
-/// Elementwise map of two equal-length buffers into a new one.
+/// Elementwise map of two equal-length buffers into a new one (as [`map`]).
 pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    use rayon::prelude::*;
-    debug_assert_eq!(a.len(), b.len());
-    let mut out = vec![0.0f32; a.len()];
-    if a.len() < 1 << 15 {
-        for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-            *o = f(*x, *y);
-        }
-    } else {
-        out.par_chunks_mut(1 << 14).zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14))).for_each(|(o, (a, b))| {
-            for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
-                *o = f(*x, *y);
-            }
-        });
-    }
-    out
+    convnet_kernels::elementwise::zip_map(a, b, f)
 }
 
 /// A constant tensor with the given data and shape (shape known to be right).
