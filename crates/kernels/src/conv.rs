@@ -193,8 +193,13 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         crate::depthwise::forward(geo, x, w, bias, act, crate::depthwise::as_uninit(y));
         return;
     }
+    if let Some(epi) = gemm_fused_act(geo, bias, act) {
+        conv_gemm::forward(geo, x, w, epi, conv_gemm::as_uninit(y));
+        return;
+    }
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
-        // the dense paths fuse relu only: the other activations are one more in-place pass
+        // the direct, implicit and FFT paths fuse relu only: the other
+        // activations are one more in-place pass
         conv2d_forward_act(geo, x, w, bias, ConvAct::Identity, y);
         crate::elementwise::conv_act_in_place(act, y);
         return;
@@ -203,7 +208,7 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, conv_fft::as_uninit(y));
         return;
     }
-    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu };
+    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu, then: None };
     forward_dense(geo, x, w, epi, conv_gemm::as_uninit(y));
 }
 
@@ -223,8 +228,13 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         // SAFETY: the depthwise forward writes every output value.
         return unsafe { crate::alloc::filled_vec(n, |y| crate::depthwise::forward(geo, x, w, bias, act, y)) };
     }
+    if let Some(epi) = gemm_fused_act(geo, bias, act) {
+        // SAFETY: the GEMM forward writes every output value.
+        return unsafe { crate::alloc::filled_vec(n, |y| conv_gemm::forward(geo, x, w, epi, y)) };
+    }
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
-        // the dense paths fuse relu only: the other activations are one more in-place pass
+        // the direct, implicit and FFT paths fuse relu only: the other
+        // activations are one more in-place pass
         let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
         crate::elementwise::conv_act_in_place(act, &mut y);
         return y;
@@ -233,11 +243,23 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         // SAFETY: the FFT forward writes every output value.
         return unsafe { crate::alloc::filled_vec(n, |y| conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, y)) };
     }
-    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu };
+    let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu, then: None };
     // SAFETY: every dense forward writes every output value (the direct one
     // all pixels by its row tiles and all channels by its masked channel
     // blocks, the GEMM ones every block of their bands and panels).
     unsafe { crate::alloc::filled_vec(n, |y| forward_dense(geo, x, w, epi, y)) }
+}
+
+/// The epilogue that fuses ReLU6 or SiLU into the `conv_gemm` store, when that
+/// kernel runs this forward (EfficientNet's pointwise convolutions); `None`
+/// otherwise, and the activation is applied as a separate pass.
+fn gemm_fused_act<'a>(geo: &ConvGeometry, bias: Option<&'a [f32]>, act: ConvAct) -> Option<conv_gemm::Epilogue<'a>> {
+    let then = match act {
+        ConvAct::Relu6 | ConvAct::Silu => act.unary(),
+        _ => None,
+    }?;
+    (forward_kernel(geo) == Forward::Gemm && !conv_fft::preferred(geo, ConvPass::Forward))
+        .then_some(conv_gemm::Epilogue { bias, residual: None, relu: false, then: Some(then) })
 }
 
 /// The kernels that compute a dense forward (after the FFT path declined).
@@ -369,7 +391,7 @@ pub fn conv2d_forward_residual_vec(
         add_residual(&mut y, residual, act == ConvAct::Relu);
         return y;
     }
-    let epi = conv_gemm::Epilogue { bias, residual: Some(residual), relu: act == ConvAct::Relu };
+    let epi = conv_gemm::Epilogue { bias, residual: Some(residual), relu: act == ConvAct::Relu, then: None };
     // SAFETY: every dense forward writes every output value.
     unsafe { crate::alloc::filled_vec(n, |y| forward_dense(geo, x, w, epi, y)) }
 }

@@ -157,6 +157,9 @@ pub(crate) struct Epilogue<'a> {
     pub residual: Option<&'a [f32]>,
     /// Clamp at zero last.
     pub relu: bool,
+    /// Another activation applied last (ReLU6, SiLU), while the block is in cache; only
+    /// this file's kernels honour it, so the routing sets it for them alone.
+    pub then: Option<crate::elementwise::Unary>,
 }
 
 /// `y = act(conv(x, w) + bias + residual)` for any geometry (strides,
@@ -221,7 +224,7 @@ pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_
 /// `c` must point to `rows` rows of `cols` initialised floats at stride `ldc`,
 /// not accessed by anyone else meanwhile.
 unsafe fn epilogue(c: *mut f32, (rows, cols): (usize, usize), ldc: usize, epi: Epilogue<'_>, (r0, c0): (usize, usize)) {
-    if epi.bias.is_none() && epi.residual.is_none() && !epi.relu {
+    if epi.bias.is_none() && epi.residual.is_none() && !epi.relu && epi.then.is_none() {
         return;
     }
     let bias = epi.bias.map(|b| &b[c0..c0 + cols]);
@@ -237,7 +240,11 @@ unsafe fn epilogue(c: *mut f32, (rows, cols): (usize, usize), ldc: usize, epi: E
             (Some(b), Some(s), false) => row.iter_mut().zip(b).zip(s).for_each(|((v, b), s)| *v = *v + b + s),
             (None, Some(s), true) => row.iter_mut().zip(s).for_each(|(v, s)| *v = (*v + s).max(0.0)),
             (None, Some(s), false) => row.iter_mut().zip(s).for_each(|(v, s)| *v += s),
-            (None, None, _) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            (None, None, true) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            (None, None, false) => {}
+        }
+        if let Some(op) = epi.then {
+            crate::elementwise::unary_in_place_serial(op, row);
         }
     }
 }
@@ -316,12 +323,18 @@ mod tests {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![f32::NAN; geo.output_len()];
                 pool.install(|| {
-                    forward(&geo, &x, &w, Epilogue { bias: Some(&b), residual: None, relu: false }, as_uninit(&mut y))
+                    forward(
+                        &geo,
+                        &x,
+                        &w,
+                        Epilogue { bias: Some(&b), residual: None, relu: false, then: None },
+                        as_uninit(&mut y),
+                    )
                 });
                 for (i, (g, e)) in y.iter().zip(&plain).enumerate() {
                     assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{geo:?} {threads} threads [{i}]: {g} vs {e}");
                 }
-                let epi = Epilogue { bias: Some(&b), residual: Some(&r), relu: true };
+                let epi = Epilogue { bias: Some(&b), residual: Some(&r), relu: true, then: None };
                 pool.install(|| forward(&geo, &x, &w, epi, as_uninit(&mut y)));
                 for (i, (g, e)) in y.iter().zip(&want).enumerate() {
                     assert!(

@@ -162,7 +162,7 @@ pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_
         (0..splits).into_par_iter().for_each(|s| {
             let b = &blocks[s * blocks.len() / splits..(s + 1) * blocks.len() / splits];
             let out = Shared(parts.get().wrapping_add(s * m * oc));
-            let epi = Epilogue { bias: None, residual: None, relu: false };
+            let epi = Epilogue { bias: None, residual: None, relu: false, then: None };
             // SAFETY: see above; partial `s` is written by job `s` only.
             unsafe { job(&src, (0, m), (0, panels), b, out, epi) };
         });
@@ -405,9 +405,9 @@ mod tests {
                 y
             };
             let epis = [
-                (Epilogue { bias: Some(&b), residual: None, relu: false }, &plain, false, false),
-                (Epilogue { bias: None, residual: None, relu: true }, &nobias, false, true),
-                (Epilogue { bias: Some(&b), residual: Some(&r), relu: true }, &plain, true, true),
+                (Epilogue { bias: Some(&b), residual: None, relu: false, then: None }, &plain, false, false),
+                (Epilogue { bias: None, residual: None, relu: true, then: None }, &nobias, false, true),
+                (Epilogue { bias: Some(&b), residual: Some(&r), relu: true, then: None }, &plain, true, true),
             ];
             for (epi, base, add, relu) in epis {
                 let want: Vec<f32> = base

@@ -194,7 +194,7 @@ pub fn unary_in_place(op: Unary, y: &mut [f32]) {
     }
 }
 
-fn unary_in_place_serial(op: Unary, y: &mut [f32]) {
+pub(crate) fn unary_in_place_serial(op: Unary, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::x86::available() {
         // SAFETY: avx512f checked; the same buffer is read and written in place, vector by vector.

@@ -9,7 +9,7 @@ mod common;
 use common::{Rng, assert_close_scaled};
 use convnet_kernels::conv::{
     ConvAct, ConvGeometry, conv2d_backward, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
-    conv2d_forward_act,
+    conv2d_forward_act, conv2d_forward_reference, conv2d_forward_vec,
 };
 
 /// Calls `f(y_index, x_index, w_index)` for every multiply of the convolution.
@@ -253,6 +253,57 @@ fn conv_kernels_agree_across_thread_counts() {
     for (what, p, q) in [("forward", &a.0, &b.0), ("dx", &a.1, &b.1), ("dw", &a.2, &b.2), ("db", &a.3, &b.3)] {
         for (p, q) in p.iter().zip(q) {
             assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{what}: {p} on one thread, {q} on two");
+        }
+    }
+}
+
+/// ReLU6 and SiLU after dense convolutions (fused into the GEMM path's store for 1x1
+/// convolutions, a separate pass after the others) against the reference.
+#[test]
+fn dense_convs_apply_relu6_and_silu() {
+    let mut rng = Rng::new(31);
+    let geo = |batch, hw: usize, (cin, cout), k: usize, stride: usize| {
+        let pad = ((stride - 1) + (k - 1)) / 2;
+        let out = (hw + 2 * pad - k) / stride + 1;
+        ConvGeometry {
+            batch,
+            in_h: hw,
+            in_w: hw,
+            in_c: cin,
+            out_h: out,
+            out_w: out,
+            out_c: cout,
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: 1,
+        }
+    };
+    let silu = |v: f64| v / (1.0 + (-v).exp());
+    let relu6 = |v: f64| v.clamp(0.0, 6.0);
+    // pointwise (EfficientNet's expand/head convs), strided pointwise, 3x3 with many and few channels
+    for g in
+        [geo(2, 9, (24, 40), 1, 1), geo(1, 13, (16, 96), 1, 2), geo(1, 11, (64, 48), 3, 1), geo(2, 8, (8, 20), 3, 2)]
+    {
+        let (x, w, b) = (rng.vec(g.input_len()), rng.vec(g.weight_len()), rng.vec(g.out_c));
+        let mut want = vec![0.0; g.output_len()];
+        conv2d_forward_reference(&g, &x, &w, Some(&b), &mut want);
+        let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let mut scale = vec![0.0; g.output_len()];
+        conv2d_forward_reference(&g, &abs(&x), &abs(&w), Some(&abs(&b)), &mut scale);
+        for (act, f) in [(ConvAct::Silu, &silu as &dyn Fn(f64) -> f64), (ConvAct::Relu6, &relu6)] {
+            let want: Vec<f64> = want.iter().map(|&v| f(v as f64)).collect();
+            let scale: Vec<f64> = scale.iter().map(|&v| v as f64).collect();
+            let got = conv2d_forward_vec(&g, &x, &w, Some(&b), act);
+            assert_close_scaled(&format!("{act:?} vec {g:?}"), &got, &want, &scale, 1e-5);
+            let mut got = vec![f32::NAN; g.output_len()];
+            conv2d_forward_act(&g, &x, &w, Some(&b), act, &mut got);
+            assert_close_scaled(&format!("{act:?} act {g:?}"), &got, &want, &scale, 1e-5);
         }
     }
 }
