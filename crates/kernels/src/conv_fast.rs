@@ -552,18 +552,8 @@ pub(crate) fn backward(
             // the next image rewrites the interior of `xp`; the zero border stays
         }
     });
-    // add the partials in chunk order, each output element independently
-    let sum_into = |out: &mut [f32], offset: usize| {
-        out.par_chunks_mut(4096).enumerate().for_each(|(i, o)| {
-            let s = offset + i * 4096;
-            o.copy_from_slice(&partials[s..s + o.len()]);
-            for p in 1..chunks {
-                for (o, v) in o.iter_mut().zip(&partials[p * plen + s..]) {
-                    *o += *v;
-                }
-            }
-        });
-    };
+    let sum_into =
+        |out: &mut [f32], offset: usize| crate::elementwise::sum_partials(out, &partials, plen, chunks, offset);
     if let Some(db) = db {
         sum_into(db, wlen);
     }

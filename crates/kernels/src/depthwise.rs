@@ -460,17 +460,8 @@ fn backward_params(geo: &ConvGeometry, x: &[f32], dy: &[f32], dw: Option<&mut [f
         }
         params_band_portable(geo, x, dy, n, oys, want_dw, part);
     });
-    let sum_into = |out: &mut [f32], offset: usize| {
-        out.par_chunks_mut(4096).enumerate().for_each(|(i, o)| {
-            let s = offset + i * 4096;
-            o.copy_from_slice(&partials[s..s + o.len()]);
-            for p in 1..chunks {
-                for (o, v) in o.iter_mut().zip(&partials[p * plen + s..]) {
-                    *o += *v;
-                }
-            }
-        })
-    };
+    let sum_into =
+        |out: &mut [f32], offset: usize| crate::elementwise::sum_partials(out, &partials, plen, chunks, offset);
     if let Some(dw) = dw {
         sum_into(dw, 0);
     }

@@ -332,6 +332,21 @@ pub fn apply_mask(x: &[f32], mask: &[u8], scale: f32) -> Vec<f32> {
     }
 }
 
+/// `out[i] = sum over p < chunks of partials[p * plen + offset + i]`, added in chunk order:
+/// the fixed-order reduction of per-chunk gradient partials that keeps weight gradients
+/// independent of the number of threads (each output element is summed on its own).
+pub(crate) fn sum_partials(out: &mut [f32], partials: &[f32], plen: usize, chunks: usize, offset: usize) {
+    out.par_chunks_mut(4096).enumerate().for_each(|(i, o)| {
+        let s = offset + i * 4096;
+        o.copy_from_slice(&partials[s..s + o.len()]);
+        for p in 1..chunks {
+            for (o, v) in o.iter_mut().zip(&partials[p * plen + s..]) {
+                *o += *v;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
