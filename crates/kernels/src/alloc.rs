@@ -17,6 +17,14 @@
 use std::mem::MaybeUninit;
 use std::sync::Once;
 
+/// `y` viewed as possibly-uninitialised memory, so that an existing output buffer can go to
+/// the kernels that write into uninitialised memory (they only ever store floats into it).
+pub(crate) fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same size and alignment; the view is only written with
+    // initialised values, so `y` stays initialised.
+    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 /// A vector of `len` values, all written by `fill` into uninitialised memory
 /// (no zeroing pass).
 ///

@@ -190,11 +190,11 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         return;
     }
     if crate::depthwise::supported(geo) {
-        crate::depthwise::forward(geo, x, w, bias, act, crate::depthwise::as_uninit(y));
+        crate::depthwise::forward(geo, x, w, bias, act, crate::alloc::as_uninit(y));
         return;
     }
     if let Some(epi) = gemm_fused_act(geo, bias, act) {
-        conv_gemm::forward(geo, x, w, epi, conv_gemm::as_uninit(y));
+        conv_gemm::forward(geo, x, w, epi, crate::alloc::as_uninit(y));
         return;
     }
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
@@ -205,11 +205,11 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         return;
     }
     if conv_fft::preferred(geo, ConvPass::Forward) {
-        conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, conv_fft::as_uninit(y));
+        conv_fft::forward(geo, x, w, bias, act == ConvAct::Relu, crate::alloc::as_uninit(y));
         return;
     }
     let epi = conv_gemm::Epilogue { bias, residual: None, relu: act == ConvAct::Relu, then: None };
-    forward_dense(geo, x, w, epi, conv_gemm::as_uninit(y));
+    forward_dense(geo, x, w, epi, crate::alloc::as_uninit(y));
 }
 
 /// As [`conv2d_forward_act`] into a new vector, which every path fills

@@ -23,14 +23,6 @@ use crate::x86::{self, ConvTile, MAX_ROWS, Rank1Tile};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// `y` viewed as possibly-uninitialised memory, for kernels that only write
-/// initialised floats into it.
-pub(crate) fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same size and alignment; the view is only written with
-    // initialised values, so `y` stays initialised.
-    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
-}
-
 /// Bytes of packed weights one sweep over an image keeps hot in L1.
 const L1_WEIGHTS: usize = 16 * 1024;
 
@@ -441,7 +433,7 @@ pub(crate) fn backward(
                     (plan.input.0, plan.input.1),
                     &mut pad,
                 );
-                plan.run(&pad, as_uninit(&mut dxc[j * img_in..(j + 1) * img_in]));
+                plan.run(&pad, crate::alloc::as_uninit(&mut dxc[j * img_in..(j + 1) * img_in]));
             }
             if !want_w {
                 continue;

@@ -1647,13 +1647,6 @@ fn per_bin(src: BinRows, dst: BinRows, pattern: (bool, bool, bool), f: impl Fn(u
 
 // ---------------------------------------------------------------- whole passes
 
-/// `y` viewed as possibly-uninitialised memory (only ever written with floats).
-pub(crate) fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same size and alignment; the view is only written with
-    // initialised values, so `y` stays initialised.
-    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
-}
-
 /// Bins per GEMM task.
 const BIN_GROUP: usize = 8;
 /// Kernel channels per task of the kernel's transforms (rounded to whole `cout` rows).
@@ -1921,7 +1914,7 @@ pub(crate) fn backward(
             });
             let epi = Epilogue { scale: 1.0, bias: None, relu: false };
             let dxc = &mut dx[n0 * img_in..(n0 + m) * img_in];
-            image_outputs(&st, dxs, (geo.in_h, geo.in_w, cin), st.x_win, epi, as_uninit(dxc));
+            image_outputs(&st, dxs, (geo.in_h, geo.in_w, cin), st.x_win, epi, crate::alloc::as_uninit(dxc));
         }
     }
     if let Some(dw) = dw {
@@ -1934,7 +1927,9 @@ pub(crate) fn backward(
             let c0 = i * block;
             let cb = block.min(cc - c0);
             let s = SpecIn::Shared(Spec { data: &dws[c0..], bin_stride: 2 * cc, im: cc });
-            with_work(|wk| inverse_image(&st.plan, s, cb, st.k_win, as_uninit(out), geo.kernel_w * cb, cb, epi, wk));
+            with_work(|wk| {
+                inverse_image(&st.plan, s, cb, st.k_win, crate::alloc::as_uninit(out), geo.kernel_w * cb, cb, epi, wk)
+            });
         });
         for (i, out) in tmp.chunks(taps * block).enumerate() {
             let c0 = i * block;
@@ -2002,7 +1997,7 @@ mod tests {
 
     fn run_forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
         let mut y = vec![f32::NAN; g.output_len()];
-        forward(g, x, w, bias, relu, as_uninit(&mut y));
+        forward(g, x, w, bias, relu, crate::alloc::as_uninit(&mut y));
         y
     }
 

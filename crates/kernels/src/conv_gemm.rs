@@ -249,14 +249,6 @@ unsafe fn epilogue(c: *mut f32, (rows, cols): (usize, usize), ldc: usize, epi: E
     }
 }
 
-/// `y` viewed as possibly-uninitialised memory, for kernels that only write
-/// initialised floats into it.
-pub(crate) fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same size and alignment; the view is only written with
-    // initialised values, so `y` stays initialised.
-    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,14 +320,14 @@ mod tests {
                         &x,
                         &w,
                         Epilogue { bias: Some(&b), residual: None, relu: false, then: None },
-                        as_uninit(&mut y),
+                        crate::alloc::as_uninit(&mut y),
                     )
                 });
                 for (i, (g, e)) in y.iter().zip(&plain).enumerate() {
                     assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{geo:?} {threads} threads [{i}]: {g} vs {e}");
                 }
                 let epi = Epilogue { bias: Some(&b), residual: Some(&r), relu: true, then: None };
-                pool.install(|| forward(&geo, &x, &w, epi, as_uninit(&mut y)));
+                pool.install(|| forward(&geo, &x, &w, epi, crate::alloc::as_uninit(&mut y)));
                 for (i, (g, e)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (g - e).abs() <= 1e-4 * (1.0 + e.abs()),

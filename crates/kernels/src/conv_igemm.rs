@@ -401,7 +401,7 @@ mod tests {
             let run = |threads: usize, epi: Epilogue<'_>| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut y = vec![f32::NAN; geo.output_len()];
-                pool.install(|| forward(&geo, &x, &w, epi, crate::conv_gemm::as_uninit(&mut y)));
+                pool.install(|| forward(&geo, &x, &w, epi, crate::alloc::as_uninit(&mut y)));
                 y
             };
             let epis = [

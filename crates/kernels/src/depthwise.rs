@@ -44,14 +44,6 @@ pub fn supported(geo: &ConvGeometry) -> bool {
     geo.groups > 1 && geo.groups == geo.in_c && geo.out_c == geo.in_c
 }
 
-/// `y` viewed as possibly-uninitialised memory, for kernels that only write
-/// initialised floats into it.
-pub(crate) fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same size and alignment; the view is only written with
-    // initialised values, so `y` stays initialised.
-    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
-}
-
 /// Output pixels per weight-gradient band (and partial sum).
 const PARAM_PIXELS: usize = 512;
 
@@ -352,7 +344,7 @@ fn backward_input(geo: &ConvGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
                 flipped[(ky * kw + kx) * c..][..c].copy_from_slice(&w[src..src + c]);
             }
         }
-        forward(&t, dy, &flipped, None, ConvAct::Identity, as_uninit(dx));
+        forward(&t, dy, &flipped, None, ConvAct::Identity, crate::alloc::as_uninit(dx));
         return;
     }
     // the general case: per input pixel, the (tap, output) pairs that read it
