@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use convnet::speech::{
-    Architecture, Confusion, DataOptions, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel, StreamOptions,
-    TrainConfig, TrainEvent, listen, make_stream, read_truth, score_detections, write_truth, write_wav,
+    Architecture, Confusion, DataOptions, Listening, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel,
+    StreamOptions, TrainConfig, TrainEvent, WindowScores, listen, make_stream, read_truth, recognize, score_detections,
+    window_scores, write_truth, write_wav,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -143,6 +144,10 @@ pub struct ListenArgs {
     /// A detection counts for a word whose clip ends within this many ms of it.
     #[arg(long, default_value_t = 750)]
     pub time_tolerance_ms: i64,
+    /// Write every window's scores to this CSV file (`time_ms` and one column per label), to
+    /// look at the raw posteriors or choose the recogniser's settings.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -357,9 +362,17 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
         minimum_count: a.minimum_count,
     };
     let start = Instant::now();
-    let heard = listen(&model, &audio, &cfg)?;
+    let windows = window_scores(&model, &audio, cfg.clip_stride_ms)?;
+    let heard = Listening {
+        detections: recognize(&model.info.labels, &windows, &cfg)?,
+        windows: windows.len(),
+        audio_seconds: audio.len() as f64 / f64::from(model.info.front_end.sample_rate),
+    };
     let seconds = start.elapsed().as_secs_f64();
     let rtf = seconds / heard.audio_seconds.max(1e-9);
+    if let Some(path) = &a.scores {
+        write_scores(path, &model.info.labels, &windows)?;
+    }
     let stats = match &a.truth {
         Some(t) => {
             let truth = read_truth(t)?;
@@ -402,6 +415,25 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes window scores as CSV: a header `time_ms,<label>...`, then one row per window.
+fn write_scores(path: &Path, labels: &[String], windows: &[WindowScores]) -> Result<()> {
+    let mut out = String::with_capacity(windows.len() * labels.len() * 8);
+    out.push_str("time_ms");
+    for l in labels {
+        out.push(',');
+        out.push_str(l);
+    }
+    out.push('\n');
+    for w in windows {
+        out.push_str(&w.time_ms.to_string());
+        for s in &w.scores {
+            out.push_str(&format!(",{s:.5}"));
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn make_stream_cmd(a: &MakeStreamArgs) -> Result<()> {

@@ -32,8 +32,8 @@ pub use error::{Result, SpeechError};
 pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd};
 pub use models::{Architecture, create_model};
 pub use recognize::{
-    Detection, Listening, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord, listen,
-    score_detections,
+    Detection, Listening, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord, WindowScores,
+    listen, recognize, score_detections, window_scores,
 };
 pub use speech_model::{Prediction, SpeechModel, SpeechModelInfo};
 pub use split::{Split, SplitLists, which_set};

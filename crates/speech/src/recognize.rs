@@ -130,33 +130,61 @@ pub struct Listening {
     pub audio_seconds: f64,
 }
 
-/// Runs `model` over `samples` (at the model's rate) as a stream: window scores in batches,
-/// then [`RecognizeCommands`] over them in time order.
-pub fn listen(model: &SpeechModel, samples: &[f32], cfg: &RecognizerConfig) -> Result<Listening> {
+/// Scores of one window of a stream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowScores {
+    /// End of the window in ms from the start (the time [`RecognizeCommands`] sees).
+    pub time_ms: i64,
+    /// One probability per label, in the model's label order.
+    pub scores: Vec<f32>,
+}
+
+/// Scores every clip-long window of `samples` (at the model's rate), one every
+/// `clip_stride_ms`, in batches. What [`listen`] smooths; kept separate so the raw posteriors
+/// can be written out to choose the recogniser's settings.
+pub fn window_scores(model: &SpeechModel, samples: &[f32], clip_stride_ms: u32) -> Result<Vec<WindowScores>> {
     let fe = model.info.front_end;
     let clip = fe.desired_samples();
-    let stride = (fe.sample_rate as u64 * u64::from(cfg.clip_stride_ms) / 1000) as usize;
+    let stride = (fe.sample_rate as u64 * u64::from(clip_stride_ms) / 1000) as usize;
     if stride == 0 {
         return Err(SpeechError::options("clip stride must be at least one sample"));
     }
-    let audio_seconds = samples.len() as f64 / f64::from(fe.sample_rate);
     let starts: Vec<usize> =
         if samples.len() <= clip { vec![0] } else { (0..=samples.len() - clip).step_by(stride).collect() };
-    let mut recognizer = RecognizeCommands::new(model.info.labels.clone(), *cfg);
-    let mut detections = Vec::new();
+    let mut out = Vec::with_capacity(starts.len());
     for block in starts.chunks(256) {
         let windows: Vec<&[f32]> = block.iter().map(|&s| &samples[s..(s + clip).min(samples.len())]).collect();
         let scores = model.probabilities(&windows, 128)?;
-        for (&start, s) in block.iter().zip(&scores) {
+        for (&start, scores) in block.iter().zip(scores) {
             let time_ms = ((start + clip) as u64 * 1000 / u64::from(fe.sample_rate)) as i64;
-            let r = recognizer.process(s, time_ms)?;
-            let word = &model.info.labels[r.label];
-            if r.is_new_command && !word.starts_with('_') {
-                detections.push(Detection { word: word.clone(), time_ms, score: r.score });
-            }
+            out.push(WindowScores { time_ms, scores });
         }
     }
-    Ok(Listening { detections, windows: starts.len(), audio_seconds })
+    Ok(out)
+}
+
+/// Runs [`RecognizeCommands`] over window scores in time order and keeps the new detections
+/// of wanted words.
+pub fn recognize(labels: &[String], windows: &[WindowScores], cfg: &RecognizerConfig) -> Result<Vec<Detection>> {
+    let mut recognizer = RecognizeCommands::new(labels.to_vec(), *cfg);
+    let mut detections = Vec::new();
+    for w in windows {
+        let r = recognizer.process(&w.scores, w.time_ms)?;
+        let word = &labels[r.label];
+        if r.is_new_command && !word.starts_with('_') {
+            detections.push(Detection { word: word.clone(), time_ms: w.time_ms, score: r.score });
+        }
+    }
+    Ok(detections)
+}
+
+/// Runs `model` over `samples` (at the model's rate) as a stream: [`window_scores`], then
+/// [`recognize`].
+pub fn listen(model: &SpeechModel, samples: &[f32], cfg: &RecognizerConfig) -> Result<Listening> {
+    let audio_seconds = samples.len() as f64 / f64::from(model.info.front_end.sample_rate);
+    let windows = window_scores(model, samples, cfg.clip_stride_ms)?;
+    let detections = recognize(&model.info.labels, &windows, cfg)?;
+    Ok(Listening { detections, windows: windows.len(), audio_seconds })
 }
 
 /// A word placed in a test stream.
