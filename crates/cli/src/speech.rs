@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use convnet::speech::{
     Architecture, Confusion, DataOptions, Listening, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel,
-    StreamOptions, TrainConfig, TrainEvent, WindowScores, listen, make_stream, read_truth, recognize, score_detections,
-    window_scores, write_truth, write_wav,
+    StreamOptions, TrainConfig, TrainEvent, TuneOptions, WindowScores, listen, make_stream, read_truth, recognize,
+    score_detections, tune_recognizer, window_scores, write_truth, write_wav,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -25,6 +25,9 @@ pub enum SpeechCmd {
     Listen(ListenArgs),
     /// Build a long test recording from a split's clips, with its word list (for `listen --truth`).
     MakeStream(MakeStreamArgs),
+    /// Choose a model's streaming settings on validation streams and store them in the model
+    /// file (`train` does this at its end).
+    Tune(TuneArgs),
 }
 
 /// Update rules of `--optimizer`.
@@ -103,6 +106,8 @@ pub struct TrainArgs {
     /// step (0: the raw weights, as TensorFlow).
     #[arg(long, default_value_t = 0.995)]
     pub ema_decay: f64,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 }
 
 /// Options of `convnet speech predict`.
@@ -128,14 +133,15 @@ pub struct ListenArgs {
     /// Hop between windows in ms.
     #[arg(long, default_value_t = 30)]
     pub clip_stride_ms: u32,
-    /// Averaging span in ms.
-    #[arg(long, default_value_t = 500)]
-    pub average_window_ms: u32,
-    #[arg(long, default_value_t = 0.7)]
-    pub detection_threshold: f32,
-    /// Quiet time after a detection in ms.
-    #[arg(long, default_value_t = 500)]
-    pub suppression_ms: u32,
+    /// Averaging span in ms [default: the model's tuned setting, else TensorFlow's 500].
+    #[arg(long)]
+    pub average_window_ms: Option<u32>,
+    /// Smallest averaged score reported [default: the model's tuned setting, else 0.7].
+    #[arg(long)]
+    pub detection_threshold: Option<f32>,
+    /// Quiet time after a detection in ms [default: the model's tuned setting, else 500].
+    #[arg(long)]
+    pub suppression_ms: Option<u32>,
     #[arg(long, default_value_t = 3)]
     pub minimum_count: usize,
     /// `word,start_ms` list of the words in the file (from `make-stream`): score the detections.
@@ -150,6 +156,30 @@ pub struct ListenArgs {
     pub scores: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `convnet speech tune`.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// A model written by `convnet speech train`; rewritten with the chosen settings.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The Speech Commands folder the model was trained on (its validation split is used).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// How `train` and `tune` choose the streaming settings.
+#[derive(Args, Debug)]
+pub struct TuningArgs {
+    /// Validation streams to tune on (0: keep TensorFlow's settings).
+    #[arg(long, default_value_t = 4)]
+    pub tune_streams: usize,
+    /// The most wrong or false detections per minute a setting may make on them.
+    #[arg(long, default_value_t = 0.5)]
+    pub tune_max_false_per_minute: f64,
 }
 
 /// Options of `convnet speech make-stream`.
@@ -179,6 +209,7 @@ pub fn speech(cmd: &SpeechCmd) -> Result<()> {
         SpeechCmd::Predict(a) => predict(a),
         SpeechCmd::Listen(a) => listen_cmd(a),
         SpeechCmd::MakeStream(a) => make_stream_cmd(a),
+        SpeechCmd::Tune(a) => tune_cmd(a),
     }
 }
 
@@ -299,7 +330,9 @@ fn train(a: &TrainArgs) -> Result<()> {
         &h.iter().map(|p| p.train_accuracy).collect::<Vec<_>>(),
         &h.iter().map(|p| p.val_accuracy).collect::<Vec<_>>(),
     )?;
-    out.model.save(&ckpt).with_context(|| format!("saving {}", ckpt.display()))?;
+    let mut model = out.model;
+    tune_model(&mut model, &data, &a.tuning)?;
+    model.save(&ckpt).with_context(|| format!("saving {}", ckpt.display()))?;
     println!(
         "model (best validation weights): {}\nconfusion matrix: {}, {}\nhistory (one point per {} steps): {}",
         ckpt.display(),
@@ -354,11 +387,12 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
     if resampled {
         eprintln!("note: resampled {} to {} Hz", a.file.display(), model.info.front_end.sample_rate);
     }
+    let tuned = model.info.recognizer.map(|t| t.config).unwrap_or_default();
     let cfg = RecognizerConfig {
         clip_stride_ms: a.clip_stride_ms,
-        average_window_ms: a.average_window_ms,
-        detection_threshold: a.detection_threshold,
-        suppression_ms: a.suppression_ms,
+        average_window_ms: a.average_window_ms.unwrap_or(tuned.average_window_ms),
+        detection_threshold: a.detection_threshold.unwrap_or(tuned.detection_threshold),
+        suppression_ms: a.suppression_ms.unwrap_or(tuned.suppression_ms),
         minimum_count: a.minimum_count,
     };
     let start = Instant::now();
@@ -434,6 +468,50 @@ fn write_scores(path: &Path, labels: &[String], windows: &[WindowScores]) -> Res
         out.push('\n');
     }
     std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Tunes `model`'s streaming settings on `data`'s validation split (unless asked not to) and
+/// prints them.
+fn tune_model(model: &mut SpeechModel, data: &SpeechCommands, t: &TuningArgs) -> Result<()> {
+    if t.tune_streams == 0 {
+        return Ok(());
+    }
+    let opts = TuneOptions {
+        streams: t.tune_streams,
+        max_false_per_minute: t.tune_max_false_per_minute,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let tuned = tune_recognizer(model, data, &opts)?;
+    let c = tuned.config;
+    println!(
+        "streaming settings (tuned on {:.1} min of validation streams in {:.1}s): average {} ms, threshold {:.2}, \
+         suppression {} ms: found {:.1}% of the words, {:.2} false detections per minute",
+        tuned.minutes,
+        start.elapsed().as_secs_f64(),
+        c.average_window_ms,
+        c.detection_threshold,
+        c.suppression_ms,
+        100.0 * tuned.found_rate,
+        tuned.false_per_minute
+    );
+    model.info.recognizer = Some(tuned);
+    Ok(())
+}
+
+fn tune_cmd(a: &TuneArgs) -> Result<()> {
+    let mut model = load_model(&a.model)?;
+    let options = DataOptions {
+        wanted_words: model.info.labels[2..].to_vec(),
+        front_end: model.info.front_end,
+        ..DataOptions::default()
+    };
+    let data = load_data(&a.data, options)?;
+    if data.labels() != model.info.labels.as_slice() {
+        bail!("{} has labels {:?} but the data gives {:?}", a.model.display(), model.info.labels, data.labels());
+    }
+    tune_model(&mut model, &data, &a.tuning)?;
+    model.save(&a.model).with_context(|| format!("saving {}", a.model.display()))
 }
 
 fn make_stream_cmd(a: &MakeStreamArgs) -> Result<()> {
@@ -528,6 +606,7 @@ pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
             trained_steps: 0,
             validation_accuracy: None,
             feature_norm: data.feature_norm().cloned(),
+            recognizer: None,
         },
     )?;
     let (mut audio, _) = make_stream(&data, &StreamOptions::default())?;

@@ -22,6 +22,7 @@ pub mod speech_model;
 pub mod split;
 pub mod stream_test;
 pub mod train;
+pub mod tune;
 
 pub use augment::{Augmentation, MixDraw, mix};
 pub use dataset::{
@@ -39,3 +40,4 @@ pub use speech_model::{Prediction, SpeechModel, SpeechModelInfo};
 pub use split::{Split, SplitLists, which_set};
 pub use stream_test::{StreamOptions, make_stream, read_truth, write_truth, write_wav};
 pub use train::{Confusion, EvalPoint, OptimizerKind, TrainConfig, TrainEvent, TrainOutcome, evaluate, train};
+pub use tune::{TuneOptions, TunedRecognizer, tune_recognizer};

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SpeechError};
 use crate::front_end::{FeatureNorm, FingerprintTransform, FrontEnd, fit_length};
 use crate::models::Architecture;
+use crate::tune::TunedRecognizer;
 
 /// Metadata key of [`SpeechModelInfo`].
 pub const INFO_KEY: &str = "speech.model";
@@ -33,6 +34,9 @@ pub struct SpeechModelInfo {
     /// Feature standardisation the model was trained with (none: raw MFCCs).
     #[serde(default)]
     pub feature_norm: Option<FeatureNorm>,
+    /// Streaming settings chosen for this model on validation streams (none: TensorFlow's).
+    #[serde(default)]
+    pub recognizer: Option<TunedRecognizer>,
 }
 
 /// A keyword model ready to classify audio.

@@ -268,6 +268,7 @@ pub fn train(
         trained_steps: steps,
         validation_accuracy: acc,
         feature_norm: data.feature_norm().cloned(),
+        recognizer: None,
     };
     let validation = data.eval_set(Split::Validation)?;
     let start = Instant::now();
