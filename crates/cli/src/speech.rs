@@ -178,7 +178,7 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 4)]
     pub tune_streams: usize,
     /// The most wrong or false detections per minute a setting may make on them.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 1.0)]
     pub tune_max_false_per_minute: f64,
 }
 
@@ -331,7 +331,10 @@ fn train(a: &TrainArgs) -> Result<()> {
         &h.iter().map(|p| p.val_accuracy).collect::<Vec<_>>(),
     )?;
     let mut model = out.model;
-    tune_model(&mut model, &data, &a.tuning)?;
+    // the trained weights matter more than the tuning: keep TensorFlow's settings if it fails
+    if let Err(e) = tune_model(&mut model, &data, &a.tuning) {
+        eprintln!("warning: streaming settings not tuned, TensorFlow's are kept: {e:#}");
+    }
     model.save(&ckpt).with_context(|| format!("saving {}", ckpt.display()))?;
     println!(
         "model (best validation weights): {}\nconfusion matrix: {}, {}\nhistory (one point per {} steps): {}",
@@ -421,11 +424,25 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
             "audio_seconds": heard.audio_seconds,
             "windows": heard.windows,
             "real_time_factor": rtf,
+            "settings": cfg,
             "stats": stats,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    println!(
+        "settings: average {} ms, threshold {:.2}, suppression {} ms ({})",
+        cfg.average_window_ms,
+        cfg.detection_threshold,
+        cfg.suppression_ms,
+        if a.average_window_ms.is_some() || a.detection_threshold.is_some() || a.suppression_ms.is_some() {
+            "partly from the flags"
+        } else if model.info.recognizer.is_some() {
+            "tuned for this model on validation streams"
+        } else {
+            "TensorFlow's"
+        }
+    );
     for d in &heard.detections {
         println!("{:>9.3}s {} ({:.3})", d.time_ms as f64 / 1000.0, d.word, d.score);
     }

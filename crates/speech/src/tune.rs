@@ -41,7 +41,7 @@ impl Default for TuneOptions {
         TuneOptions {
             streams: 4,
             seed: 1000,
-            max_false_per_minute: 0.5,
+            max_false_per_minute: 1.0,
             average_window_ms: vec![250, 350, 500, 750, 1000],
             detection_threshold: (8..=18).map(|i| i as f32 * 0.05).collect(),
             suppression_ms: vec![500, 1000],
