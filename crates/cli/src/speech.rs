@@ -89,6 +89,10 @@ pub struct TrainArgs {
     pub gain_db: f32,
     /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
     /// afresh from the whole filler pool.
+    /// Shift each word anywhere in the window where it stays whole, instead of by up to
+    /// `--time-shift-ms`: what a sliding window sees in a stream.
+    #[arg(long)]
+    pub shift_within_word: bool,
     #[arg(long)]
     pub fixed_unknown: bool,
     /// `_unknown_` share of the training examples only, in percent of the word clips
@@ -222,6 +226,7 @@ fn data_options(a: &TrainArgs) -> DataOptions {
     o.augmentation.background_volume = a.background_volume;
     o.augmentation.speed_range = a.speed_range;
     o.augmentation.gain_db = a.gain_db;
+    o.augmentation.shift_within_word = a.shift_within_word;
     o.fresh_unknown = !a.fixed_unknown;
     o.training_unknown_percentage = a.training_unknown_percentage;
     o.normalize = a.normalize;

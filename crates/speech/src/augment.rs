@@ -29,6 +29,10 @@ pub struct Augmentation {
     /// Largest foreground gain change in dB, drawn `U(-g, g)` (0: off).
     #[serde(default)]
     pub gain_db: f32,
+    /// Instead of `U(-s, s)`, shift the word to anywhere in the window where it stays whole
+    /// (its bounds found from frame energy), as a sliding window sees it in a stream.
+    #[serde(default)]
+    pub shift_within_word: bool,
 }
 
 impl Augmentation {
@@ -40,6 +44,7 @@ impl Augmentation {
             background_volume: 0.1,
             speed_range: 0.0,
             gain_db: 0.0,
+            shift_within_word: false,
         }
     }
 
@@ -59,6 +64,7 @@ impl Augmentation {
             background_volume: 0.0,
             speed_range: 0.0,
             gain_db: 0.0,
+            shift_within_word: false,
         }
     }
 }
@@ -94,7 +100,14 @@ pub fn mix(
     let foreground = stretched.as_deref().or(foreground);
     let ts = aug.time_shift_samples as isize;
     // np.random.randint(-ts, ts): [-ts, ts)
-    let shift = if ts > 0 { rng.below(2 * ts as usize) as isize - ts } else { 0 };
+    let shift = match foreground.filter(|_| aug.shift_within_word).map(word_bounds) {
+        Some((a, b)) => {
+            let (lo, hi) = (-(a as isize), n as isize - b as isize);
+            if hi > lo { lo + rng.below((hi - lo + 1) as usize) as isize } else { 0 }
+        }
+        None if ts > 0 => rng.below(2 * ts as usize) as isize - ts,
+        None => 0,
+    };
     let mut out = vec![0.0f32; n];
     if let Some(fg) = foreground {
         // padded = pad(fg, [shift, 0]) or [0, -shift], then slice from max(0, -shift)
@@ -131,6 +144,21 @@ pub fn mix(
         *o = o.clamp(-1.0, 1.0);
     }
     (out, draw)
+}
+
+/// The span `[start, end)` of `clip` holding the word: 20 ms frames whose RMS is at least a
+/// tenth of the loudest frame's, first to last.
+pub fn word_bounds(clip: &[f32]) -> (usize, usize) {
+    const FRAME: usize = 320;
+    let rms: Vec<f32> =
+        clip.chunks(FRAME).map(|f| (f.iter().map(|v| v * v).sum::<f32>() / f.len() as f32).sqrt()).collect();
+    let loudest = rms.iter().copied().fold(0.0f32, f32::max);
+    if loudest == 0.0 {
+        return (0, clip.len());
+    }
+    let first = rms.iter().position(|&r| r >= 0.1 * loudest).unwrap_or(0);
+    let last = rms.iter().rposition(|&r| r >= 0.1 * loudest).unwrap_or(rms.len() - 1);
+    (first * FRAME, ((last + 1) * FRAME).min(clip.len()))
 }
 
 /// `fg` played `speed` times as fast, keeping its centre sample in place (linear
@@ -215,6 +243,25 @@ mod tests {
         // a loud foreground is clipped
         let (loud, _) = mix(Some(&[3.0f32; 10]), &[], &Augmentation::none(), 10, &mut rng);
         assert_eq!(loud, vec![1.0; 10]);
+    }
+
+    #[test]
+    fn shift_within_word_keeps_the_whole_word_in_view_anywhere() {
+        // a 200 ms word (6400..9600) in a quiet 1 s clip
+        let n = 16_000;
+        let fg: Vec<f32> = (0..n).map(|i| if (6400..9600).contains(&i) { 0.5 } else { 0.001 }).collect();
+        assert_eq!(word_bounds(&fg), (6400, 9600));
+        let aug = Augmentation { time_shift_samples: 1600, shift_within_word: true, ..Augmentation::none() };
+        let mut rng = Rng::new(3);
+        let (mut lo, mut hi) = (isize::MAX, isize::MIN);
+        for _ in 0..2000 {
+            let (out, d) = mix(Some(&fg), &[], &aug, n, &mut rng);
+            assert!((-6400..=6400).contains(&d.shift), "{}", d.shift);
+            assert_eq!(out.iter().filter(|&&v| v == 0.5).count(), 3200, "the word is cut at shift {}", d.shift);
+            (lo, hi) = (lo.min(d.shift), hi.max(d.shift));
+        }
+        // uniform over the whole range, far beyond TensorFlow's ±1600
+        assert!(lo < -6000 && hi > 6000, "{lo}..{hi}");
     }
 
     #[test]
