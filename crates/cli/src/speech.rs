@@ -87,12 +87,12 @@ pub struct TrainArgs {
     /// Random training gain on words, U(-g, g) dB (0: off, as TensorFlow).
     #[arg(long, default_value_t = 6.0)]
     pub gain_db: f32,
-    /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
-    /// afresh from the whole filler pool.
     /// Shift each word anywhere in the window where it stays whole, instead of by up to
     /// `--time-shift-ms`: what a sliding window sees in a stream.
     #[arg(long)]
     pub shift_within_word: bool,
+    /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
+    /// afresh from the whole filler pool.
     #[arg(long)]
     pub fixed_unknown: bool,
     /// `_unknown_` share of the training examples only, in percent of the word clips
