@@ -524,7 +524,7 @@ fn tune_model(model: &mut SpeechModel, data: &SpeechCommands, t: &TuningArgs) ->
 fn tune_cmd(a: &TuneArgs) -> Result<()> {
     let mut model = load_model(&a.model)?;
     let options = DataOptions {
-        wanted_words: model.info.labels[2..].to_vec(),
+        wanted_words: model.info.labels.get(2..).unwrap_or_default().to_vec(),
         front_end: model.info.front_end,
         ..DataOptions::default()
     };
