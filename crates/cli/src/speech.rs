@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use convnet::speech::{
-    Architecture, Confusion, DataOptions, Listening, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel,
-    StreamOptions, TrainConfig, TrainEvent, TuneOptions, WindowScores, listen, make_stream, read_truth, recognize,
-    score_detections, tune_recognizer, window_scores, write_truth, write_wav,
+    Architecture, Confusion, DataOptions, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel, StreamOptions,
+    TrainConfig, TrainEvent, TuneOptions, WindowScores, listen, make_stream, read_truth, score_detections,
+    tune_recognizer, write_truth, write_wav,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -404,16 +404,11 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
         minimum_count: a.minimum_count,
     };
     let start = Instant::now();
-    let windows = window_scores(&model, &audio, cfg.clip_stride_ms)?;
-    let heard = Listening {
-        detections: recognize(&model.info.labels, &windows, &cfg)?,
-        windows: windows.len(),
-        audio_seconds: audio.len() as f64 / f64::from(model.info.front_end.sample_rate),
-    };
+    let heard = listen(&model, &audio, &cfg)?;
     let seconds = start.elapsed().as_secs_f64();
     let rtf = seconds / heard.audio_seconds.max(1e-9);
     if let Some(path) = &a.scores {
-        write_scores(path, &model.info.labels, &windows)?;
+        write_scores(path, &model.info.labels, &heard.window_scores)?;
     }
     let stats = match &a.truth {
         Some(t) => {

@@ -126,6 +126,9 @@ pub struct Listening {
     pub detections: Vec<Detection>,
     /// Windows scored.
     pub windows: usize,
+    /// Every window's scores (for `listen --scores`; left out of the JSON form).
+    #[serde(skip)]
+    pub window_scores: Vec<WindowScores>,
     /// Audio length in seconds.
     pub audio_seconds: f64,
 }
@@ -184,7 +187,7 @@ pub fn listen(model: &SpeechModel, samples: &[f32], cfg: &RecognizerConfig) -> R
     let audio_seconds = samples.len() as f64 / f64::from(model.info.front_end.sample_rate);
     let windows = window_scores(model, samples, cfg.clip_stride_ms)?;
     let detections = recognize(&model.info.labels, &windows, cfg)?;
-    Ok(Listening { detections, windows: windows.len(), audio_seconds })
+    Ok(Listening { detections, windows: windows.len(), audio_seconds, window_scores: windows })
 }
 
 /// A word placed in a test stream.
