@@ -91,6 +91,18 @@ pub struct TrainArgs {
     /// `--time-shift-ms`: what a sliding window sees in a stream.
     #[arg(long)]
     pub shift_within_word: bool,
+    /// SpecAugment time masks per training example (0: off, as TensorFlow).
+    #[arg(long, default_value_t = 0)]
+    pub time_masks: usize,
+    /// Longest time mask, in 10 ms frames.
+    #[arg(long, default_value_t = 10)]
+    pub time_mask_frames: usize,
+    /// SpecAugment frequency masks per training example (0: off, as TensorFlow).
+    #[arg(long, default_value_t = 0)]
+    pub frequency_masks: usize,
+    /// Widest frequency mask, in MFCC coefficients.
+    #[arg(long, default_value_t = 5)]
+    pub frequency_mask_bins: usize,
     /// Use TensorFlow's fixed choice of training `_unknown_` clips instead of drawing them
     /// afresh from the whole filler pool.
     #[arg(long)]
@@ -227,6 +239,10 @@ fn data_options(a: &TrainArgs) -> DataOptions {
     o.augmentation.speed_range = a.speed_range;
     o.augmentation.gain_db = a.gain_db;
     o.augmentation.shift_within_word = a.shift_within_word;
+    o.augmentation.time_masks = a.time_masks;
+    o.augmentation.time_mask_frames = a.time_mask_frames;
+    o.augmentation.frequency_masks = a.frequency_masks;
+    o.augmentation.frequency_mask_bins = a.frequency_mask_bins;
     o.fresh_unknown = !a.fixed_unknown;
     o.training_unknown_percentage = a.training_unknown_percentage;
     o.normalize = a.normalize;

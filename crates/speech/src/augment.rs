@@ -10,6 +10,10 @@
 //! which changes tempo and pitch together, as speakers differ in both) and a random foreground
 //! gain `U(-g, g)` dB (speakers differ in loudness, and raw MFCCs carry it in every frame).
 //! They are drawn before the shift, so the TensorFlow draws keep their order when both are off.
+//!
+//! A third, off by default, works on the fingerprint rather than the audio: SpecAugment's time
+//! and frequency masks ([`mask_fingerprint`]), which the Keyword Transformer applies to the
+//! same 40 MFCCs.
 
 use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -33,6 +37,19 @@ pub struct Augmentation {
     /// (its bounds found from frame energy), as a sliding window sees it in a stream.
     #[serde(default)]
     pub shift_within_word: bool,
+    /// SpecAugment time masks per example: each hides up to `time_mask_frames` frames.
+    #[serde(default)]
+    pub time_masks: usize,
+    /// Longest time mask, in frames (10 ms each).
+    #[serde(default)]
+    pub time_mask_frames: usize,
+    /// SpecAugment frequency masks per example: each hides up to `frequency_mask_bins`
+    /// consecutive coefficients.
+    #[serde(default)]
+    pub frequency_masks: usize,
+    /// Widest frequency mask, in coefficients.
+    #[serde(default)]
+    pub frequency_mask_bins: usize,
 }
 
 impl Augmentation {
@@ -45,6 +62,10 @@ impl Augmentation {
             speed_range: 0.0,
             gain_db: 0.0,
             shift_within_word: false,
+            time_masks: 0,
+            time_mask_frames: 0,
+            frequency_masks: 0,
+            frequency_mask_bins: 0,
         }
     }
 
@@ -65,6 +86,45 @@ impl Augmentation {
             speed_range: 0.0,
             gain_db: 0.0,
             shift_within_word: false,
+            time_masks: 0,
+            time_mask_frames: 0,
+            frequency_masks: 0,
+            frequency_mask_bins: 0,
+        }
+    }
+}
+
+/// SpecAugment's masks on a `[frames, bins]` fingerprint: `aug.time_masks` runs of
+/// `U{0..=time_mask_frames}` frames and `aug.frequency_masks` runs of
+/// `U{0..=frequency_mask_bins}` coefficients, each at a uniform position. A masked value
+/// becomes its coefficient's mean over the clip rather than 0: raw MFCCs are not centred (the
+/// first is the log energy), so a 0 would be a loud, out-of-range value, where the mean only
+/// removes the information.
+pub fn mask_fingerprint(print: &mut [f32], bins: usize, aug: &Augmentation, rng: &mut Rng) {
+    if bins == 0 || print.len() < bins || (aug.time_masks == 0 && aug.frequency_masks == 0) {
+        return;
+    }
+    let frames = print.len() / bins;
+    let mut mean = vec![0.0f32; bins];
+    for row in print.chunks_exact(bins) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v / frames as f32;
+        }
+    }
+    let run = |rng: &mut Rng, longest: usize, total: usize| {
+        let len = rng.below(longest.min(total) + 1);
+        (rng.below(total - len + 1), len)
+    };
+    for _ in 0..aug.time_masks {
+        let (start, len) = run(rng, aug.time_mask_frames, frames);
+        for row in print.chunks_exact_mut(bins).skip(start).take(len) {
+            row.copy_from_slice(&mean);
+        }
+    }
+    for _ in 0..aug.frequency_masks {
+        let (start, len) = run(rng, aug.frequency_mask_bins, bins);
+        for row in print.chunks_exact_mut(bins) {
+            row[start..start + len].copy_from_slice(&mean[start..start + len]);
         }
     }
 }
@@ -313,5 +373,53 @@ mod tests {
         // off: identical to the input
         let (same, d) = mix(Some(&fg), &[], &Augmentation::none(), n, &mut rng);
         assert_eq!((same, d.speed, d.gain), (fg, 1.0, 1.0));
+    }
+
+    #[test]
+    fn masks_replace_runs_of_frames_and_coefficients_by_the_clip_mean() {
+        let (frames, bins) = (98, 40);
+        // every value distinct, and no value equal to its coefficient's mean
+        let print: Vec<f32> =
+            (0..frames * bins).map(|i| ((i / bins) * (i / bins)) as f32 + 0.01 * (i % bins) as f32).collect();
+        let mean: Vec<f32> =
+            (0..bins).map(|b| (0..frames).map(|f| print[f * bins + b]).sum::<f32>() / frames as f32).collect();
+        let aug = Augmentation {
+            time_masks: 2,
+            time_mask_frames: 10,
+            frequency_masks: 2,
+            frequency_mask_bins: 5,
+            ..Augmentation::none()
+        };
+        let mut rng = Rng::new(11);
+        let (trials, mut masked_frames, mut longest) = (2000, 0usize, 0usize);
+        let masked = |v: f32, b: usize| (v - mean[b]).abs() <= 1e-3 * mean[b].abs().max(1.0);
+        for _ in 0..trials {
+            let mut p = print.clone();
+            mask_fingerprint(&mut p, bins, &aug, &mut rng);
+            let rows: Vec<bool> = (0..frames).map(|f| (0..bins).all(|b| masked(p[f * bins + b], b))).collect();
+            let cols: Vec<bool> = (0..bins).map(|b| (0..frames).all(|f| masked(p[f * bins + b], b))).collect();
+            // every other value is untouched
+            for f in 0..frames {
+                for b in 0..bins {
+                    let v = p[f * bins + b];
+                    assert!(rows[f] || cols[b] || v == print[f * bins + b], "frame {f} bin {b}");
+                }
+            }
+            let runs = |m: &[bool]| -> Vec<usize> { m.split(|x| !x).map(|r| r.len()).filter(|&l| l > 0).collect() };
+            let (tr, fr) = (runs(&rows), runs(&cols));
+            // two masks may overlap or touch, so a run is at most twice the longest mask
+            assert!(tr.len() <= 2 && tr.iter().all(|&l| l <= 20), "{tr:?}");
+            assert!(fr.len() <= 2 && fr.iter().all(|&l| l <= 10), "{fr:?}");
+            masked_frames += rows.iter().filter(|&&r| r).count();
+            longest = longest.max(tr.iter().copied().max().unwrap_or(0));
+        }
+        // two masks of U{0..=10} frames: 10 frames on average, less their overlaps
+        let per_example = masked_frames as f64 / trials as f64;
+        assert!((8.5..=10.0).contains(&per_example), "{per_example}");
+        assert!(longest > 10);
+        // off: untouched
+        let mut same = print.clone();
+        mask_fingerprint(&mut same, bins, &Augmentation::none(), &mut rng);
+        assert_eq!(same, print);
     }
 }

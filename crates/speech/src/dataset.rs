@@ -28,7 +28,7 @@ use convnet_tensor::rng::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{Augmentation, mix};
+use crate::augment::{Augmentation, mask_fingerprint, mix};
 use crate::error::{Result, SpeechError};
 use crate::front_end::{FeatureNorm, FingerprintTransform, FrontEnd, fit_length};
 use crate::split::{Split, SplitLists, which_set};
@@ -404,8 +404,11 @@ impl SpeechCommands {
         let prints = picks
             .par_iter()
             .map(|&(example, seed)| {
-                let audio = self.example_audio(Split::Training, example, &aug, &mut Rng::new(seed));
-                self.transform.fingerprint(&audio)
+                let mut rng = Rng::new(seed);
+                let audio = self.example_audio(Split::Training, example, &aug, &mut rng);
+                let mut print = self.transform.fingerprint(&audio)?;
+                mask_fingerprint(&mut print, self.options.front_end.feature_bin_count, &aug, &mut rng);
+                Ok(print)
             })
             .collect::<Result<Vec<_>>>()?;
         let labels = picks.iter().map(|(e, _)| e.label).collect();
