@@ -8,24 +8,7 @@ use convnet_kernels::gemm::{MatMut, MatRef, sgemm};
 use std::time::Instant;
 
 fn geo(c: usize, co: usize, hw: usize) -> ConvGeometry {
-    ConvGeometry {
-        batch: 128,
-        in_h: hw,
-        in_w: hw,
-        in_c: c,
-        out_h: hw,
-        out_w: hw,
-        out_c: co,
-        kernel_h: 5,
-        kernel_w: 5,
-        stride_h: 1,
-        stride_w: 1,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: 2,
-        pad_left: 2,
-        groups: 1,
-    }
+    ConvGeometry::new(128, (hw, hw, c), (5, 5, co), (1, 1), (1, 1), (2, 2, 2, 2))
 }
 
 fn time(name: &str, flops: f64, reps: usize, mut f: impl FnMut()) {

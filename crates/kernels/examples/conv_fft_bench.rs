@@ -13,24 +13,7 @@ use std::time::Instant;
 
 /// A stride-1 geometry with TF "SAME" padding (the odd pixel at the bottom and right).
 fn same(batch: usize, (h, w, c): (usize, usize, usize), (kh, kw, co): (usize, usize, usize)) -> ConvGeometry {
-    ConvGeometry {
-        batch,
-        in_h: h,
-        in_w: w,
-        in_c: c,
-        out_h: h,
-        out_w: w,
-        out_c: co,
-        kernel_h: kh,
-        kernel_w: kw,
-        stride_h: 1,
-        stride_w: 1,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: (kh - 1) / 2,
-        pad_left: (kw - 1) / 2,
-        groups: 1,
-    }
+    ConvGeometry::new(batch, (h, w, c), (kh, kw, co), (1, 1), (1, 1), ((kh - 1) / 2, kh / 2, (kw - 1) / 2, kw / 2))
 }
 
 /// Best of `reps` runs (after one warm-up), in seconds.

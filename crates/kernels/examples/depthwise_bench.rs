@@ -28,25 +28,7 @@ type Layer = (ConvGeometry, usize, Vec<f32>, Vec<f32>, Vec<f32>);
 
 fn geo(batch: usize, hw: usize, c: usize, k: usize, s: usize) -> ConvGeometry {
     let p = ((s - 1) + (k - 1)) / 2;
-    let out = (hw + 2 * p - k) / s + 1;
-    ConvGeometry {
-        batch,
-        in_h: hw,
-        in_w: hw,
-        in_c: c,
-        out_h: out,
-        out_w: out,
-        out_c: c,
-        kernel_h: k,
-        kernel_w: k,
-        stride_h: s,
-        stride_w: s,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: p,
-        pad_left: p,
-        groups: c,
-    }
+    ConvGeometry::new(batch, (hw, hw, c), (k, k, c), (s, s), (1, 1), (p, p, p, p)).with_groups(c)
 }
 
 fn main() {

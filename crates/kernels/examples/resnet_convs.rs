@@ -14,25 +14,7 @@ type Layer = (String, usize, usize, usize, usize, usize, bool);
 
 fn geometry(batch: usize, (_, h, c, co, k, s, _): &Layer) -> ConvGeometry {
     let pad = k / 2;
-    let o = (h + 2 * pad - k) / s + 1;
-    ConvGeometry {
-        batch,
-        in_h: *h,
-        in_w: *h,
-        in_c: *c,
-        out_h: o,
-        out_w: o,
-        out_c: *co,
-        kernel_h: *k,
-        kernel_w: *k,
-        stride_h: *s,
-        stride_w: *s,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: pad,
-        pad_left: pad,
-        groups: 1,
-    }
+    ConvGeometry::new(batch, (*h, *h, *c), (*k, *k, *co), (*s, *s), (1, 1), (pad, pad, pad, pad))
 }
 
 fn resnet50() -> Vec<Layer> {

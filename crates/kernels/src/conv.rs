@@ -43,6 +43,48 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// `batch` images of `in_h x in_w x in_c` through a `kernel_h x kernel_w` window into
+    /// `out_c` channels, with strides, dilations and zero padding `(top, bottom, left, right)`,
+    /// in one group; the output size follows as PyTorch and TensorFlow compute it (the bottom
+    /// and right padding only shape the output: every tap outside the image reads zero). The
+    /// tensor layer derives its geometries from a layer's arguments; this is for callers that
+    /// state one directly: tests, examples and benchmarks.
+    ///
+    /// Panics if a stride is 0 or the padded input is smaller than the dilated window.
+    pub fn new(
+        batch: usize,
+        (in_h, in_w, in_c): (usize, usize, usize),
+        (kernel_h, kernel_w, out_c): (usize, usize, usize),
+        (stride_h, stride_w): (usize, usize),
+        (dilation_h, dilation_w): (usize, usize),
+        (top, bottom, left, right): (usize, usize, usize, usize),
+    ) -> Self {
+        let extent = |k: usize, d: usize| (k - 1) * d + 1;
+        ConvGeometry {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            out_h: (in_h + top + bottom - extent(kernel_h, dilation_h)) / stride_h + 1,
+            out_w: (in_w + left + right - extent(kernel_w, dilation_w)) / stride_w + 1,
+            out_c,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top: top,
+            pad_left: left,
+            groups: 1,
+        }
+    }
+
+    /// The same convolution in `groups` groups (`in_c` and `out_c` must be multiples of it).
+    pub fn with_groups(self, groups: usize) -> Self {
+        ConvGeometry { groups, ..self }
+    }
+
     /// Input channels per group.
     pub fn group_in(&self) -> usize {
         self.in_c / self.groups

@@ -615,25 +615,7 @@ mod tests {
         d: (usize, usize),
         pad: (usize, usize),
     ) -> ConvGeometry {
-        let (eh, ew) = ((k.0 - 1) * d.0 + 1, (k.1 - 1) * d.1 + 1);
-        ConvGeometry {
-            batch: n,
-            in_h: h,
-            in_w: w,
-            in_c: c,
-            out_h: (h + 2 * pad.0 - eh) / s.0 + 1,
-            out_w: (w + 2 * pad.1 - ew) / s.1 + 1,
-            out_c: co,
-            kernel_h: k.0,
-            kernel_w: k.1,
-            stride_h: s.0,
-            stride_w: s.1,
-            dilation_h: d.0,
-            dilation_w: d.1,
-            pad_top: pad.0,
-            pad_left: pad.1,
-            groups: 1,
-        }
+        ConvGeometry::new(n, (h, w, c), (k.0, k.1, co), s, d, (pad.0, pad.0, pad.1, pad.1))
     }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {

@@ -1953,24 +1953,7 @@ mod tests {
         (kh, kw, out_c): (usize, usize, usize),
         (top, bottom, left, right): (usize, usize, usize, usize),
     ) -> ConvGeometry {
-        ConvGeometry {
-            batch,
-            in_h,
-            in_w,
-            in_c,
-            out_h: in_h + top + bottom + 1 - kh,
-            out_w: in_w + left + right + 1 - kw,
-            out_c,
-            kernel_h: kh,
-            kernel_w: kw,
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: top,
-            pad_left: left,
-            groups: 1,
-        }
+        ConvGeometry::new(batch, (in_h, in_w, in_c), (kh, kw, out_c), (1, 1), (1, 1), (top, bottom, left, right))
     }
 
     fn values(n: usize, seed: u64) -> Vec<f32> {

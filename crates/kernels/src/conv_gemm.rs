@@ -265,25 +265,7 @@ mod tests {
         pad: usize,
         groups: usize,
     ) -> ConvGeometry {
-        let o = |x: usize| (x + 2 * pad - k) / s + 1;
-        ConvGeometry {
-            batch: n,
-            in_h: h,
-            in_w: w,
-            in_c: c,
-            out_h: o(h),
-            out_w: o(w),
-            out_c: co,
-            kernel_h: k,
-            kernel_w: k,
-            stride_h: s,
-            stride_w: s,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: pad,
-            pad_left: pad,
-            groups,
-        }
+        ConvGeometry::new(n, (h, w, c), (k, k, co), (s, s), (1, 1), (pad, pad, pad, pad)).with_groups(groups)
     }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {

@@ -344,25 +344,7 @@ mod tests {
         (dh, dw): (usize, usize),
         (pt, pb, pl, pr): (usize, usize, usize, usize),
     ) -> ConvGeometry {
-        let (eh, ew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-        ConvGeometry {
-            batch: n,
-            in_h: h,
-            in_w: w,
-            in_c: c,
-            out_h: (h + pt + pb - eh) / sh + 1,
-            out_w: (w + pl + pr - ew) / sw + 1,
-            out_c: co,
-            kernel_h: kh,
-            kernel_w: kw,
-            stride_h: sh,
-            stride_w: sw,
-            dilation_h: dh,
-            dilation_w: dw,
-            pad_top: pt,
-            pad_left: pl,
-            groups: 1,
-        }
+        ConvGeometry::new(n, (h, w, c), (kh, kw, co), (sh, sw), (dh, dw), (pt, pb, pl, pr))
     }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {

@@ -63,24 +63,15 @@ fn random_geometry(rng: &mut Rng) -> ConvGeometry {
         if in_h + pad_top + pad_bottom < eh || in_w + pad_left + pad_right < ew {
             continue;
         }
-        return ConvGeometry {
-            batch: 1 + rng.below(3),
-            in_h,
-            in_w,
-            in_c,
-            out_h: (in_h + pad_top + pad_bottom - eh) / stride_h + 1,
-            out_w: (in_w + pad_left + pad_right - ew) / stride_w + 1,
-            out_c,
-            kernel_h,
-            kernel_w,
-            stride_h,
-            stride_w,
-            dilation_h,
-            dilation_w,
-            pad_top,
-            pad_left,
-            groups,
-        };
+        return ConvGeometry::new(
+            1 + rng.below(3),
+            (in_h, in_w, in_c),
+            (kernel_h, kernel_w, out_c),
+            (stride_h, stride_w),
+            (dilation_h, dilation_w),
+            (pad_top, pad_bottom, pad_left, pad_right),
+        )
+        .with_groups(groups);
     }
 }
 
@@ -94,24 +85,7 @@ fn plain(
     stride: usize,
     pad: usize,
 ) -> ConvGeometry {
-    ConvGeometry {
-        batch,
-        in_h: h,
-        in_w: w,
-        in_c,
-        out_h: (h + 2 * pad - k) / stride + 1,
-        out_w: (w + 2 * pad - k) / stride + 1,
-        out_c,
-        kernel_h: k,
-        kernel_w: k,
-        stride_h: stride,
-        stride_w: stride,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: pad,
-        pad_left: pad,
-        groups: 1,
-    }
+    ConvGeometry::new(batch, (h, w, in_c), (k, k, out_c), (stride, stride), (1, 1), (pad, pad, pad, pad))
 }
 
 /// Every kernel entry point on one geometry, against the f64 loops.
@@ -201,6 +175,20 @@ fn check(g: &ConvGeometry, rng: &mut Rng) {
 }
 
 #[test]
+fn geometry_constructor_derives_pytorch_and_tensorflow_output_sizes() {
+    // ResNet's stem: 7x7, stride 2, padding 3 on 224 -> 112
+    let stem = ConvGeometry::new(1, (224, 224, 3), (7, 7, 64), (2, 2), (1, 1), (3, 3, 3, 3));
+    assert_eq!((stem.out_h, stem.out_w, stem.pad_top, stem.groups), (112, 112, 3, 1));
+    // TensorFlow "SAME", 3x3 stride 2 on 225 x 224: the odd padding pixel goes after
+    let same = ConvGeometry::new(2, (225, 224, 8), (3, 3, 8), (2, 2), (1, 1), (1, 1, 0, 1)).with_groups(8);
+    assert_eq!((same.out_h, same.out_w, same.groups), (113, 112, 8));
+    assert_eq!((same.weight_len(), same.output_len()), (3 * 3 * 8, 2 * 113 * 112 * 8));
+    // dilation 2 widens a 3x3 window to 5x5
+    let dilated = ConvGeometry::new(1, (10, 9, 4), (3, 3, 4), (1, 1), (2, 1), (0, 0, 0, 0));
+    assert_eq!((dilated.out_h, dilated.out_w), (6, 7));
+}
+
+#[test]
 fn conv_kernels_match_reference_on_ragged_geometries() {
     let mut rng = Rng::new(11);
     for _ in 0..300 {
@@ -264,25 +252,7 @@ fn dense_convs_apply_relu6_and_silu() {
     let mut rng = Rng::new(31);
     let geo = |batch, hw: usize, (cin, cout), k: usize, stride: usize| {
         let pad = ((stride - 1) + (k - 1)) / 2;
-        let out = (hw + 2 * pad - k) / stride + 1;
-        ConvGeometry {
-            batch,
-            in_h: hw,
-            in_w: hw,
-            in_c: cin,
-            out_h: out,
-            out_w: out,
-            out_c: cout,
-            kernel_h: k,
-            kernel_w: k,
-            stride_h: stride,
-            stride_w: stride,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: pad,
-            pad_left: pad,
-            groups: 1,
-        }
+        ConvGeometry::new(batch, (hw, hw, cin), (k, k, cout), (stride, stride), (1, 1), (pad, pad, pad, pad))
     };
     let silu = |v: f64| v / (1.0 + (-v).exp());
     let relu6 = |v: f64| v.clamp(0.0, 6.0);

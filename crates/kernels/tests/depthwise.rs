@@ -26,33 +26,16 @@ fn dw_geo(
     same: bool,
 ) -> ConvGeometry {
     let extent = (k - 1) * dilation + 1;
-    let (out_h, out_w, pad_top, pad_left) = if same {
-        let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
-        let th = ((oh - 1) * stride + extent).saturating_sub(h);
-        let tw = ((ow - 1) * stride + extent).saturating_sub(w);
-        (oh, ow, th / 2, tw / 2)
+    let pads = if same {
+        // the total padding that makes the output ceil(in / stride), the odd pixel after
+        let total = |n: usize| ((n.div_ceil(stride) - 1) * stride + extent).saturating_sub(n);
+        let (th, tw) = (total(h), total(w));
+        (th / 2, th - th / 2, tw / 2, tw - tw / 2)
     } else {
         let p = ((stride - 1) + dilation * (k - 1)) / 2;
-        ((h + 2 * p - extent) / stride + 1, (w + 2 * p - extent) / stride + 1, p, p)
+        (p, p, p, p)
     };
-    ConvGeometry {
-        batch,
-        in_h: h,
-        in_w: w,
-        in_c: c,
-        out_h,
-        out_w,
-        out_c: c,
-        kernel_h: k,
-        kernel_w: k,
-        stride_h: stride,
-        stride_w: stride,
-        dilation_h: dilation,
-        dilation_w: dilation,
-        pad_top,
-        pad_left,
-        groups: c,
-    }
+    ConvGeometry::new(batch, (h, w, c), (k, k, c), (stride, stride), (dilation, dilation), pads).with_groups(c)
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -174,24 +157,7 @@ fn depthwise_handles_asymmetric_and_large_padding() {
     for &(pt, pl, extra_h, extra_w) in &[(0, 0, 2, 2), (2, 0, 0, 1), (0, 2, 1, 0), (3, 3, 3, 3), (1, 2, 2, 0)] {
         // 3x3 kernel, stride 1: out = in + pad_top + pad_bottom - 2
         let (h, w, c) = (6, 7, 21);
-        let g = ConvGeometry {
-            batch: 2,
-            in_h: h,
-            in_w: w,
-            in_c: c,
-            out_h: h + pt + extra_h - 2,
-            out_w: w + pl + extra_w - 2,
-            out_c: c,
-            kernel_h: 3,
-            kernel_w: 3,
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: pt,
-            pad_left: pl,
-            groups: c,
-        };
+        let g = ConvGeometry::new(2, (h, w, c), (3, 3, c), (1, 1), (1, 1), (pt, extra_h, pl, extra_w)).with_groups(c);
         check(&g, &mut rng);
     }
 }
