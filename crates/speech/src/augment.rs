@@ -59,13 +59,7 @@ impl Augmentation {
             time_shift_samples: sample_rate as usize / 10,
             background_frequency: 0.8,
             background_volume: 0.1,
-            speed_range: 0.0,
-            gain_db: 0.0,
-            shift_within_word: false,
-            time_masks: 0,
-            time_mask_frames: 0,
-            frequency_masks: 0,
-            frequency_mask_bins: 0,
+            ..Self::none()
         }
     }
 
