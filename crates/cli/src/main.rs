@@ -99,13 +99,22 @@ enum BenchWhat {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // before the pool's threads start, so that they share the main heap
+    convnet::tensor::configure_allocator();
     if cli.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(cli.threads)
             .build_global()
             .context("setting up the thread pool")?;
     }
-    match cli.command {
+    // the command itself runs on a pool worker, which then takes part in
+    // every parallel loop of the kernels instead of sleeping through each
+    // (`on_worker`): training steps and forward passes alike
+    convnet::tensor::on_worker(|| run(cli.command))
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Train { what: TrainWhat::Mnist(args) } => mnist::train(&args),
         Command::Evaluate { model, data, json } => mnist::evaluate(&model, &data, json),
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),

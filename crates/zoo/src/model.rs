@@ -9,7 +9,7 @@ use crate::layers::apply_bn_updates;
 use crate::params::{Params, Vb};
 use crate::pretrained::PretrainedCfg;
 use crate::registry;
-use convnet_tensor::Tensor;
+use convnet_tensor::{Tensor, on_worker};
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -198,17 +198,18 @@ impl Model {
     /// Features before pooling, eval mode: `[n, h, w, in_chans] -> [n, h', w', num_features]`.
     pub fn forward_features(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        self.net.forward_features(&Cx::new(&self.params, Mode::Eval, 0), x)
+        on_worker(|| self.net.forward_features(&Cx::new(&self.params, Mode::Eval, 0), x))
     }
 
     /// Head, eval mode: logits `[n, classes]`, or pooled features `[n, num_features]` with `pre_logits`.
     pub fn forward_head(&self, features: &Tensor, pre_logits: bool) -> Result<Tensor> {
-        self.net.forward_head(&Cx::new(&self.params, Mode::Eval, 0), features, pre_logits)
+        on_worker(|| self.net.forward_head(&Cx::new(&self.params, Mode::Eval, 0), features, pre_logits))
     }
 
-    /// Logits in eval mode: `x: [n, h, w, in_chans] -> [n, classes]`.
+    /// Logits in eval mode: `x: [n, h, w, in_chans] -> [n, classes]`. Runs on a
+    /// worker of the current thread pool ([`on_worker`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(&Cx::new(&self.params, Mode::Eval, 0), x)
+        on_worker(|| self.forward_with(&Cx::new(&self.params, Mode::Eval, 0), x))
     }
 
     /// Logits with a caller-made context (tracing, MAC counting, a train-mode pass that
