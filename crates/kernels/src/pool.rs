@@ -391,111 +391,145 @@ pub fn max_pool_backward_compact_vec(geo: &PoolGeometry, dy: &[f32], index: &[u8
     dx
 }
 
+/// Output rows per parallel task of the max-pool forward: about four tasks
+/// per thread, none under ~16k comparisons (scheduling costs a few
+/// microseconds). Tasks are rows across the batch, not images, so that batch 1
+/// (ResNet's stem pool at inference) uses every thread.
+fn pool_rows_per_task(rows: usize, row_work: usize) -> usize {
+    let min_rows = (1usize << 14).div_ceil(row_work.max(1));
+    rows.div_ceil(4 * crate::threads()).max(min_rows).clamp(1, rows.max(1))
+}
+
 /// Shared max-pool forward: values into `y` and, when given, compact indices.
 fn max_pool_pass(geo: &PoolGeometry, x: &[f32], y: &mut [f32], index: Option<&mut [u8]>) {
     let c = geo.channels;
     let img_in = geo.in_h * geo.in_w * c;
-    let img_out = geo.out_h * geo.out_w * c;
-    if img_out == 0 {
+    let row_out = geo.out_w * c;
+    if row_out == 0 || geo.out_h == 0 {
         return;
     }
-    let one = |b: usize, yi: &mut [f32], mut ii: Option<&mut [u8]>| {
+    // output row `r` (numbered across the batch) into `yo`, its indices into `io`
+    let row = |r: usize, yo: &mut [f32], mut io: Option<&mut [u8]>| {
+        let (b, oy) = (r / geo.out_h, r % geo.out_h);
         let xi = &x[b * img_in..(b + 1) * img_in];
         if geo.is_tiling_2x2() {
-            let row = geo.in_w * c;
-            for oy in 0..geo.out_h {
-                let (top, bottom) =
-                    (&xi[2 * oy * row..(2 * oy + 1) * row], &xi[(2 * oy + 1) * row..(2 * oy + 2) * row]);
-                for ox in 0..geo.out_w {
-                    let o = (oy * geo.out_w + ox) * c;
-                    let p = 2 * ox * c;
-                    let (x0, x1, x2, x3) =
-                        (&top[p..p + c], &top[p + c..p + 2 * c], &bottom[p..p + c], &bottom[p + c..p + 2 * c]);
-                    let yo = &mut yi[o..o + c];
-                    #[cfg(target_arch = "x86_64")]
-                    if crate::x86::available() {
-                        let idx = ii.as_deref_mut().map_or(std::ptr::null_mut(), |ii| ii[o..o + c].as_mut_ptr());
-                        let src = [x0.as_ptr(), x1.as_ptr(), x2.as_ptr(), x3.as_ptr()];
-                        // SAFETY: avx512f checked; the four sources and yo are
-                        // slices of exactly c floats, idx (if any) of c bytes.
-                        unsafe { crate::x86::max_pool_2x2(src, c, yo.as_mut_ptr(), idx) };
-                        continue;
-                    }
-                    match ii.as_deref_mut() {
-                        Some(ii) => {
-                            let io = &mut ii[o..o + c];
-                            for ch in 0..c {
-                                let (mut m, mut i) = (x0[ch], 0u8);
-                                if x1[ch] > m {
-                                    (m, i) = (x1[ch], 1);
-                                }
-                                if x2[ch] > m {
-                                    (m, i) = (x2[ch], 2);
-                                }
-                                if x3[ch] > m {
-                                    (m, i) = (x3[ch], 3);
-                                }
-                                yo[ch] = m;
-                                io[ch] = i;
+            let line = geo.in_w * c;
+            let (top, bottom) =
+                (&xi[2 * oy * line..(2 * oy + 1) * line], &xi[(2 * oy + 1) * line..(2 * oy + 2) * line]);
+            for ox in 0..geo.out_w {
+                let (o, p) = (ox * c, 2 * ox * c);
+                let (x0, x1, x2, x3) =
+                    (&top[p..p + c], &top[p + c..p + 2 * c], &bottom[p..p + c], &bottom[p + c..p + 2 * c]);
+                let yp = &mut yo[o..o + c];
+                #[cfg(target_arch = "x86_64")]
+                if crate::x86::available() {
+                    let idx = io.as_deref_mut().map_or(std::ptr::null_mut(), |ii| ii[o..o + c].as_mut_ptr());
+                    let src = [x0.as_ptr(), x1.as_ptr(), x2.as_ptr(), x3.as_ptr()];
+                    // SAFETY: avx512f checked; the four sources and yp are
+                    // slices of exactly c floats, idx (if any) of c bytes.
+                    unsafe { crate::x86::max_pool_2x2(src, c, yp.as_mut_ptr(), idx) };
+                    continue;
+                }
+                match io.as_deref_mut() {
+                    Some(ii) => {
+                        let ip = &mut ii[o..o + c];
+                        for ch in 0..c {
+                            let (mut m, mut i) = (x0[ch], 0u8);
+                            if x1[ch] > m {
+                                (m, i) = (x1[ch], 1);
                             }
+                            if x2[ch] > m {
+                                (m, i) = (x2[ch], 2);
+                            }
+                            if x3[ch] > m {
+                                (m, i) = (x3[ch], 3);
+                            }
+                            yp[ch] = m;
+                            ip[ch] = i;
                         }
-                        None => {
-                            for ch in 0..c {
-                                let mut m = x0[ch];
-                                for v in [x1[ch], x2[ch], x3[ch]] {
-                                    if v > m {
-                                        m = v;
-                                    }
+                    }
+                    None => {
+                        for ch in 0..c {
+                            let mut m = x0[ch];
+                            for v in [x1[ch], x2[ch], x3[ch]] {
+                                if v > m {
+                                    m = v;
                                 }
-                                yo[ch] = m;
                             }
+                            yp[ch] = m;
                         }
                     }
                 }
             }
             return;
         }
-        for oy in 0..geo.out_h {
-            for ox in 0..geo.out_w {
-                let (ys, xs, _) = geo.window(oy, ox);
-                let y0 = (oy * geo.stride_h) as isize - geo.pad_top as isize;
-                let x0 = (ox * geo.stride_w) as isize - geo.pad_left as isize;
-                let o = (oy * geo.out_w + ox) * c;
-                let yo = &mut yi[o..o + c];
-                yo.fill(f32::NEG_INFINITY);
-                let mut seen = false;
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
-                        let pos = ((iy as isize - y0) as usize * geo.kernel_w + (ix as isize - x0) as usize) as u8;
-                        let p = (iy * geo.in_w + ix) * c;
-                        for ch in 0..c {
-                            let v = xi[p + ch];
-                            if v > yo[ch] || !seen {
-                                yo[ch] = v;
-                                if let Some(ii) = ii.as_deref_mut() {
-                                    ii[o + ch] = pos;
+        for ox in 0..geo.out_w {
+            let (ys, xs, _) = geo.window(oy, ox);
+            let y0 = (oy * geo.stride_h) as isize - geo.pad_top as isize;
+            let x0 = (ox * geo.stride_w) as isize - geo.pad_left as isize;
+            let o = ox * c;
+            let yp = &mut yo[o..o + c];
+            if ys.is_empty() || xs.is_empty() {
+                // a window that sees no input
+                yp.fill(0.0);
+                if let Some(ii) = io.as_deref_mut() {
+                    ii[o..o + c].fill(NO_INPUT);
+                }
+                continue;
+            }
+            // the first tap in the window starts the maximum, later ones
+            // replace it only when greater (the first maximum wins, as in PyTorch)
+            let at = |iy: usize, ix: usize| (iy * geo.in_w + ix) * c;
+            let tap =
+                |iy: usize, ix: usize| ((iy as isize - y0) as usize * geo.kernel_w + (ix as isize - x0) as usize) as u8;
+            let first = at(ys.start, xs.start);
+            yp.copy_from_slice(&xi[first..first + c]);
+            match io.as_deref_mut() {
+                Some(ii) => {
+                    let ip = &mut ii[o..o + c];
+                    ip.fill(tap(ys.start, xs.start));
+                    for iy in ys.clone() {
+                        for ix in xs.clone() {
+                            let (p, pos) = (at(iy, ix), tap(iy, ix));
+                            for ((m, i), v) in yp.iter_mut().zip(ip.iter_mut()).zip(&xi[p..p + c]) {
+                                if *v > *m {
+                                    (*m, *i) = (*v, pos);
                                 }
                             }
                         }
-                        seen = true;
                     }
                 }
-                if !seen {
-                    yo.fill(0.0);
-                    if let Some(ii) = ii.as_deref_mut() {
-                        ii[o..o + c].fill(NO_INPUT);
+                None => {
+                    // without indices the loop is a vector max
+                    for iy in ys.clone() {
+                        for ix in xs.clone() {
+                            let p = at(iy, ix);
+                            for (m, v) in yp.iter_mut().zip(&xi[p..p + c]) {
+                                if *v > *m {
+                                    *m = *v;
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
     };
+    let rows = geo.batch * geo.out_h;
+    let per = pool_rows_per_task(rows, row_out * geo.kernel_h * geo.kernel_w);
     match index {
-        Some(index) => y
-            .par_chunks_mut(img_out)
-            .zip(index.par_chunks_mut(img_out))
-            .enumerate()
-            .for_each(|(b, (yi, ii))| one(b, yi, Some(ii))),
-        None => y.par_chunks_mut(img_out).enumerate().for_each(|(b, yi)| one(b, yi, None)),
+        Some(index) => y.par_chunks_mut(per * row_out).zip(index.par_chunks_mut(per * row_out)).enumerate().for_each(
+            |(t, (yc, ic))| {
+                for (i, (yo, io)) in yc.chunks_mut(row_out).zip(ic.chunks_mut(row_out)).enumerate() {
+                    row(t * per + i, yo, Some(io));
+                }
+            },
+        ),
+        None => y.par_chunks_mut(per * row_out).enumerate().for_each(|(t, yc)| {
+            for (i, yo) in yc.chunks_mut(row_out).enumerate() {
+                row(t * per + i, yo, None);
+            }
+        }),
     }
 }
 
