@@ -46,6 +46,7 @@ pub struct Cx<'a> {
     pub(crate) bn_updates: RefCell<Vec<BnUpdate>>,
     trace: Option<RefCell<Vec<TraceRow>>>,
     macs: Cell<u64>,
+    largest_output: Cell<usize>,
 }
 
 impl<'a> Cx<'a> {
@@ -58,6 +59,7 @@ impl<'a> Cx<'a> {
             bn_updates: RefCell::new(Vec::new()),
             trace: None,
             macs: Cell::new(0),
+            largest_output: Cell::new(0),
         }
     }
 
@@ -108,6 +110,17 @@ impl<'a> Cx<'a> {
         if let Some(t) = &self.trace {
             t.borrow_mut().push(TraceRow { path: path.to_string(), kind, shape: y.dims().to_vec() });
         }
+    }
+
+    /// Notes the size (values) of a convolution's output, for [`Cx::largest_output`].
+    pub fn note_output(&self, numel: usize) {
+        self.largest_output.set(self.largest_output.get().max(numel));
+    }
+
+    /// The largest convolution output noted so far, in values: the activation memory a
+    /// forward pass streams through at its widest.
+    pub fn largest_output(&self) -> usize {
+        self.largest_output.get()
     }
 
     /// Adds multiply-accumulates done by a conv or linear layer.

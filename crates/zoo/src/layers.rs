@@ -147,6 +147,7 @@ impl Conv2d {
 fn count_conv(cx: &Cx, w: &Tensor, y: &Tensor) {
     let per_out: usize = w.dims()[..3].iter().product();
     cx.add_macs((y.numel() * per_out) as u64);
+    cx.note_output(y.numel());
 }
 
 /// `nn.BatchNorm2d` (optionally with timm's fused activation, `BatchNormAct2d`):

@@ -90,6 +90,26 @@ fn heads_features_and_reset_classifier() {
 }
 
 #[test]
+fn batches_run_in_parts_give_the_whole_batch_logits() {
+    // EfficientNet-B0's widest convolution output is the first expansion, 112x112x96 floats
+    // at 224x224: 4.8 MB per image, so 13 images fit the 64 MiB sub-batch budget
+    let m = create_model("efficientnet_b0", ZooOpts::new()).unwrap();
+    assert_eq!(m.sub_batch(&Tensor::zeros([16, 224, 224, 3])).unwrap(), 13);
+    // a single image is never split; the budget scales with the input's area (56x56x96 at 112)
+    assert_eq!(m.sub_batch(&Tensor::zeros([1, 224, 224, 3])).unwrap(), 1);
+    assert_eq!(m.sub_batch(&Tensor::zeros([4, 112, 112, 3])).unwrap(), 55);
+    // five images in parts of at most two (2 + 1 + 2) give the logits of the whole batch
+    let x = input(5, 48, 48, 3, 4);
+    let whole = m.forward_in_parts(&x, 5).unwrap();
+    let parts = m.forward_in_parts(&x, 2).unwrap();
+    assert_eq!(parts.dims(), [5, 1000]);
+    for (i, (a, b)) in whole.data().iter().zip(parts.data()).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "logit {i}: {a} whole, {b} in parts");
+    }
+    assert_eq!(m.forward(&x).unwrap().data(), whole.data(), "a small batch runs whole");
+}
+
+#[test]
 fn small_inputs_run_through_every_family() {
     for (name, size) in [
         ("efficientnet_b0", 64),
