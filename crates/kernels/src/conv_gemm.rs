@@ -230,6 +230,11 @@ unsafe fn epilogue(c: *mut f32, (rows, cols): (usize, usize), ldc: usize, epi: E
     for r in 0..rows {
         // SAFETY: the caller's contract.
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
+        if let (Some(op), Some(b), None, false) = (epi.then, bias, epi.residual, epi.relu) {
+            // bias and activation in one pass (EfficientNet's SiLU expansions)
+            crate::elementwise::bias_unary_in_place_serial(op, row, b);
+            continue;
+        }
         let res = epi.residual.map(|s| &s[(r0 + r) * ldc + c0..(r0 + r) * ldc + c0 + cols]);
         // one loop per case, so that each vectorises
         match (bias, res, epi.relu) {

@@ -197,11 +197,26 @@ pub fn unary_in_place(op: Unary, y: &mut [f32]) {
 pub(crate) fn unary_in_place_serial(op: Unary, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::x86::available() {
+        let p = y.as_mut_ptr();
         // SAFETY: avx512f checked; the same buffer is read and written in place, vector by vector.
-        unsafe { crate::x86::unary(op, y.as_ptr(), y.as_mut_ptr(), y.len()) };
+        unsafe { crate::x86::unary(op, p, p, y.len()) };
         return;
     }
     y.iter_mut().for_each(|v| *v = op.apply(*v));
+}
+
+/// `y = op(y + bias)` in one pass, on the calling thread (`bias` as long as `y`).
+pub(crate) fn bias_unary_in_place_serial(op: Unary, y: &mut [f32], bias: &[f32]) {
+    assert_eq!(y.len(), bias.len(), "bias_unary: lengths");
+    #[cfg(target_arch = "x86_64")]
+    if crate::x86::available() {
+        let p = y.as_mut_ptr();
+        // SAFETY: avx512f checked; `y` and `bias` hold `y.len()` floats, `y` read and
+        // written in place, vector by vector.
+        unsafe { crate::x86::bias_unary(op, p, bias.as_ptr(), p, y.len()) };
+        return;
+    }
+    y.iter_mut().zip(bias).for_each(|(v, b)| *v = op.apply(*v + b));
 }
 
 fn unary_into(op: Unary, x: &[f32], out: &mut [MaybeUninit<f32>]) {

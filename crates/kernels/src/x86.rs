@@ -572,24 +572,53 @@ pub(crate) fn activate(act: crate::conv::ConvAct, v: __m512) -> __m512 {
     }
 }
 
+/// `op` on every lane of `v`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn unary_ps(op: crate::elementwise::Unary, v: __m512) -> __m512 {
+    use crate::elementwise::Unary;
+    match op {
+        Unary::Relu => relu_ps(v),
+        Unary::Relu6 => relu6_ps(v),
+        Unary::Sigmoid => sigmoid_ps(v),
+        Unary::Silu => silu_ps(v),
+    }
+}
+
 /// `out[i] = op(x[i])` for `i < n`; `x` and `out` may be the same buffer.
 ///
 /// # Safety
 /// AVX-512F must be available; `x` must be readable and `out` writable for `n` floats.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn unary(op: crate::elementwise::Unary, x: *const f32, out: *mut f32, n: usize) {
-    use crate::elementwise::Unary;
+    // SAFETY: the caller's contract; no bias is read.
+    unsafe { bias_unary(op, x, std::ptr::null(), out, n) }
+}
+
+/// `out[i] = op(x[i] + bias[i])` for `i < n` (`bias` may be null: none): a
+/// convolution block's bias and activation in one pass over it (EfficientNet's
+/// SiLU expansions). `x` and `out` may be the same buffer.
+///
+/// # Safety
+/// AVX-512F must be available; `x` (and a non-null `bias`) must be readable and
+/// `out` writable for `n` floats.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn bias_unary(
+    op: crate::elementwise::Unary,
+    x: *const f32,
+    bias: *const f32,
+    out: *mut f32,
+    n: usize,
+) {
     unsafe {
         let mut i = 0;
         while i < n {
             let k = if n - i >= 16 { u16::MAX } else { lane_mask(n - i) };
-            let v = _mm512_maskz_loadu_ps(k, x.add(i));
-            let v = match op {
-                Unary::Relu => relu_ps(v),
-                Unary::Relu6 => relu6_ps(v),
-                Unary::Sigmoid => sigmoid_ps(v),
-                Unary::Silu => silu_ps(v),
-            };
+            let mut v = _mm512_maskz_loadu_ps(k, x.add(i));
+            if !bias.is_null() {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias.add(i)));
+            }
+            let v = unary_ps(op, v);
             _mm512_mask_storeu_ps(out.add(i), k, v);
             i += 16;
         }
