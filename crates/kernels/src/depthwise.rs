@@ -540,22 +540,26 @@ mod avx {
         mask: u16,
     }
 
-    /// Stores `act(acc[r])` at `out + r * c` (the block's lanes) and returns
-    /// their sum (zero in the other lanes: every load was masked).
+    /// Stores `act(acc[r])` at `out + r * c` (the block's lanes) and evaluates to
+    /// their sum (zero in the other lanes: every load was masked). A macro, not a
+    /// function: `#[inline]` on a `#[target_feature]` function is only a hint,
+    /// and the compiler kept this one out of line, passing the accumulators
+    /// through memory (and `#[inline(always)]` is not allowed there).
     ///
-    /// # Safety
-    /// AVX-512F; `out + r * c` must be writable for the block's lanes.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store<const R: usize>(a: &Tile, acc: [__m512; R], out: *mut f32) -> __m512 {
-        let mut sum = _mm512_setzero_ps();
-        for r in 0..R {
-            let v = activate(a.act, acc[r]);
-            // SAFETY: the caller's contract.
-            unsafe { _mm512_mask_storeu_ps(out.add(r * a.c), a.mask, v) };
-            sum = _mm512_add_ps(sum, v);
-        }
-        sum
+    /// Safety: used inside `unsafe`, in AVX-512F code; `out + r * c` must be
+    /// writable for the block's lanes.
+    macro_rules! store {
+        ($a:expr, $acc:expr, $out:expr) => {{
+            let (a, acc, mut out): (&Tile, _, *mut f32) = ($a, $acc, $out);
+            let mut sum = _mm512_setzero_ps();
+            for v in acc {
+                let v = activate(a.act, v);
+                _mm512_mask_storeu_ps(out, a.mask, v);
+                out = out.add(a.c);
+                sum = _mm512_add_ps(sum, v);
+            }
+            sum
+        }};
     }
 
     /// Output pixels `ox0 .. ox0 + R` of one row and channel block:
@@ -605,7 +609,7 @@ mod avx {
                     }
                 }
             }
-            store(a, acc, out)
+            store!(a, acc, out)
         }
     }
 
@@ -662,7 +666,7 @@ mod avx {
                     }
                 }
             }
-            store(a, acc, out)
+            store!(a, acc, out)
         }
     }
 
