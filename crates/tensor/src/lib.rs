@@ -45,6 +45,45 @@ pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
+/// Runs `f` (on the current thread) while the pool's other workers stay awake:
+/// each spins, running any pool work it can steal, until `f` returns.
+///
+/// Between two parallel loops, an idle rayon worker yields a few dozen times
+/// and then sleeps; the next loop then waits for a futex wake-up before the
+/// sleeper takes its share. A model's forward pass at batch 1 is a few hundred
+/// loops of tens of microseconds each, with serial work in between (ONNX
+/// Runtime's pool spins between operators for the same reason). The spinning
+/// costs the other cores' idle time while `f` runs, nothing after.
+pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let threads = rayon::current_num_threads();
+    if threads < 2 {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    let done = &done;
+    rayon::scope(|s| {
+        let caller = rayon::current_thread_index();
+        for _ in 1..threads {
+            s.spawn(move |_| {
+                // a helper the caller's own thread picks up (while it waits in a
+                // join of `f`) must not spin there: `f` could not go on below it
+                if rayon::current_thread_index() == caller {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        let r = f();
+        done.store(true, Ordering::Release);
+        r
+    })
+}
+
 /// Applies the allocator settings the kernels rely on (freed buffers kept for
 /// reuse, one heap shared by all threads; `convnet_kernels::alloc`). The
 /// kernels do it on their first call; a program that builds its own thread

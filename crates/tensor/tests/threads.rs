@@ -1,6 +1,6 @@
 //! Where `on_worker` and `with_threads` run their closures.
 
-use convnet_tensor::{Tensor, on_worker, with_threads};
+use convnet_tensor::{Tensor, on_worker, with_pool_awake, with_threads};
 
 #[test]
 fn on_worker_runs_on_a_pool_worker_and_returns_the_result() {
@@ -22,4 +22,24 @@ fn on_worker_inside_a_pool_stays_on_the_calling_worker() {
         assert_eq!(inner, outer);
         assert_eq!(threads, 2);
     });
+}
+
+#[test]
+fn with_pool_awake_returns_and_lets_nested_parallel_work_finish() {
+    use rayon::prelude::*;
+    for threads in [1, 2, 3] {
+        with_threads(threads, || {
+            // many joins: the caller waits in them and may pick up its own helpers,
+            // which must return at once rather than spin on top of `f`
+            let sum = with_pool_awake(|| {
+                (0..10_000u32).into_par_iter().with_max_len(16).map(|i| u64::from(i) * u64::from(i)).sum::<u64>()
+            });
+            assert_eq!(sum, (0..10_000u64).map(|i| i * i).sum::<u64>(), "{threads} threads");
+            // nested, and twice in a row on the same pool
+            let n = with_pool_awake(|| with_pool_awake(|| (0..1000).into_par_iter().filter(|i| i % 7 == 0).count()));
+            assert_eq!(n, 143, "{threads} threads");
+        });
+    }
+    // from outside any pool: the global one
+    assert_eq!(with_pool_awake(|| 5), 5);
 }

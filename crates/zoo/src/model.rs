@@ -9,7 +9,7 @@ use crate::layers::apply_bn_updates;
 use crate::params::{Params, Vb};
 use crate::pretrained::PretrainedCfg;
 use crate::registry;
-use convnet_tensor::{Tensor, on_worker};
+use convnet_tensor::{Tensor, on_worker, with_pool_awake};
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,7 @@ impl Model {
     /// Features before pooling, eval mode: `[n, h, w, in_chans] -> [n, h', w', num_features]`.
     pub fn forward_features(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        on_worker(|| self.net.forward_features(&Cx::new(&self.params, Mode::Eval, 0), x))
+        self.eval_pass(|cx| self.net.forward_features(cx, x))
     }
 
     /// Head, eval mode: logits `[n, classes]`, or pooled features `[n, num_features]` with `pre_logits`.
@@ -239,7 +239,7 @@ impl Model {
         self.check_input(x)?;
         let n = x.dims()[0];
         if images >= n || images == 0 {
-            return on_worker(|| self.forward_with(&Cx::new(&self.params, Mode::Eval, 0), x));
+            return self.eval_pass(|cx| self.forward_with(cx, x));
         }
         let parts = n.div_ceil(images);
         let image = x.numel() / n;
@@ -249,10 +249,17 @@ impl Model {
             let mut dims = x.dims().to_vec();
             dims[0] = b - a;
             let part = Tensor::from_vec(x.data()[a * image..b * image].to_vec(), dims)?;
-            logits.push(on_worker(|| self.forward_with(&Cx::new(&self.params, Mode::Eval, 0), &part))?);
+            logits.push(self.eval_pass(|cx| self.forward_with(cx, &part))?);
         }
         let refs: Vec<&Tensor> = logits.iter().collect();
         Ok(Tensor::concat(&refs, 0)?)
+    }
+
+    /// `f` with an eval-mode context, as a forward pass should run: on a worker of the
+    /// current pool ([`on_worker`]), whose other workers stay awake meanwhile
+    /// ([`with_pool_awake`]).
+    fn eval_pass<R: Send>(&self, f: impl FnOnce(&Cx) -> R + Send) -> R {
+        on_worker(|| with_pool_awake(|| f(&Cx::new(&self.params, Mode::Eval, 0))))
     }
 
     /// Images per sub-batch of [`Model::forward`] for inputs shaped as `x`: as many as keep
