@@ -222,14 +222,14 @@ impl Model {
 
     /// Head, eval mode: logits `[n, classes]`, or pooled features `[n, num_features]` with `pre_logits`.
     pub fn forward_head(&self, features: &Tensor, pre_logits: bool) -> Result<Tensor> {
-        on_worker(|| self.net.forward_head(&Cx::new(&self.params, Mode::Eval, 0), features, pre_logits))
+        self.eval_pass(|cx| self.net.forward_head(cx, features, pre_logits))
     }
 
     /// Logits in eval mode: `x: [n, h, w, in_chans] -> [n, classes]`. Runs on a
     /// worker of the current thread pool ([`on_worker`]), in sub-batches when the batch's
     /// widest activation would outgrow the cache ([`Model::sub_batch`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.check_input(x)?;
+        // both check the input
         self.forward_in_parts(x, self.sub_batch(x)?)
     }
 
@@ -278,10 +278,8 @@ impl Model {
             return Ok(per);
         }
         let one = Tensor::zeros([1, h, w, c]);
-        let widest = on_worker(|| {
-            let cx = Cx::new(&self.params, Mode::Eval, 0);
-            self.forward_with(&cx, &one).map(|_| cx.largest_output() * std::mem::size_of::<f32>())
-        })?;
+        let widest =
+            self.eval_pass(|cx| self.forward_with(cx, &one).map(|_| cx.largest_output() * std::mem::size_of::<f32>()))?;
         let per = (SUB_BATCH_BYTES / widest.max(1)).max(1);
         cache.push((key, per));
         Ok(per)
