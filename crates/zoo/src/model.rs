@@ -117,13 +117,22 @@ pub struct Model {
 }
 
 /// The most activation memory one inference sub-batch may stream through at its widest
-/// convolution output: 64 MiB. EfficientNet-B0's widest output is 4.8 MB per image
-/// (112x112x96), so batch 16 runs as two sub-batches of 8, whose tensors fit the
-/// last-level cache better than sixteen images' do: 5-11% faster at batch 16 for
-/// EfficientNet-B0 and -Lite0, paired runs on the 2-core machine. ResNet-50's widest
-/// (3.2 MB per image) keeps batch 16 whole: its layers are compute-bound and ran 6%
-/// slower split.
+/// convolution output: 64 MiB. ResNet-50's widest output (3.2 MB per image) keeps batch
+/// 16 whole: its layers are compute-bound, and split into two or four parts batch 16
+/// ran 2-6% slower.
 const SUB_BATCH_BYTES: usize = 64 << 20;
+
+/// The budget of [`SUB_BATCH_BYTES`] for memory-bound models (fewer than
+/// [`MEMORY_BOUND_MACS`] multiply-adds per float of their widest output): 24 MiB.
+/// EfficientNet-B0's widest output is 4.8 MB per image (112x112x96), so batch 16 runs as
+/// four sub-batches of 4, whose expansions and depthwise outputs stay in the last-level
+/// cache from one layer to the next: against two sub-batches of 8, 7-9% faster at batch
+/// 16 for EfficientNet-B0 and -Lite0 (alternating passes in one process, 2-core machine).
+const MEMORY_BOUND_SUB_BATCH_BYTES: usize = 24 << 20;
+
+/// Multiply-adds per image per float of the widest output below which a model counts as
+/// memory-bound: EfficientNet-B0 and -Lite0 do about 320, ResNet-50 about 5,000.
+const MEMORY_BOUND_MACS: usize = 1000;
 
 /// Builds `arch` from `opts` with a family constructor (used by the registered entry points).
 pub(crate) fn build(
@@ -263,8 +272,10 @@ impl Model {
     }
 
     /// Images per sub-batch of [`Model::forward`] for inputs shaped as `x`: as many as keep
-    /// the widest convolution output under [`SUB_BATCH_BYTES`] (at least one). The widest
-    /// output per image is measured once per input size, by a forward pass of one image.
+    /// the widest convolution output under [`SUB_BATCH_BYTES`], or under
+    /// [`MEMORY_BOUND_SUB_BATCH_BYTES`] for a memory-bound model (at least one). The widest
+    /// output and the multiply-adds per image are measured once per input size, by a
+    /// forward pass of one image.
     pub fn sub_batch(&self, x: &Tensor) -> Result<usize> {
         self.check_input(x)?;
         let d = x.dims();
@@ -278,9 +289,11 @@ impl Model {
             return Ok(per);
         }
         let one = Tensor::zeros([1, h, w, c]);
-        let widest =
-            self.eval_pass(|cx| self.forward_with(cx, &one).map(|_| cx.largest_output() * std::mem::size_of::<f32>()))?;
-        let per = (SUB_BATCH_BYTES / widest.max(1)).max(1);
+        let (widest, macs) =
+            self.eval_pass(|cx| self.forward_with(cx, &one).map(|_| (cx.largest_output(), cx.macs())))?;
+        let memory_bound = (macs as usize) < MEMORY_BOUND_MACS * widest;
+        let budget = if memory_bound { MEMORY_BOUND_SUB_BATCH_BYTES } else { SUB_BATCH_BYTES };
+        let per = (budget / (widest * std::mem::size_of::<f32>()).max(1)).max(1);
         cache.push((key, per));
         Ok(per)
     }
