@@ -185,7 +185,7 @@ const CRATE_PACKING: usize = 8;
 /// needed only when rows `ldb` floats apart fall into few of the 64 sets of
 /// L1 and evict each other, as with strides that are multiples of 1 KiB
 /// (ResNet's 256 to 2048 channels). Other strides read the weights in place
-/// up to 384-pixel bands: EfficientNet-B0 and -Lite0 ran 2-5% faster at
+/// up to 384-pixel bands: EfficientNet-B0 and -Lite0 ran 2-6% faster at
 /// batch 1 and 1-5% at batch 16, ResNet-50 unchanged.
 ///
 /// The threshold is a global of the crate, set before each product: a

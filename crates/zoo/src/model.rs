@@ -126,8 +126,9 @@ const SUB_BATCH_BYTES: usize = 64 << 20;
 /// [`MEMORY_BOUND_MACS`] multiply-adds per float of their widest output): 24 MiB.
 /// EfficientNet-B0's widest output is 4.8 MB per image (112x112x96), so batch 16 runs as
 /// four sub-batches of 4, whose expansions and depthwise outputs stay in the last-level
-/// cache from one layer to the next: against two sub-batches of 8, 7-9% faster at batch
-/// 16 for EfficientNet-B0 and -Lite0 (alternating passes in one process, 2-core machine).
+/// cache from one layer to the next: against two sub-batches of 8, 3-10% faster at batch
+/// 16 for EfficientNet-B0 and -Lite0 (alternating passes in one process, and paired runs,
+/// on the 2-core machine).
 const MEMORY_BOUND_SUB_BATCH_BYTES: usize = 24 << 20;
 
 /// Multiply-adds per image per float of the widest output below which a model counts as
