@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use convnet::nn::summary::thousands as group_digits;
 use convnet_zoo::npy::{nchw_to_nhwc, nhwc_to_nchw, read_npy, write_npy};
 use convnet_zoo::transforms::EvalTransform;
-use convnet_zoo::{LoadOptions, Model, ZooOpts, create_model, group_digits, list_models};
+use convnet_zoo::{LoadOptions, Model, ZooOpts, create_model, list_models};
 use serde_json::json;
 use std::path::PathBuf;
 

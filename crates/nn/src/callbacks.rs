@@ -7,7 +7,8 @@ use convnet_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::training::Logs;
-use crate::{NnError, Result, Sequential};
+use crate::training::Trainable;
+use crate::{NnError, Result};
 
 /// Whether training goes on after a callback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +22,13 @@ pub enum Control {
 /// Something `fit` calls at the start, after each epoch and at the end of training.
 pub trait Callback {
     /// Before the first epoch.
-    fn on_train_begin(&mut self, _model: &mut Sequential) -> Result<()> {
+    fn on_train_begin(&mut self, _model: &mut dyn Trainable) -> Result<()> {
         Ok(())
     }
     /// After epoch `epoch` (1-based) with its logs (`loss`, `accuracy`, `val_loss`, ...).
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut Sequential) -> Result<Control>;
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut dyn Trainable) -> Result<Control>;
     /// After the last epoch (also after an early stop).
-    fn on_train_end(&mut self, _model: &mut Sequential) -> Result<()> {
+    fn on_train_end(&mut self, _model: &mut dyn Trainable) -> Result<()> {
         Ok(())
     }
 }
@@ -136,7 +137,7 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
-    fn on_train_begin(&mut self, _model: &mut Sequential) -> Result<()> {
+    fn on_train_begin(&mut self, _model: &mut dyn Trainable) -> Result<()> {
         self.wait = 0;
         self.best = None;
         self.best_weights = None;
@@ -145,7 +146,7 @@ impl Callback for EarlyStopping {
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut Sequential) -> Result<Control> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut dyn Trainable) -> Result<Control> {
         let Some(&current) = logs.get(&self.monitor) else {
             return Err(NnError::arg(
                 "monitor",
@@ -157,7 +158,7 @@ impl Callback for EarlyStopping {
             ));
         };
         if self.restore_best_weights && self.best_weights.is_none() {
-            self.best_weights = Some(model.weights());
+            self.best_weights = Some(model.params().snapshot());
             self.best_epoch = Some(epoch);
         }
         self.wait += 1;
@@ -165,7 +166,7 @@ impl Callback for EarlyStopping {
             self.best = Some(current);
             self.best_epoch = Some(epoch);
             if self.restore_best_weights {
-                self.best_weights = Some(model.weights());
+                self.best_weights = Some(model.params().snapshot());
             }
             self.wait = 0;
             return Ok(Control::Continue);
@@ -180,14 +181,14 @@ impl Callback for EarlyStopping {
         Ok(Control::Continue)
     }
 
-    fn on_train_end(&mut self, model: &mut Sequential) -> Result<()> {
+    fn on_train_end(&mut self, model: &mut dyn Trainable) -> Result<()> {
         if self.restore_best_weights
             && let Some(w) = self.best_weights.take()
         {
             if self.verbose {
                 eprintln!("Restoring model weights from the end of the best epoch: {}.", self.best_epoch.unwrap_or(0));
             }
-            model.set_weights(&w)?;
+            model.parts_mut().0.restore("best weights", &w)?;
         }
         Ok(())
     }
@@ -256,12 +257,12 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_train_begin(&mut self, _model: &mut Sequential) -> Result<()> {
+    fn on_train_begin(&mut self, _model: &mut dyn Trainable) -> Result<()> {
         self.best = None;
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut Sequential) -> Result<Control> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, model: &mut dyn Trainable) -> Result<Control> {
         if self.save_best_only {
             let Some(&current) = logs.get(&self.monitor) else {
                 return Err(NnError::arg(
@@ -285,9 +286,9 @@ impl Callback for ModelCheckpoint {
         }
         let path = PathBuf::from(format_path(&self.path, epoch, logs)?);
         if self.save_weights_only {
-            model.save_weights(&path)?;
+            model.save_model_weights(std::path::Path::new(&path))?;
         } else {
-            model.save(&path)?;
+            model.save_model(std::path::Path::new(&path))?;
         }
         if self.verbose {
             eprintln!("Epoch {epoch}: saving model to {}", path.display());
@@ -336,6 +337,7 @@ pub(crate) fn format_path(template: &str, epoch: usize, logs: &Logs) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sequential;
 
     #[test]
     fn paths_are_formatted_like_python() {

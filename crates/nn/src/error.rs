@@ -124,6 +124,11 @@ pub enum NnError {
         /// Tensors whose shape differs from the parameter's.
         misshaped: Vec<Misshaped>,
     },
+
+    /// A model trained through [`crate::Trainable`] failed in its own code (a zoo model's
+    /// forward pass or checkpoint writer).
+    #[error("{0}")]
+    Model(Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn join(dims: &[usize]) -> String {
@@ -150,13 +155,23 @@ impl NnError {
     pub(crate) fn layer(layer: impl Into<String>, reason: impl Into<String>) -> Self {
         NnError::InvalidLayer { layer: layer.into(), reason: reason.into() }
     }
-    pub(crate) fn arg(name: &'static str, reason: impl Into<String>) -> Self {
+    /// An invalid argument `name`, with what is wrong.
+    pub fn arg(name: &'static str, reason: impl Into<String>) -> Self {
         NnError::InvalidArgument { name, reason: reason.into() }
+    }
+    /// One mis-shaped tensor, from `source`.
+    pub fn misshaped(source: impl Into<String>, m: Misshaped) -> Self {
+        NnError::WeightsMismatch { source_name: source.into(), missing: vec![], unexpected: vec![], misshaped: vec![m] }
+    }
+    /// A failure of a trained model's own code.
+    pub fn model(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        NnError::Model(Box::new(e))
     }
     pub(crate) fn targets(reason: impl Into<String>) -> Self {
         NnError::Targets { reason: reason.into() }
     }
-    pub(crate) fn bad_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+    /// A file this crate cannot use, with why.
+    pub fn bad_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         NnError::BadFile { path: path.into(), reason: reason.into() }
     }
 }

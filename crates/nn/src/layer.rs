@@ -1,6 +1,7 @@
-//! What every layer shares: the [`Layer`] trait of built layers, the serializable
-//! [`LayerConfig`] a layer is built from, the training/inference [`Mode`] and the
-//! [`ForwardCtx`] a forward pass threads through the layers.
+//! What every layer shares: the [`Layer`] trait of built layers and the serializable
+//! [`LayerConfig`] a layer is built from. A layer's weights live in its model's one
+//! parameter store ([`crate::Params`]); the layer keeps their handles and reads them
+//! through the forward context ([`Cx`]), as every zoo network does.
 //!
 //! As in Keras, a layer is a config (every constructor argument, JSON round-trip) plus a
 //! built module that owns its weights. `output_shape` is pure, so `summary` and shape errors
@@ -15,18 +16,7 @@ use crate::layers::{
     ActivationConfig, AveragePooling2dConfig, BatchNormalizationConfig, Conv2dConfig, DenseConfig, DropoutConfig,
     FlattenConfig, GlobalAveragePooling2dConfig, MaxPooling2dConfig,
 };
-use crate::{Activation, NnError, Param, Result};
-
-/// Whether a forward pass trains (dropout active, batch statistics) or infers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Mode {
-    /// Keras' `training=True`: dropout drops, batch normalisation uses and updates batch
-    /// statistics.
-    Train,
-    /// Keras' `training=False`: dropout is the identity, batch normalisation uses its moving
-    /// statistics.
-    Infer,
-}
+use crate::{Activation, Cx, NnError, ParamId, Result, Vb};
 
 /// Keras' `padding` argument of convolutions and pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -70,63 +60,6 @@ impl IntoPair for [usize; 2] {
     }
 }
 
-/// State threaded through one forward pass: the mode, whether a graph is recorded, the
-/// random stream for dropout, and the state updates (batch-norm moving statistics) the
-/// layers ask for, applied by the model after the step.
-pub struct ForwardCtx<'a> {
-    mode: Mode,
-    record: bool,
-    rng: &'a mut Rng,
-    step: u64,
-    updates: Vec<(String, Vec<f32>)>,
-}
-
-impl<'a> ForwardCtx<'a> {
-    /// A context. `record` makes trainable parameters graph variables (for `backward`);
-    /// `step` numbers the call, for layers that derive their own seeded stream.
-    pub fn new(mode: Mode, record: bool, rng: &'a mut Rng, step: u64) -> Self {
-        ForwardCtx { mode, record, rng, step, updates: Vec::new() }
-    }
-
-    /// The mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// True in [`Mode::Train`].
-    pub fn training(&self) -> bool {
-        self.mode == Mode::Train
-    }
-
-    /// The tensor to compute with for `p`: the variable itself when recording a graph
-    /// and `p` is trainable, otherwise a detached alias (no graph, no copy).
-    pub fn param(&self, p: &Param) -> Tensor {
-        if self.record && p.trainable() { p.value().clone() } else { p.value().detach() }
-    }
-
-    /// The shared random stream of this pass.
-    pub fn rng(&mut self) -> &mut Rng {
-        self.rng
-    }
-
-    /// A stream for a layer with its own seed: a function of the seed and the step, so
-    /// that it is reproducible and differs from step to step.
-    pub fn seeded_rng(&self, seed: u64) -> Rng {
-        Rng::new(seed.wrapping_add(self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15))).fork()
-    }
-
-    /// Asks the model to overwrite the non-trainable parameter `path` with `value` after
-    /// this pass (Keras' moving-statistics `assign`).
-    pub fn update_state(&mut self, path: &str, value: Vec<f32>) {
-        self.updates.push((path.to_string(), value));
-    }
-
-    /// The state updates collected so far.
-    pub(crate) fn take_updates(&mut self) -> Vec<(String, Vec<f32>)> {
-        std::mem::take(&mut self.updates)
-    }
-}
-
 /// A built layer: its config, its weights and its forward pass.
 pub trait Layer: Send + Sync + fmt::Debug {
     /// The layer's name in its model (`conv2d_1`).
@@ -139,15 +72,14 @@ pub trait Layer: Send + Sync + fmt::Debug {
     fn input_shape(&self) -> &[usize];
     /// Per-sample output shape (no batch axis).
     fn output_shape(&self) -> &[usize];
-    /// Weights in Keras order (kernel, bias; gamma, beta, moving_mean, moving_variance).
-    fn params(&self) -> &[Param];
-    /// Mutable weights.
-    fn params_mut(&mut self) -> &mut [Param];
+    /// Handles of its weights in the model's store, in Keras order (kernel, bias; gamma,
+    /// beta, moving_mean, moving_variance).
+    fn params(&self) -> &[ParamId];
     /// `x: [batch, ...input_shape] -> [batch, ...output_shape]`.
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor>;
+    fn forward(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor>;
     /// As `forward`, but when the layer ends with an activation that a cross-entropy can
     /// absorb (softmax, sigmoid), returns the pre-activation values and that activation.
-    fn forward_logits(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
+    fn forward_logits(&self, x: &Tensor, ctx: &Cx) -> Result<(Tensor, Option<Activation>)> {
         Ok((self.forward(x, ctx)?, None))
     }
     /// The activation this layer ends with, if any (what `forward_logits` may split off).
@@ -194,8 +126,9 @@ pub trait LayerSpec {
     /// Per-sample output shape for a per-sample input shape, or why the arguments are
     /// impossible for it. Pure: runs no kernels.
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
-    /// Builds the layer named `name` for `input`, drawing initial weights from `rng`.
-    fn build(&self, name: &str, input: &[usize], rng: &mut Rng) -> Result<Box<dyn Layer>>;
+    /// Builds the layer named `name` for `input`, drawing initial weights from `rng` and
+    /// creating them in the store under `vb` (the layer's own path, `name/`).
+    fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>>;
 }
 
 macro_rules! dispatch {
@@ -232,8 +165,8 @@ impl LayerConfig {
         self.spec().output_shape(input)
     }
     /// See [`LayerSpec::build`].
-    pub fn build(&self, name: &str, input: &[usize], rng: &mut Rng) -> Result<Box<dyn Layer>> {
-        self.spec().build(name, input, rng)
+    pub fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
+        self.spec().build(name, input, rng, vb)
     }
 }
 
@@ -302,6 +235,14 @@ pub(crate) fn expect_rank(who: &str, input: &[usize], rank: usize, what: &str) -
         return Err(NnError::layer(who, format!("expects {what} input (per sample {rank} axes), got shape {input:?}")));
     }
     Ok(())
+}
+
+/// Builds one layer alone in a fresh store (for tests of a single layer).
+#[cfg(test)]
+pub(crate) fn build_alone(config: &dyn LayerSpec, name: &str, input: &[usize]) -> (crate::Params, Box<dyn Layer>) {
+    let store = std::cell::RefCell::new(crate::Params::new());
+    let layer = config.build(name, input, &mut Rng::new(0), &Vb::keras_root(&store, 0).pp(name)).unwrap();
+    (store.into_inner(), layer)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 
 mod activation;
 pub mod callbacks;
+pub mod context;
 mod error;
 mod initializers;
 pub mod layer;
@@ -36,27 +37,32 @@ pub mod layers;
 pub mod losses;
 pub mod metrics;
 pub mod optimizers;
-mod param;
 mod progress;
 pub mod saving;
 mod sequential;
-mod summary;
+pub mod store;
+pub mod summary;
 mod targets;
-mod training;
+pub mod training;
 
 pub use activation::Activation;
 pub use callbacks::{Callback, Control, EarlyStopping, ModelCheckpoint, MonitorMode};
+pub use context::{BnUpdate, Cx, Mode, RunningStats, TraceRow, apply_bn_updates};
 pub use error::{Misshaped, NnError, Result};
 pub use initializers::{Initializer, compute_fans};
-pub use layer::{ForwardCtx, IntoPair, Layer, LayerConfig, LayerSpec, Mode, Padding};
+pub use layer::{IntoPair, Layer, LayerConfig, LayerSpec, Padding};
 pub use layers::{
     ActivationConfig, AveragePooling2dConfig, BatchNormalizationConfig, Conv2dConfig, DenseConfig, DropoutConfig,
     FlattenConfig, GlobalAveragePooling2dConfig, MaxPooling2dConfig,
 };
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use optimizers::{Adam, Optimizer, OptimizerConfig, RmsProp, Sgd, UpdateRule};
-pub use param::Param;
+pub use optimizers::{Adam, Optimizer, OptimizerConfig, ParamUpdate, RmsProp, Sgd, UpdateRule};
 pub use sequential::{DEFAULT_SEED, ModelConfig, Sequential};
+pub use store::{Init, Layout, ParamEntry, ParamId, Params, Vb};
+pub use summary::{SummaryRow, SummaryTable};
 pub use targets::Targets;
-pub use training::{CompileConfig, Evaluation, FitOptions, History, Logs, StepOutput};
+pub use training::{
+    CompileConfig, Dataset, Evaluation, FitOptions, History, Logs, StepOutput, TensorData, TrainOptions, Trainable,
+    Trainer,
+};

@@ -49,17 +49,53 @@ pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, HashMap<String, St
     Ok((tensors, metadata.metadata().clone().unwrap_or_default()))
 }
 
-/// Writes `tensors` and `metadata` to `path` atomically (temporary file, then rename).
+/// One tensor as a file stores it: name, element type, shape and little-endian bytes.
+#[derive(Clone, Debug)]
+pub struct RawTensor {
+    /// The tensor's name in the file.
+    pub name: String,
+    /// Element type (`F32`; `I64` for PyTorch's integer buffers such as `num_batches_tracked`).
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Little-endian values.
+    pub bytes: Vec<u8>,
+}
+
+impl RawTensor {
+    /// An f32 tensor.
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
+        RawTensor {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+    /// An i64 tensor from integral f32 values (PyTorch's counters).
+    pub fn i64(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
+        let bytes = values.iter().flat_map(|v| (*v as i64).to_le_bytes()).collect();
+        RawTensor { name: name.into(), dtype: Dtype::I64, shape, bytes }
+    }
+}
+
+/// Writes `tensors` and `metadata` to `path` atomically (f32 tensors).
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let raw = tensors.iter().map(|(name, t)| RawTensor::f32(name.clone(), t.dims().to_vec(), t.data())).collect();
+    write_raw_safetensors(path, raw, metadata)
+}
+
+/// The one safetensors writer of convnet (models, zoo checkpoints, training states):
+/// serialises to a temporary file in the destination's folder, syncs it, then renames it
+/// over `path`, so that a crash or a kill at any moment leaves either the old file or the
+/// new one, never half of one.
+pub fn write_raw_safetensors(path: &Path, tensors: Vec<RawTensor>, metadata: HashMap<String, String>) -> Result<()> {
     let views = tensors
         .iter()
-        .zip(&bytes)
-        .map(|((name, t), b)| {
-            TensorView::new(Dtype::F32, t.dims().to_vec(), b)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| NnError::bad_file(path, format!("tensor {name}: {e}")))
+        .map(|t| {
+            TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
+                .map(|v| (t.name.clone(), v))
+                .map_err(|e| NnError::bad_file(path, format!("tensor {}: {e}", t.name)))
         })
         .collect::<Result<Vec<_>>>()?;
     let buffer = safetensors::serialize(views, Some(metadata))

@@ -12,10 +12,12 @@ use convnet_tensor::Tensor;
 use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::layer::{ForwardCtx, Layer, LayerConfig, Mode, to_snake_case};
+use std::cell::RefCell;
+
+use crate::layer::{Layer, LayerConfig, to_snake_case};
 use crate::targets::slice_rows;
-use crate::training::Compiled;
-use crate::{Loss, Misshaped, NnError, Param, Result};
+use crate::training::Trainer;
+use crate::{Cx, Loss, Mode, NnError, Params, Result, Vb};
 
 /// The architecture of a [`Sequential`] model: what `save` writes as JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,13 +63,14 @@ pub struct Sequential {
     pub(crate) name: String,
     pub(crate) input_shape: Vec<usize>,
     pub(crate) layers: Vec<Box<dyn Layer>>,
+    /// Every weight of every layer, under Keras paths, in creation (Keras) order.
+    pub(crate) store: Params,
     init_rng: Rng,
     name_counts: HashMap<String, usize>,
-    pub(crate) compiled: Option<Compiled>,
-    /// Stream for training-mode passes outside `fit` (`train_on_batch`, `compute_gradients`).
-    pub(crate) rng: Rng,
-    /// Training steps run so far (numbers the passes for layers with their own seed).
-    pub(crate) steps: u64,
+    /// The loss, optimizer, metrics and training state that `compile` set.
+    pub(crate) compiled: Option<Trainer>,
+    /// Seed of training-mode passes outside `fit` (`train_on_batch`, `compute_gradients`).
+    pub(crate) train_seed: u64,
 }
 
 impl std::fmt::Debug for Sequential {
@@ -91,11 +94,11 @@ impl Sequential {
             name: "sequential".into(),
             input_shape: input_shape.into(),
             layers: Vec::new(),
+            store: Params::new(),
             init_rng: Rng::new(DEFAULT_SEED),
             name_counts: HashMap::new(),
             compiled: None,
-            rng: Rng::new(DEFAULT_SEED ^ 0x7261_696E),
-            steps: 0,
+            train_seed: DEFAULT_SEED ^ 0x7261_696E,
         }
     }
 
@@ -109,7 +112,7 @@ impl Sequential {
     /// outside `fit`).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.init_rng = Rng::new(seed);
-        self.rng = Rng::new(seed ^ 0x7261_696E);
+        self.train_seed = seed ^ 0x7261_696E;
         self
     }
 
@@ -152,7 +155,10 @@ impl Sequential {
             NnError::InvalidLayer { reason, .. } => NnError::InvalidLayer { layer: name.clone(), reason },
             other => other,
         })?;
-        let built = config.build(&name, &input, &mut self.init_rng)?;
+        let store = RefCell::new(std::mem::take(&mut self.store));
+        let built = config.build(&name, &input, &mut self.init_rng, &Vb::keras_root(&store, 0).pp(&name));
+        self.store = store.into_inner();
+        let built = built.inspect_err(|_| self.store.remove_prefix(&name))?;
         if config.name().is_none() {
             *self.name_counts.entry(to_snake_case(class)).or_insert(0) += 1;
         }
@@ -198,38 +204,36 @@ impl Sequential {
         self.layers.iter().find(|l| l.name() == name).map(|l| l.as_ref())
     }
 
-    /// Every parameter, in layer order.
-    pub fn params(&self) -> impl Iterator<Item = &Param> {
-        self.layers.iter().flat_map(|l| l.params().iter())
+    /// The parameter store: every weight by Keras path, in layer order.
+    pub fn params(&self) -> &Params {
+        &self.store
     }
 
-    pub(crate) fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
-        self.layers.iter_mut().flat_map(|l| l.params_mut().iter_mut())
+    /// The store, to freeze weights or update them in place.
+    pub fn params_mut(&mut self) -> &mut Params {
+        &mut self.store
     }
 
     /// Total number of weights (trainable and not).
     pub fn count_params(&self) -> usize {
-        self.params().map(|p| p.numel()).sum()
+        self.store.iter().map(|(_, e)| e.value().numel()).sum()
     }
 
     /// The current value of parameter `path` (`dense/kernel`).
     pub fn get_weight(&self, path: &str) -> Option<&Tensor> {
-        self.params().find(|p| p.path() == path).map(|p| p.value())
+        self.store.by_key(path).map(|e| e.value())
     }
 
     /// Replaces parameter `path` (same shape).
     pub fn set_weight(&mut self, path: &str, value: &Tensor) -> Result<()> {
-        let p = self
-            .params_mut()
-            .find(|p| p.path() == path)
-            .ok_or_else(|| NnError::UnknownParameter { path: path.to_string() })?;
-        p.set(value)
+        let id = self.store.id(path).ok_or_else(|| NnError::UnknownParameter { path: path.to_string() })?;
+        self.store.set(id, value)
     }
 
     /// Every weight by path, as values detached from any graph (cheap aliases: an
     /// update afterwards copies rather than changing them). Keras' `get_weights`.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        self.params().map(|p| (p.path().to_string(), p.value().detach())).collect()
+        self.store.snapshot()
     }
 
     /// Sets every weight from `(path, tensor)` pairs. All paths must be given, none
@@ -240,30 +244,7 @@ impl Sequential {
     }
 
     pub(crate) fn set_weights_from(&mut self, source: &str, weights: &[(String, Tensor)]) -> Result<()> {
-        let given: HashMap<&str, &Tensor> = weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let mut missing = Vec::new();
-        let mut misshaped = Vec::new();
-        for p in self.params() {
-            match given.get(p.path()) {
-                None => missing.push(p.path().to_string()),
-                Some(t) if t.dims() != p.dims() => misshaped.push(Misshaped {
-                    path: p.path().to_string(),
-                    expected: p.dims().to_vec(),
-                    got: t.dims().to_vec(),
-                }),
-                Some(_) => {}
-            }
-        }
-        let mut unexpected: Vec<String> =
-            weights.iter().filter(|(k, _)| !self.params().any(|p| p.path() == k)).map(|(k, _)| k.clone()).collect();
-        unexpected.sort();
-        if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() {
-            return Err(NnError::WeightsMismatch { source_name: source.to_string(), missing, unexpected, misshaped });
-        }
-        for p in self.params_mut() {
-            p.set(given[p.path()])?;
-        }
-        Ok(())
+        self.store.restore(source, weights)
     }
 
     /// Checks that `x` is `[batch, ...input_shape]`.
@@ -276,7 +257,7 @@ impl Sequential {
 
     /// Runs the layers. With `loss`, a final activation that loss absorbs is left out and
     /// the second result is true (the output is logits).
-    pub(crate) fn run(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>, loss: Option<&Loss>) -> Result<(Tensor, bool)> {
+    pub(crate) fn run(&self, x: &Tensor, ctx: &Cx, loss: Option<&Loss>) -> Result<(Tensor, bool)> {
         self.check_input(x)?;
         let mut h = x.clone();
         let last = self.layers.len().saturating_sub(1);
@@ -296,9 +277,7 @@ impl Sequential {
     /// Inference on one batch (`[n, ...input_shape] -> [n, ...output_shape]`), no graph
     /// recorded: Keras' `model(x, training=False)`.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        let mut rng = Rng::new(0);
-        let mut ctx = ForwardCtx::new(Mode::Infer, false, &mut rng, self.steps);
-        Ok(self.run(x, &mut ctx, None)?.0)
+        Ok(self.run(x, &Cx::new(&self.store, Mode::Eval, 0), None)?.0)
     }
 
     /// Inference in batches of `batch_size`: the model's outputs for every sample
@@ -368,7 +347,7 @@ mod tests {
                 "dense"
             ]
         );
-        let paths: Vec<&str> = m.params().map(|p| p.path()).collect();
+        let paths: Vec<&str> = m.params().iter().map(|(_, e)| e.key()).collect();
         assert!(paths.contains(&"batch_normalization/moving_variance"));
         assert!(paths.contains(&"dense/kernel"));
         let dup = m.add(DenseConfig::new(3).with_name("dense"));

@@ -1,10 +1,13 @@
-//! `Sequential::summary`: Keras 3's `model.summary()` table, byte for byte as Keras prints
-//! it to a file or pipe (no colour): 80 columns, the `rich` box characters, column
-//! widths from Keras' positions `[0.45, 0.80, 1.0]` shrunk the way `rich` shrinks them,
-//! right-aligned parameter counts with thousands separators, and sizes in B, KB, MB ...
-//! (1 KB = 1024 B, two decimals). After `fit`, Keras' "Optimizer params" line is added.
+//! The one model summary renderer ([`SummaryTable`]): Keras 3's `model.summary()` table,
+//! byte for byte as Keras prints it to a file or pipe (no colour): 80 columns, the `rich`
+//! box characters, column widths from Keras' positions `[0.45, 0.80, 1.0]` shrunk the
+//! way `rich` shrinks them, right-aligned parameter counts with thousands separators, and
+//! sizes in B, KB, MB ... (1 KB = 1024 B, two decimals). After `fit`, Keras' "Optimizer
+//! params" line is added. `Sequential::summary` and every zoo model's summary render
+//! through it.
 
 use crate::Sequential;
+use crate::training::Trainable;
 
 /// Table width Keras uses when the terminal is at least 84 columns (and in the fixture).
 const LINE_LENGTH: usize = 80;
@@ -89,7 +92,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// `1,234,567`.
-pub(crate) fn thousands(n: usize) -> String {
+pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -154,10 +157,36 @@ fn shape_text(shape: &[usize]) -> String {
     format!("({})", parts.join(", "))
 }
 
-impl Sequential {
-    /// Keras 3's summary table, exactly as `model.summary()` prints it (80 columns).
-    #[must_use = "the table is returned, not printed"]
-    pub fn summary(&self) -> String {
+/// One row of a summary: a layer or module, its output and its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    /// `name (Type)`: `conv2d (Conv2D)`, `layer1.0 (BasicBlock)`.
+    pub layer: String,
+    /// Per-sample output shape (printed after `None` for the batch axis).
+    pub shape: Vec<usize>,
+    /// Weights under the layer.
+    pub params: usize,
+}
+
+/// A model summary: rows and totals, rendered as Keras' table by `Display`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryTable {
+    /// The model's name.
+    pub name: String,
+    /// Rows in execution order.
+    pub rows: Vec<SummaryRow>,
+    /// Values the optimizer updates.
+    pub trainable: usize,
+    /// Values it does not (frozen parameters, running statistics).
+    pub non_trainable: usize,
+    /// Optimizer variables and their bytes, once the optimizer has state.
+    pub optimizer: Option<(usize, usize)>,
+    /// Lines printed after the totals (`GMACs: 4.109`).
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Display for SummaryTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let widths = column_widths(LINE_LENGTH, &[0.45, 0.80, 1.0]);
         let right = [false, false, true];
         let mut out = format!("Model: \"{}\"\n", self.name);
@@ -170,17 +199,12 @@ impl Sequential {
         }
         out.push_str(&rule(&widths, '┡', '━', '╇', '┩'));
         out.push('\n');
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, row) in self.rows.iter().enumerate() {
             if i > 0 {
                 out.push_str(&rule(&widths, '├', '─', '┼', '┤'));
                 out.push('\n');
             }
-            let params: usize = layer.params().iter().map(|p| p.numel()).sum();
-            let cells = [
-                format!("{} ({})", layer.name(), layer.class_name()),
-                shape_text(layer.output_shape()),
-                thousands(params),
-            ];
+            let cells = [row.layer.clone(), shape_text(&row.shape), thousands(row.params)];
             for line in render_row(&cells, &widths, &right, '│') {
                 out.push_str(&line);
                 out.push('\n');
@@ -188,11 +212,8 @@ impl Sequential {
         }
         out.push_str(&rule(&widths, '└', '─', '┴', '┘'));
         out.push('\n');
-
-        let trainable: usize = self.params().filter(|p| p.trainable()).map(|p| p.numel()).sum();
-        let frozen: usize = self.params().filter(|p| !p.trainable()).map(|p| p.numel()).sum();
-        let optimizer = self.optimizer().filter(|o| o.built()).map(|o| o.variable_count(trainable));
-        let (opt_count, opt_bytes) = optimizer.unwrap_or((0, 0));
+        let (trainable, frozen) = (self.trainable, self.non_trainable);
+        let (opt_count, opt_bytes) = self.optimizer.unwrap_or((0, 0));
         let total = trainable + frozen + opt_count;
         let total_bytes = 4 * (trainable + frozen) + opt_bytes;
         out.push_str(&format!(" Total params: {} ({})\n", thousands(total), readable_size(total_bytes as f64)));
@@ -206,14 +227,54 @@ impl Sequential {
             thousands(frozen),
             readable_size(4.0 * frozen as f64)
         ));
-        if optimizer.is_some() {
+        if self.optimizer.is_some() {
             out.push_str(&format!(
                 " Optimizer params: {} ({})\n",
                 thousands(opt_count),
                 readable_size(opt_bytes as f64)
             ));
         }
-        out
+        for note in &self.notes {
+            out.push_str(&format!(" {note}\n"));
+        }
+        f.write_str(&out)
+    }
+}
+
+impl SummaryTable {
+    /// The totals of `model`'s store (trainable and not) and its optimizer's variables, with
+    /// `rows`.
+    pub fn of(model: &dyn Trainable, name: impl Into<String>, rows: Vec<SummaryRow>) -> SummaryTable {
+        let store = model.params();
+        let trainable = store.trainable_count();
+        let all: usize = store.iter().map(|(_, e)| e.value().numel()).sum();
+        let optimizer =
+            model.trainer().map(|t| t.optimizer()).filter(|o| o.built()).map(|o| o.variable_count(trainable));
+        SummaryTable {
+            name: name.into(),
+            rows,
+            trainable,
+            non_trainable: all - trainable,
+            optimizer,
+            notes: Vec::new(),
+        }
+    }
+}
+
+impl Sequential {
+    /// Keras 3's summary table, exactly as `model.summary()` prints it (80 columns).
+    #[must_use = "the table is returned, not printed"]
+    pub fn summary(&self) -> String {
+        let rows = self
+            .layers
+            .iter()
+            .map(|l| SummaryRow {
+                layer: format!("{} ({})", l.name(), l.class_name()),
+                shape: l.output_shape().to_vec(),
+                params: l.params().iter().map(|&p| self.store.get(p).numel()).sum(),
+            })
+            .collect();
+        SummaryTable::of(self, self.name.clone(), rows).to_string()
     }
 }
 

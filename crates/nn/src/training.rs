@@ -1,15 +1,20 @@
-//! Keras' training API on [`Sequential`]: `compile`, `fit`, `evaluate`, `train_on_batch`,
-//! and the two halves of a step (`compute_gradients`, `apply_gradients`) for callers that
-//! need them apart.
+//! Keras' training API for any model: a [`Trainable`] model (a [`Sequential`] or a zoo
+//! network) holds its parameters in one store and, once compiled, a [`Trainer`] (loss,
+//! optimizer with its state, metrics, clipping, weight-decay rule); [`fit`],
+//! [`evaluate`], [`train_on_batch`] and the two halves of a step ([`compute_gradients`],
+//! [`apply_gradients`]) work on every such model, over any [`Dataset`] (tensors in memory,
+//! or an image folder decoded on worker threads).
 //!
-//! A training step gathers the batch (the only copy), records the graph against the
-//! parameter variables, takes the loss from the logits when the model ends in a softmax,
-//! runs `backward`, drops the graph, and lets the optimizer update the parameters in
-//! place. Evaluation and prediction record nothing. Shuffling and dropout masks come from
-//! a generator seeded by [`FitOptions::seed`], so the same seed and thread count give
-//! bit-identical weights.
+//! A training step gathers the batch, records the graph against the parameter variables,
+//! takes the loss from the logits when the model ends in a softmax, runs `backward`,
+//! drops the graph, and lets the optimizer update the parameters in place. Evaluation
+//! and prediction record nothing. Each epoch's shuffle and dropout masks come from a
+//! generator derived from [`FitOptions::seed`] and the epoch number alone, so the same
+//! seed and thread count give bit-identical weights, and a run resumed after epoch `k`
+//! ([`FitOptions::initial_epoch`]) continues exactly as the uninterrupted one.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use convnet_tensor::Tensor;
@@ -17,24 +22,101 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::callbacks::{Callback, Control};
-use crate::layer::{ForwardCtx, Mode};
 use crate::metrics::accuracy_sum;
-use crate::optimizers::{Optimizer, OptimizerConfig};
+use crate::optimizers::{Optimizer, OptimizerConfig, ParamUpdate};
 use crate::progress::Progress;
 use crate::targets::{gather_rows, slice_rows};
-use crate::{Loss, Metric, NnError, Result, Sequential, Targets};
+use crate::{Cx, Loss, Metric, Mode, NnError, Params, Result, Sequential, Targets};
 
-/// What `compile` set: the loss, the optimizer with its state, the metrics.
-#[derive(Clone, Debug)]
-pub(crate) struct Compiled {
-    pub loss: Loss,
-    pub optimizer: Optimizer,
-    pub metrics: Vec<Metric>,
+/// A model that `fit` can train: one parameter store, a forward pass through it, and
+/// room for the compiled training state.
+pub trait Trainable {
+    /// The parameter store.
+    fn params(&self) -> &Params;
+    /// The store and the compiled training state, borrowed together (an optimizer step
+    /// updates one from the other).
+    fn parts_mut(&mut self) -> (&mut Params, Option<&mut Trainer>);
+    /// The compiled training state, if compiled.
+    fn trainer(&self) -> Option<&Trainer>;
+    /// Sets (or removes) the training state: what `compile` does.
+    fn set_trainer(&mut self, trainer: Option<Trainer>);
+    /// Checks that `x` is a batch the model takes.
+    fn check_input(&self, x: &Tensor) -> Result<()>;
+    /// The model's output for `x` under `cx`. With `loss`, a final activation that the
+    /// loss absorbs (softmax, sigmoid) may be left out; the flag then says the output is
+    /// logits.
+    fn forward_cx(&self, x: &Tensor, cx: &Cx, loss: Option<&Loss>) -> Result<(Tensor, bool)>;
+    /// Saves the whole model (what `ModelCheckpoint` writes), atomically.
+    fn save_model(&self, path: &Path) -> Result<()>;
+    /// Saves only the weights, atomically.
+    fn save_model_weights(&self, path: &Path) -> Result<()>;
 }
 
-impl Compiled {
-    fn accuracy(&self) -> bool {
-        self.metrics.contains(&Metric::Accuracy)
+/// Samples a model trains or is evaluated on, in batches.
+pub trait Dataset {
+    /// Number of samples.
+    fn len(&self) -> usize;
+    /// True when there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The samples `order` (indices below `len`) in batches of `batch_size`, in that
+    /// order, for epoch `epoch` (1-based; 0 outside training). `train` asks for the
+    /// training transform (random augmentation seeded by the epoch and sample), else the
+    /// evaluation one.
+    fn batches<'a>(
+        &'a mut self,
+        order: Vec<usize>,
+        batch_size: usize,
+        epoch: usize,
+        train: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>>;
+    /// Files or samples the dataset skipped so far (undecodable images), with why.
+    fn skipped(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Samples held in memory: `x: [n, ...]` with `n` targets.
+pub struct TensorData<'a> {
+    x: &'a Tensor,
+    y: &'a Targets,
+}
+
+impl<'a> TensorData<'a> {
+    /// The pairs `(x[i], y[i])`; errors when the counts differ.
+    pub fn new(x: &'a Tensor, y: &'a Targets) -> Result<Self> {
+        let n = x.dims().first().copied().unwrap_or(0);
+        if y.len() != n {
+            return Err(NnError::targets(format!("{} targets for {n} samples", y.len())));
+        }
+        Ok(TensorData { x, y })
+    }
+}
+
+impl Dataset for TensorData<'_> {
+    fn len(&self) -> usize {
+        self.y.len()
+    }
+    fn batches<'b>(
+        &'b mut self,
+        order: Vec<usize>,
+        batch_size: usize,
+        _epoch: usize,
+        _train: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'b>> {
+        let (x, y) = (self.x, self.y);
+        let contiguous = order.iter().enumerate().all(|(i, &j)| i == j);
+        let n = order.len();
+        Ok(Box::new((0..n.div_ceil(batch_size.max(1))).map(move |b| {
+            let (start, end) = (b * batch_size, ((b + 1) * batch_size).min(n));
+            if contiguous {
+                Ok((slice_rows(x, start, end)?, y.range(start, end)?))
+            } else {
+                let idx = &order[start..end];
+                Ok((gather_rows(x, idx)?, y.gather(idx)?))
+            }
+        })))
     }
 }
 
@@ -47,27 +129,110 @@ pub struct CompileConfig {
     pub optimizer: OptimizerConfig,
     /// The metrics.
     pub metrics: Vec<Metric>,
+    /// Training options beyond Keras' three.
+    #[serde(default)]
+    pub options: TrainOptions,
+}
+
+/// What a trainer does besides the optimizer's own rule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Scale the gradients so that their global L2 norm is at most this (PyTorch's
+    /// `clip_grad_norm_`).
+    #[serde(default)]
+    pub clip_grad_norm: Option<f32>,
+    /// Leave biases and 1-D parameters (norm scales and shifts) out of weight decay, as
+    /// timm's `filter_bias_and_bn` does.
+    #[serde(default)]
+    pub no_decay_bias_and_norm: bool,
+}
+
+/// What `compile` sets: the loss, the optimizer with its state, the metrics and the
+/// training options.
+#[derive(Clone, Debug)]
+pub struct Trainer {
+    pub(crate) loss: Loss,
+    pub(crate) optimizer: Optimizer,
+    pub(crate) metrics: Vec<Metric>,
+    pub(crate) options: TrainOptions,
+}
+
+impl Trainer {
+    /// A trainer with a fresh optimizer state.
+    pub fn new(loss: Loss, optimizer: impl Into<OptimizerConfig>, metrics: &[Metric]) -> Trainer {
+        let mut metrics = metrics.to_vec();
+        metrics.dedup();
+        Trainer { loss, optimizer: Optimizer::new(optimizer), metrics, options: TrainOptions::default() }
+    }
+
+    /// Sets the training options.
+    pub fn with_options(mut self, options: TrainOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// From saved compile arguments.
+    pub fn from_config(c: CompileConfig) -> Trainer {
+        Trainer::new(c.loss, c.optimizer, &c.metrics).with_options(c.options)
+    }
+
+    /// The compile arguments.
+    pub fn config(&self) -> CompileConfig {
+        CompileConfig {
+            loss: self.loss,
+            optimizer: self.optimizer.config().clone(),
+            metrics: self.metrics.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> &Loss {
+        &self.loss
+    }
+
+    /// The optimizer with its state.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// The optimizer, to change its learning rate or restore its state.
+    pub fn optimizer_mut(&mut self) -> &mut Optimizer {
+        &mut self.optimizer
+    }
+
+    /// The training options.
+    pub fn options(&self) -> &TrainOptions {
+        &self.options
+    }
+
+    fn accuracy(&self) -> bool {
+        self.metrics.contains(&Metric::Accuracy)
+    }
 }
 
 /// Metric values by Keras' log names (`loss`, `accuracy`, `val_loss`, `val_accuracy`),
 /// sorted by name as Keras prints them.
 pub type Logs = BTreeMap<String, f64>;
 
-/// Arguments of [`Sequential::fit`]; `Default` gives Keras' defaults (batch 32, 1 epoch,
-/// shuffled, verbose 1).
+/// Arguments of [`fit`]; `Default` gives Keras' defaults (batch 32, 1 epoch, shuffled,
+/// verbose 1).
 pub struct FitOptions {
     /// Samples per step.
     pub batch_size: usize,
-    /// Passes over the data.
+    /// The epoch to stop after (Keras' `epochs`: with `initial_epoch` 3 and `epochs` 5,
+    /// epochs 4 and 5 run).
     pub epochs: usize,
+    /// Epochs already done by an earlier run being resumed (Keras' `initial_epoch`).
+    pub initial_epoch: usize,
     /// Data evaluated after each epoch (takes precedence over `validation_split`).
     pub validation_data: Option<(Tensor, Targets)>,
     /// Fraction of the samples, taken from the end before shuffling, held out for
-    /// validation (Keras' rule).
+    /// validation (Keras' rule; in-memory data only).
     pub validation_split: f32,
     /// Shuffle the training samples before each epoch.
     pub shuffle: bool,
-    /// Seed of the shuffles and dropout masks.
+    /// Seed of the shuffles, dropout masks and augmentation.
     pub seed: u64,
     /// 0: silent; 1: a progress bar on a terminal (one line per epoch otherwise); 2: one
     /// line per epoch.
@@ -81,6 +246,7 @@ impl Default for FitOptions {
         FitOptions {
             batch_size: 32,
             epochs: 1,
+            initial_epoch: 0,
             validation_data: None,
             validation_split: 0.0,
             shuffle: true,
@@ -96,6 +262,7 @@ impl std::fmt::Debug for FitOptions {
         f.debug_struct("FitOptions")
             .field("batch_size", &self.batch_size)
             .field("epochs", &self.epochs)
+            .field("initial_epoch", &self.initial_epoch)
             .field("validation_data", &self.validation_data.as_ref().map(|(x, _)| x.dims().to_vec()))
             .field("validation_split", &self.validation_split)
             .field("shuffle", &self.shuffle)
@@ -129,6 +296,11 @@ impl FitOptions {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+    /// Sets the epochs already done (resuming).
+    pub fn with_initial_epoch(mut self, epoch: usize) -> Self {
+        self.initial_epoch = epoch;
         self
     }
     /// Sets the verbosity.
@@ -176,6 +348,15 @@ impl History {
             _ => None,
         }
     }
+    /// Appends the epochs of `later` (a resumed run) to these.
+    pub fn extend(&mut self, later: &History) {
+        self.loss.extend(&later.loss);
+        self.accuracy.extend(&later.accuracy);
+        self.val_loss.extend(&later.val_loss);
+        self.val_accuracy.extend(&later.val_accuracy);
+        self.epoch_seconds.extend(&later.epoch_seconds);
+        self.stopped_epoch = later.stopped_epoch;
+    }
     fn push(&mut self, logs: &Logs, seconds: f64) {
         let put = |v: &mut Vec<f64>, k: &str| {
             if let Some(x) = logs.get(k) {
@@ -210,29 +391,261 @@ pub struct StepOutput {
     pub gradients: Vec<(String, Tensor)>,
 }
 
-/// Where a step is, for error messages.
-#[derive(Clone, Copy)]
-struct StepPlace {
-    epoch: usize,
-    step: usize,
+/// Where a step is, for error messages and seeded layers.
+#[derive(Clone, Copy, Debug)]
+pub struct StepPlace {
+    /// Epoch, 1-based (0 outside `fit`).
+    pub epoch: usize,
+    /// Step within the epoch, 1-based.
+    pub step: usize,
+}
+
+fn trainer(net: &dyn Trainable) -> Result<&Trainer> {
+    net.trainer().ok_or(NnError::NotCompiled)
+}
+
+/// The generator of epoch `epoch`'s shuffle and dropout masks: a function of the seed and
+/// the epoch only, so a resumed run draws what the uninterrupted one drew.
+pub fn epoch_rng(seed: u64, epoch: usize) -> Rng {
+    Rng::new(seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).fork()
+}
+
+/// Forward with a recorded graph and backward on one batch in `mode`; applies the
+/// running-statistics updates of a training pass. Nothing else changes: the gradients are
+/// returned. The graph is gone on return.
+pub fn compute_gradients_with(
+    net: &mut dyn Trainable,
+    x: &Tensor,
+    y: &Targets,
+    mode: Mode,
+    rng: Rng,
+    place: StepPlace,
+) -> Result<StepOutput> {
+    let t = trainer(net)?;
+    net.check_input(x)?;
+    let n = x.dims()[0];
+    if y.len() != n {
+        return Err(NnError::targets(format!("{} targets for {n} samples", y.len())));
+    }
+    let with_accuracy = t.accuracy();
+    let loss_fn = t.loss;
+    let iteration = t.optimizer.iterations();
+    let (value, correct, gradients, updates) = {
+        let cx = Cx::new(net.params(), mode, 0).with_rng(rng, iteration).recording(true);
+        let (out, logits) = net.forward_cx(x, &cx, Some(&loss_fn))?;
+        let loss = loss_fn.compute(&out, logits, y)?;
+        let value = loss.item()?;
+        if !value.is_finite() {
+            return Err(NnError::NonFiniteLoss { epoch: place.epoch, step: place.step, value });
+        }
+        let correct = with_accuracy.then(|| accuracy_sum(&loss_fn, &out, logits, y));
+        drop(out);
+        let mut grads = if loss.requires_grad() { Some(loss.backward()?) } else { None };
+        let gradients: Vec<(String, Tensor)> = net
+            .params()
+            .iter()
+            .filter(|(_, e)| e.trainable())
+            .filter_map(|(_, e)| Some((e.key().to_string(), grads.as_mut()?.take(e.value())?)))
+            .collect();
+        (value, correct, gradients, cx.take_bn_updates())
+    };
+    crate::context::apply_bn_updates(net.parts_mut().0, updates);
+    Ok(StepOutput { loss: value, accuracy: correct.map(|c| c / n.max(1) as f64), gradients })
+}
+
+/// The loss and the gradient of every trainable parameter on one batch, without updating
+/// anything but batch-norm running statistics (in [`Mode::Train`]). [`Mode::Eval`] gives
+/// Keras' `training=False` gradients (dropout off, running statistics).
+pub fn compute_gradients(net: &mut dyn Trainable, x: &Tensor, y: &Targets, mode: Mode) -> Result<StepOutput> {
+    let step = trainer(net)?.optimizer.iterations();
+    let rng = epoch_rng(step ^ 0x7261_696E, 0);
+    compute_gradients_with(net, x, y, mode, rng, StepPlace { epoch: 0, step: step as usize + 1 })
+}
+
+/// One optimizer update from gradients by parameter path (Keras' `apply_gradients`):
+/// clipped by global norm and filtered for weight decay as the trainer's options say.
+pub fn apply_gradients(net: &mut dyn Trainable, gradients: Vec<(String, Tensor)>) -> Result<()> {
+    let (store, trainer) = net.parts_mut();
+    let trainer = trainer.ok_or(NnError::NotCompiled)?;
+    if let Some((path, _)) = gradients.iter().find(|(k, _)| store.by_key(k).is_none_or(|e| !e.trainable())) {
+        return Err(NnError::UnknownParameter { path: path.clone() });
+    }
+    let mut gradients = gradients;
+    if let Some(max_norm) = trainer.options.clip_grad_norm {
+        let mut slices: Vec<&mut [f32]> = gradients.iter_mut().map(|(_, g)| g.data_mut()).collect();
+        crate::optimizers::clip_grad_norm(&mut slices, max_norm);
+    }
+    let by_path: BTreeMap<&str, &Tensor> = gradients.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let filter = trainer.options.no_decay_bias_and_norm;
+    let mut updates = Vec::with_capacity(by_path.len());
+    for (key, dims, value) in store.trainable_values_mut() {
+        let Some(g) = by_path.get(key) else { continue };
+        if g.dims() != dims.as_slice() {
+            return Err(NnError::misshaped(
+                "gradients",
+                crate::Misshaped { path: key.to_string(), expected: dims, got: g.dims().to_vec() },
+            ));
+        }
+        let decay = !filter || crate::optimizers::decays(key, &dims);
+        updates.push(ParamUpdate { key, value, grad: g.data(), decay });
+    }
+    trainer.optimizer.apply_updates(updates)
+}
+
+/// One training step on one batch; returns its loss and accuracy (Keras'
+/// `train_on_batch`). A non-finite loss is an error and nothing is updated.
+pub fn train_on_batch(net: &mut dyn Trainable, x: &Tensor, y: &Targets) -> Result<(f32, Option<f64>)> {
+    let out = compute_gradients(net, x, y, Mode::Train)?;
+    apply_gradients(net, out.gradients)?;
+    Ok((out.loss, out.accuracy))
+}
+
+/// Loss and accuracy over `data` in batches, in inference mode, recording no graph.
+pub fn evaluate(net: &dyn Trainable, data: &mut dyn Dataset, batch_size: usize) -> Result<Evaluation> {
+    let t = trainer(net)?;
+    if batch_size == 0 {
+        return Err(NnError::arg("batch_size", "must be positive"));
+    }
+    let n = data.len();
+    if n == 0 {
+        return Err(NnError::arg("x", "cannot evaluate on an empty dataset"));
+    }
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+    for batch in data.batches((0..n).collect(), batch_size, 0, false)? {
+        let (xb, yb) = batch?;
+        let m = yb.len();
+        let cx = Cx::new(net.params(), Mode::Eval, 0);
+        let (out, logits) = net.forward_cx(&xb, &cx, Some(&t.loss))?;
+        loss_sum += t.loss.compute(&out, logits, &yb)?.item()? as f64 * m as f64;
+        if t.accuracy() {
+            correct += accuracy_sum(&t.loss, &out, logits, &yb);
+        }
+        seen += m;
+    }
+    let seen = seen.max(1) as f64;
+    Ok(Evaluation { loss: loss_sum / seen, accuracy: t.accuracy().then(|| correct / seen) })
+}
+
+/// Trains for epochs `initial_epoch + 1 ..= epochs` (Keras' `fit`) on `train`,
+/// evaluating `validation` after each. Stops with [`NnError::NonFiniteLoss`] (before the
+/// update) when the loss becomes NaN or infinite, or early when a callback asks.
+/// `options.validation_data` and `validation_split` are for in-memory data
+/// ([`Sequential::fit`]); here the validation set is the argument.
+pub fn fit(
+    net: &mut dyn Trainable,
+    train: &mut dyn Dataset,
+    mut validation: Option<&mut dyn Dataset>,
+    mut options: FitOptions,
+) -> Result<History> {
+    let with_accuracy = trainer(net)?.accuracy();
+    if options.batch_size == 0 {
+        return Err(NnError::arg("batch_size", "must be positive"));
+    }
+    let n = train.len();
+    if n == 0 {
+        return Err(NnError::arg("x", "no training samples"));
+    }
+    if validation.as_ref().is_some_and(|v| v.is_empty()) {
+        return Err(NnError::arg("validation_data", "has no samples"));
+    }
+    let mut callbacks = std::mem::take(&mut options.callbacks);
+    for cb in callbacks.iter_mut() {
+        cb.on_train_begin(net)?;
+    }
+    let mut history = History::default();
+    let steps = n.div_ceil(options.batch_size);
+    for epoch in options.initial_epoch + 1..=options.epochs {
+        let started = Instant::now();
+        let mut progress = Progress::new(epoch, options.epochs, steps, options.verbose);
+        let mut rng = epoch_rng(options.seed, epoch);
+        let mut order: Vec<usize> = (0..n).collect();
+        if options.shuffle {
+            rng.shuffle(&mut order);
+        }
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+        for (step, batch) in train.batches(order, options.batch_size, epoch, true)?.enumerate() {
+            let (xb, yb) = batch?;
+            let m = yb.len();
+            let place = StepPlace { epoch, step: step + 1 };
+            let out = compute_gradients_with(net, &xb, &yb, Mode::Train, rng.fork(), place)?;
+            drop(xb);
+            apply_gradients(net, out.gradients)?;
+            loss_sum += out.loss as f64 * m as f64;
+            correct += out.accuracy.unwrap_or(0.0) * m as f64;
+            seen += m;
+            let accuracy = out.accuracy.map(|_| correct / seen as f64);
+            progress.step(step + 1, loss_sum / seen as f64, accuracy);
+        }
+        if seen == 0 {
+            return Err(NnError::arg("x", "no training sample could be read"));
+        }
+        let mut logs = Logs::new();
+        logs.insert("loss".into(), loss_sum / seen as f64);
+        if with_accuracy {
+            logs.insert("accuracy".into(), correct / seen as f64);
+        }
+        if let Some(v) = validation.as_deref_mut() {
+            let ev = evaluate(net, v, options.batch_size)?;
+            logs.insert("val_loss".into(), ev.loss);
+            if let Some(a) = ev.accuracy {
+                logs.insert("val_accuracy".into(), a);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        progress.finish(&logs);
+        history.push(&logs, seconds);
+        let mut stop = false;
+        for cb in callbacks.iter_mut() {
+            stop |= cb.on_epoch_end(epoch, &logs, net)? == Control::Stop;
+        }
+        if stop {
+            history.stopped_epoch = Some(epoch);
+            break;
+        }
+    }
+    for cb in callbacks.iter_mut() {
+        cb.on_train_end(net)?;
+    }
+    Ok(history)
+}
+
+impl Trainable for Sequential {
+    fn params(&self) -> &Params {
+        &self.store
+    }
+    fn parts_mut(&mut self) -> (&mut Params, Option<&mut Trainer>) {
+        (&mut self.store, self.compiled.as_mut())
+    }
+    fn trainer(&self) -> Option<&Trainer> {
+        self.compiled.as_ref()
+    }
+    fn set_trainer(&mut self, trainer: Option<Trainer>) {
+        self.compiled = trainer;
+    }
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        Sequential::check_input(self, x)
+    }
+    fn forward_cx(&self, x: &Tensor, cx: &Cx, loss: Option<&Loss>) -> Result<(Tensor, bool)> {
+        self.run(x, cx, loss)
+    }
+    fn save_model(&self, path: &Path) -> Result<()> {
+        self.save(path)
+    }
+    fn save_model_weights(&self, path: &Path) -> Result<()> {
+        self.save_weights(path)
+    }
 }
 
 impl Sequential {
     /// Sets the loss, the optimizer (fresh state) and the metrics.
     pub fn compile(&mut self, loss: Loss, optimizer: impl Into<OptimizerConfig>, metrics: &[Metric]) -> Result<()> {
-        let mut metrics = metrics.to_vec();
-        metrics.dedup();
-        self.compiled = Some(Compiled { loss, optimizer: Optimizer::new(optimizer), metrics });
+        self.compiled = Some(Trainer::new(loss, optimizer, metrics));
         Ok(())
     }
 
     /// The compile arguments, if compiled.
     pub fn compile_config(&self) -> Option<CompileConfig> {
-        self.compiled.as_ref().map(|c| CompileConfig {
-            loss: c.loss,
-            optimizer: c.optimizer.config().clone(),
-            metrics: c.metrics.clone(),
-        })
+        self.compiled.as_ref().map(Trainer::config)
     }
 
     /// The optimizer, if compiled.
@@ -245,130 +658,38 @@ impl Sequential {
         self.compiled.as_mut().map(|c| &mut c.optimizer)
     }
 
-    fn compiled(&self) -> Result<&Compiled> {
-        self.compiled.as_ref().ok_or(NnError::NotCompiled)
-    }
-
-    fn check_data(&self, x: &Tensor, y: &Targets) -> Result<usize> {
-        self.check_input(x)?;
-        let n = x.dims()[0];
-        if y.len() != n {
-            return Err(NnError::targets(format!("{} targets for {n} samples", y.len())));
-        }
-        Ok(n)
-    }
-
-    /// Forward with a recorded graph and backward on one batch; applies the state updates
-    /// (batch-norm moving statistics) of a training pass. The graph is gone on return.
-    fn gradients(
-        &mut self,
-        x: &Tensor,
-        y: &Targets,
-        mode: Mode,
-        rng: &mut Rng,
-        place: StepPlace,
-    ) -> Result<StepOutput> {
-        let compiled = self.compiled()?;
-        let n = self.check_data(x, y)?;
-        let with_accuracy = compiled.accuracy();
-        let loss_fn = compiled.loss;
-        let (value, correct, gradients, updates) = {
-            let mut ctx = ForwardCtx::new(mode, true, rng, self.steps);
-            let (out, logits) = self.run(x, &mut ctx, Some(&loss_fn))?;
-            let loss = loss_fn.compute(&out, logits, y)?;
-            let value = loss.item()?;
-            if !value.is_finite() {
-                return Err(NnError::NonFiniteLoss { epoch: place.epoch, step: place.step, value });
-            }
-            let correct = with_accuracy.then(|| accuracy_sum(&loss_fn, &out, logits, y));
-            drop(out);
-            let mut grads = if loss.requires_grad() { Some(loss.backward()?) } else { None };
-            let gradients: Vec<(String, Tensor)> = self
-                .params()
-                .filter(|p| p.trainable())
-                .filter_map(|p| Some((p.path().to_string(), grads.as_mut()?.take(p.value())?)))
-                .collect();
-            (value, correct, gradients, ctx.take_updates())
-        };
-        for (path, values) in updates {
-            if let Some(p) = self.params_mut().find(|p| p.path() == path) {
-                p.assign(&values);
-            }
-        }
-        self.steps += 1;
-        Ok(StepOutput { loss: value, accuracy: correct.map(|c| c / n.max(1) as f64), gradients })
-    }
-
-    /// The loss and the gradient of every trainable parameter on one batch, without
-    /// updating anything but batch-norm moving statistics (in [`Mode::Train`]).
-    /// [`Mode::Infer`] gives Keras' `training=False` gradients (dropout off, moving
-    /// statistics).
+    /// See [`compute_gradients`].
     pub fn compute_gradients(&mut self, x: &Tensor, y: &Targets, mode: Mode) -> Result<StepOutput> {
-        let mut rng = self.rng.fork();
-        let place = StepPlace { epoch: 0, step: self.steps as usize + 1 };
-        self.gradients(x, y, mode, &mut rng, place)
+        compute_gradients(self, x, y, mode)
     }
 
     /// One optimizer update from gradients by parameter path (Keras' `apply_gradients`).
     pub fn apply_gradients(&mut self, gradients: &[(String, Tensor)]) -> Result<()> {
-        if let Some((path, _)) = gradients.iter().find(|(k, _)| !self.params().any(|p| p.trainable() && p.path() == k))
-        {
-            return Err(NnError::UnknownParameter { path: path.clone() });
-        }
-        let Sequential { layers, compiled, .. } = self;
-        let compiled = compiled.as_mut().ok_or(NnError::NotCompiled)?;
-        let by_path: BTreeMap<&str, &Tensor> = gradients.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let updates = layers
-            .iter_mut()
-            .flat_map(|l| l.params_mut().iter_mut())
-            .filter_map(|p| by_path.get(p.path()).map(|g| (p, *g)));
-        compiled.optimizer.apply(updates)
+        apply_gradients(self, gradients.to_vec())
     }
 
     /// One training step on one batch; returns its loss and accuracy (Keras'
     /// `train_on_batch`). A non-finite loss is an error and nothing is updated.
     pub fn train_on_batch(&mut self, x: &Tensor, y: &Targets) -> Result<(f32, Option<f64>)> {
-        let mut rng = self.rng.fork();
-        let place = StepPlace { epoch: 0, step: self.steps as usize + 1 };
-        let out = self.gradients(x, y, Mode::Train, &mut rng, place)?;
-        self.apply_gradients(&out.gradients)?;
-        Ok((out.loss, out.accuracy))
+        train_on_batch(self, x, y)
     }
 
     /// Loss and accuracy over `x` in batches, in inference mode, recording no graph.
     pub fn evaluate(&self, x: &Tensor, y: &Targets, batch_size: usize) -> Result<Evaluation> {
-        let compiled = self.compiled()?;
-        let n = self.check_data(x, y)?;
-        if batch_size == 0 {
-            return Err(NnError::arg("batch_size", "must be positive"));
-        }
-        if n == 0 {
-            return Err(NnError::arg("x", "cannot evaluate on an empty dataset"));
-        }
-        let mut rng = Rng::new(0);
-        let (mut loss_sum, mut correct) = (0.0f64, 0.0f64);
-        let mut start = 0;
-        while start < n {
-            let end = (start + batch_size).min(n);
-            let xb = slice_rows(x, start, end)?;
-            let yb = y.range(start, end)?;
-            let mut ctx = ForwardCtx::new(Mode::Infer, false, &mut rng, self.steps);
-            let (out, logits) = self.run(&xb, &mut ctx, Some(&compiled.loss))?;
-            loss_sum += compiled.loss.compute(&out, logits, &yb)?.item()? as f64 * (end - start) as f64;
-            if compiled.accuracy() {
-                correct += accuracy_sum(&compiled.loss, &out, logits, &yb);
-            }
-            start = end;
-        }
-        Ok(Evaluation { loss: loss_sum / n as f64, accuracy: compiled.accuracy().then(|| correct / n as f64) })
+        trainer(self)?;
+        self.check_input(x)?;
+        evaluate(self, &mut TensorData::new(x, y)?, batch_size)
     }
 
-    /// Trains for `options.epochs` epochs (Keras' `fit`). Stops with
-    /// [`NnError::NonFiniteLoss`] (before the update) when the loss becomes NaN or
-    /// infinite, or early when a callback asks.
+    /// Trains for `options.epochs` epochs (Keras' `fit`), validating on
+    /// `options.validation_data` or on the last `validation_split` of the samples.
     pub fn fit(&mut self, x: &Tensor, y: &Targets, mut options: FitOptions) -> Result<History> {
-        self.compiled()?;
-        let n = self.check_data(x, y)?;
+        trainer(self)?;
+        self.check_input(x)?;
+        let n = x.dims()[0];
+        if y.len() != n {
+            return Err(NnError::targets(format!("{} targets for {n} samples", y.len())));
+        }
         if options.batch_size == 0 {
             return Err(NnError::arg("batch_size", "must be positive"));
         }
@@ -381,84 +702,34 @@ impl Sequential {
         // Keras holds out the last samples, before any shuffling
         let (train_n, validation) = match options.validation_data.take() {
             Some((vx, vy)) => {
-                self.check_data(&vx, &vy)?;
+                self.check_input(&vx)?;
+                TensorData::new(&vx, &vy)?;
                 (n, Some((vx, vy)))
             }
             None if options.validation_split > 0.0 => {
                 let split = ((n as f64) * (1.0 - options.validation_split as f64)).floor() as usize;
-                let val = (slice_rows(x, split, n)?, y.range(split, n)?);
-                (split, Some(val))
+                (split, Some((slice_rows(x, split, n)?, y.range(split, n)?)))
             }
             None => (n, None),
         };
         if train_n == 0 {
             return Err(NnError::arg("x", "no training samples"));
         }
-        let (x_train, y_train) =
-            if train_n == n { (x.clone(), y.clone()) } else { (slice_rows(x, 0, train_n)?, y.range(0, train_n)?) };
         if let Some((vx, _)) = &validation
             && vx.dims()[0] == 0
         {
             return Err(NnError::arg("validation_split", "leaves no validation samples"));
         }
-
-        let mut callbacks = std::mem::take(&mut options.callbacks);
-        for cb in callbacks.iter_mut() {
-            cb.on_train_begin(self)?;
+        let (x_train, y_train) =
+            if train_n == n { (x.clone(), y.clone()) } else { (slice_rows(x, 0, train_n)?, y.range(0, train_n)?) };
+        let mut train = TensorData::new(&x_train, &y_train)?;
+        match &validation {
+            Some((vx, vy)) => {
+                let mut val = TensorData::new(vx, vy)?;
+                fit(self, &mut train, Some(&mut val), options)
+            }
+            None => fit(self, &mut train, None, options),
         }
-        let mut rng = Rng::new(options.seed);
-        let mut history = History::default();
-        let steps = train_n.div_ceil(options.batch_size);
-        let mut order: Vec<usize> = (0..train_n).collect();
-        for epoch in 1..=options.epochs {
-            let started = Instant::now();
-            let mut progress = Progress::new(epoch, options.epochs, steps, options.verbose);
-            if options.shuffle {
-                rng.shuffle(&mut order);
-            }
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
-            for step in 0..steps {
-                let idx = &order[step * options.batch_size..((step + 1) * options.batch_size).min(train_n)];
-                let xb = gather_rows(&x_train, idx)?;
-                let yb = y_train.gather(idx)?;
-                let mut step_rng = rng.fork();
-                let out = self.gradients(&xb, &yb, Mode::Train, &mut step_rng, StepPlace { epoch, step: step + 1 })?;
-                drop(xb);
-                self.apply_gradients(&out.gradients)?;
-                loss_sum += out.loss as f64 * idx.len() as f64;
-                correct += out.accuracy.unwrap_or(0.0) * idx.len() as f64;
-                seen += idx.len();
-                let accuracy = out.accuracy.map(|_| correct / seen as f64);
-                progress.step(step + 1, loss_sum / seen as f64, accuracy);
-            }
-            let mut logs = Logs::new();
-            logs.insert("loss".into(), loss_sum / seen as f64);
-            if self.compiled()?.accuracy() {
-                logs.insert("accuracy".into(), correct / seen as f64);
-            }
-            if let Some((vx, vy)) = &validation {
-                let ev = self.evaluate(vx, vy, options.batch_size)?;
-                logs.insert("val_loss".into(), ev.loss);
-                if let Some(a) = ev.accuracy {
-                    logs.insert("val_accuracy".into(), a);
-                }
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            progress.finish(&logs);
-            history.push(&logs, seconds);
-            let mut stop = false;
-            for cb in callbacks.iter_mut() {
-                stop |= cb.on_epoch_end(epoch, &logs, self)? == Control::Stop;
-            }
-            if stop {
-                history.stopped_epoch = Some(epoch);
-                break;
-            }
-        }
-        for cb in callbacks.iter_mut() {
-            cb.on_train_end(self)?;
-        }
-        Ok(history)
     }
 }
 
@@ -565,7 +836,7 @@ mod tests {
         let (x, y) = blobs(8, 6);
         let mut m = small_model(2);
         let before = m.get_weight("dense_1/bias").unwrap().to_vec();
-        let out = m.compute_gradients(&x, &y, Mode::Infer).unwrap();
+        let out = m.compute_gradients(&x, &y, Mode::Eval).unwrap();
         assert_eq!(out.gradients.len(), 4);
         let g = out.gradients.iter().find(|(k, _)| k == "dense_1/bias").unwrap().1.to_vec();
         m.apply_gradients(&out.gradients).unwrap();
@@ -595,14 +866,14 @@ mod tests {
         };
         let probs = Loss::sparse_categorical_crossentropy();
         let logits = probs.with_from_logits(true);
-        let reference = build(true, None, probs).compute_gradients(&x, &y, Mode::Infer).unwrap();
+        let reference = build(true, None, probs).compute_gradients(&x, &y, Mode::Eval).unwrap();
         let variants = [
             build(false, Some(Activation::Softmax), probs), // Activation layer absorbed
             build(false, None, logits),                     // from_logits
             build(true, Some(Activation::Linear), probs),   // not absorbed: clipped probability form
         ];
         for mut m in variants {
-            let out = m.compute_gradients(&x, &y, Mode::Infer).unwrap();
+            let out = m.compute_gradients(&x, &y, Mode::Eval).unwrap();
             assert!((out.loss - reference.loss).abs() < 1e-6, "{} vs {}", out.loss, reference.loss);
             assert_eq!(out.accuracy, reference.accuracy);
             for ((pa, ga), (pb, gb)) in out.gradients.iter().zip(&reference.gradients) {
@@ -663,7 +934,7 @@ mod tests {
     fn training_steps_update_parameters_in_place() {
         let (x, y) = blobs(16, 9);
         let mut m = small_model(1);
-        let ptrs = |m: &Sequential| m.params().map(|p| p.value().data().as_ptr()).collect::<Vec<_>>();
+        let ptrs = |m: &Sequential| m.params().iter().map(|(_, e)| e.value().data().as_ptr()).collect::<Vec<_>>();
         let before = ptrs(&m);
         m.train_on_batch(&x, &y).unwrap();
         m.fit(&x, &y, FitOptions::new(4, 1).with_verbose(0)).unwrap();
@@ -671,6 +942,6 @@ mod tests {
         // a snapshot keeps its values: the next update copies instead of writing through
         let snapshot = m.weights();
         m.train_on_batch(&x, &y).unwrap();
-        assert_ne!(snapshot[0].1.data(), m.params().next().unwrap().value().data());
+        assert_ne!(snapshot[0].1.data(), m.params().iter().next().unwrap().1.value().data());
     }
 }

@@ -39,7 +39,7 @@ fn model(lr: f64) -> Sequential {
 struct StopAfter(usize);
 
 impl Callback for StopAfter {
-    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _model: &mut Sequential) -> Result<Control> {
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, _model: &mut dyn convnet_nn::Trainable) -> Result<Control> {
         assert!(logs.contains_key("loss") && logs.contains_key("accuracy"));
         Ok(if epoch >= self.0 { Control::Stop } else { Control::Continue })
     }

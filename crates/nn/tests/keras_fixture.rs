@@ -62,7 +62,7 @@ fn one_adam_step_matches_keras() {
     eprintln!("probs: max diff {d:.2e}");
     assert!(d < 1e-5, "probs differ by {d}");
 
-    let out = model.compute_gradients(x, &y, Mode::Infer).unwrap();
+    let out = model.compute_gradients(x, &y, Mode::Eval).unwrap();
     eprintln!("loss {} vs keras {keras_loss}", out.loss);
     assert!((out.loss as f64 - keras_loss).abs() < 1e-5, "loss {} vs keras {keras_loss}", out.loss);
     assert_eq!(out.gradients.len(), 8);

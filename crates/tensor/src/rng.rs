@@ -49,6 +49,14 @@ impl Rng {
             items.swap(i, j);
         }
     }
+    /// The whole state, to checkpoint a generator and resume it later bit for bit.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+    /// A generator resumed from [`Rng::state`].
+    pub fn from_state(state: u64) -> Self {
+        Self { state }
+    }
     /// An independent generator derived from this one (for per-batch streams).
     pub fn fork(&mut self) -> Rng {
         Rng::new(self.next_u64())

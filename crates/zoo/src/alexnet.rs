@@ -6,12 +6,12 @@
 //! over the NHWC map, its weight reordered at the checkpoint boundary.
 
 use crate::Model;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{Conv2d, ConvOpts, Linear, adaptive_avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Padding2d, Tensor};
 
 /// AlexNet: `features.{0,3,6,8,10}`, `classifier.{1,4,6}`.

@@ -2,9 +2,9 @@
 //! milliseconds per batch over timed runs after warm-up, images per second, and GFLOP/s
 //! from the counted multiply-accumulates (2 FLOPs each).
 
-use crate::context::{Cx, Mode};
 use crate::error::{Result, ZooError};
 use crate::model::Model;
+use convnet_nn::context::{Cx, Mode};
 use convnet_tensor::Tensor;
 use std::time::Instant;
 

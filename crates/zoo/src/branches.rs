@@ -2,10 +2,10 @@
 //! Inception-style block (Inception-v4, Inception-ResNet-v2, GoogLeNet), so each family
 //! file only states its branches and their timm key names.
 
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ConvBnAct, avg_pool, max_pool};
-use crate::params::Vb;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
 
 /// One node of an Inception block.

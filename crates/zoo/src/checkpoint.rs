@@ -2,7 +2,7 @@
 //!
 //! This is the one place where PyTorch layouts meet the engine's: conv kernels are OIHW in
 //! the file and HWIO in memory, linear weights `[out, in]` and `[in, out]` (see
-//! [`Layout`](crate::params::Layout)). Loading is strict by default and lists every
+//! [`Layout`](convnet_nn::Layout)). Loading is strict by default and lists every
 //! missing, unexpected and mis-shaped key by path; as timm's `load_pretrained`, it leaves
 //! out a classifier trained for another class count and adapts the first conv to other
 //! input channels (`adapt_input_conv`). Saving writes float32 tensors (int64
@@ -10,7 +10,8 @@
 //! `safetensors.torch.load_file` and timm read as they are.
 
 use crate::error::{Misshaped, Result, ZooError};
-use crate::params::Params;
+use convnet_nn::saving::{RawTensor, write_raw_safetensors};
+use convnet_nn::store::Params;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -232,30 +233,22 @@ pub fn save(params: &Params, model: &str, path: &Path) -> Result<()> {
 }
 
 /// Writes a state dict (PyTorch layouts) as `.safetensors`: float32, except
-/// `num_batches_tracked` as int64 like PyTorch's; metadata `format: pt`.
+/// `num_batches_tracked` as int64 like PyTorch's; metadata `format: pt`. Atomic (the one
+/// writer of `convnet-nn`): a crash or kill leaves the previous file whole.
 pub fn write_state_dict(sd: &StateDict, model: &str, path: &Path) -> Result<()> {
-    let buffers: Vec<(&String, &Vec<usize>, Dtype, Vec<u8>)> = sd
+    let tensors = sd
         .iter()
         .map(|(k, (shape, data))| {
-            let (dtype, bytes) = if k.ends_with("num_batches_tracked") {
-                (Dtype::I64, data.iter().flat_map(|v| (*v as i64).to_le_bytes()).collect())
+            if k.ends_with("num_batches_tracked") {
+                RawTensor::i64(k.clone(), shape.clone(), data)
             } else {
-                (Dtype::F32, data.iter().flat_map(|v| v.to_le_bytes()).collect())
-            };
-            (k, shape, dtype, bytes)
+                RawTensor::f32(k.clone(), shape.clone(), data)
+            }
         })
         .collect();
-    let mut views = Vec::with_capacity(buffers.len());
-    for (k, shape, dtype, bytes) in &buffers {
-        let v = TensorView::new(*dtype, shape.to_vec(), bytes)
-            .map_err(|e| ZooError::bad_file(path, format!("cannot serialize {k}: {e}")))?;
-        views.push((k.to_string(), v));
-    }
     let metadata: HashMap<String, String> =
         [("format".to_string(), "pt".to_string()), ("convnet_model".to_string(), model.to_string())].into();
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| ZooError::bad_file(path, format!("cannot serialize: {e}")))?;
-    std::fs::write(path, bytes).map_err(|e| ZooError::io(path, e))
+    Ok(write_raw_safetensors(path, tensors, metadata)?)
 }
 
 #[cfg(test)]

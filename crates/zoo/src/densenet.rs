@@ -5,12 +5,12 @@
 
 use crate::Model;
 use crate::checkpoint::StateDict;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{BatchNorm2d, ClassifierHead, Conv2d, ConvBnAct, ConvOpts, avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
 
 const EPS: f32 = 1e-5;

@@ -7,12 +7,12 @@
 //! padding (asymmetric on stride-2 convs) and batch-norm epsilon 1e-3.
 
 use crate::Model;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SqueezeExcite, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
 
 // ---------------------------------------------------------------- blocks

@@ -1,17 +1,8 @@
 //! The zoo's error type: every failure names what it got and, where it can, the fix.
 
+pub use convnet_nn::Misshaped;
+use convnet_nn::NnError;
 use convnet_tensor::TensorError;
-
-/// A tensor whose shape in a checkpoint differs from the model's (PyTorch layout).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Misshaped {
-    /// State-dict key.
-    pub path: String,
-    /// Shape the model has (PyTorch layout).
-    pub expected: Vec<usize>,
-    /// Shape in the checkpoint.
-    pub got: Vec<usize>,
-}
 
 /// What went wrong in the zoo.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +74,9 @@ pub enum ZooError {
     /// A tensor op failed (shapes that do not fit, usually an input of the wrong size).
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// The layer foundation (parameter store, training, checkpoint writer) failed.
+    #[error(transparent)]
+    Nn(#[from] NnError),
 }
 
 impl ZooError {

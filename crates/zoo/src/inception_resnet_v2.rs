@@ -5,12 +5,12 @@
 
 use crate::Model;
 use crate::branches::{Node, conv as bconv};
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
 
 const EPS: f32 = 1e-3;

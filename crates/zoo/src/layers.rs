@@ -5,12 +5,13 @@
 //!
 //! Batch norm follows PyTorch: running statistics are constants in eval mode; in training
 //! the batch's biased variance normalises and the running variance is updated with the
-//! unbiased one, momentum 0.1. In eval mode [`ConvBnAct`] folds the norm into the
+//! unbiased one, momentum 0.1 ([`RunningStats::TORCH`]). A frozen norm (its scale not
+//! trainable) keeps its running statistics even in training, as fine-tuning expects. In eval mode [`ConvBnAct`] folds the norm into the
 //! convolution (weights scaled once and cached), so inference runs one fused kernel.
 
-use crate::context::{BnUpdate, Cx};
 use crate::error::Result;
-use crate::params::{Init, Layout, ParamId, Params, Vb};
+use convnet_nn::context::{BnUpdate, Cx, RunningStats};
+use convnet_nn::store::{Init, Layout, ParamId, Params, Vb};
 use convnet_tensor::{Activation, Conv2dArgs, Padding2d, Pool2dArgs, Tensor};
 use std::sync::Mutex;
 
@@ -166,8 +167,8 @@ pub struct BatchNorm2d {
     pub num_batches_tracked: ParamId,
     /// Added to the variance (PyTorch 1e-5, TensorFlow ports 1e-3).
     pub eps: f32,
-    /// PyTorch momentum for the running statistics (0.1).
-    pub momentum: f32,
+    /// How the running statistics follow the batch's (PyTorch's, momentum 0.1).
+    pub running_stats: RunningStats,
     /// Activation applied after the norm.
     pub act: Activation,
 }
@@ -182,7 +183,7 @@ impl BatchNorm2d {
             running_var: vb.param("running_var", &[c], Layout::Plain, false, Init::Const(1.0)),
             num_batches_tracked: vb.param("num_batches_tracked", &[], Layout::Plain, false, Init::Const(0.0)),
             eps,
-            momentum: 0.1,
+            running_stats: RunningStats::TORCH,
             act,
         }
     }
@@ -190,13 +191,13 @@ impl BatchNorm2d {
     /// Normalises the last axis of `x`, then applies the activation.
     pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
         let (g, b) = (cx.p(self.weight), cx.p(self.bias));
-        let y = if cx.training() {
+        let y = if cx.bn_training(Some(self.weight)) {
             let (y, stats) = x.batch_norm_train(g, b, self.eps)?;
-            cx.bn_updates.borrow_mut().push(BnUpdate {
+            cx.push_bn_update(BnUpdate {
                 mean: self.running_mean,
                 var: self.running_var,
-                tracked: self.num_batches_tracked,
-                momentum: self.momentum,
+                tracked: Some(self.num_batches_tracked),
+                rule: self.running_stats,
                 stats,
             });
             y
@@ -216,23 +217,6 @@ impl BatchNorm2d {
             g.iter().zip(v).map(|(g, v)| (*g as f64 / (*v as f64 + self.eps as f64).sqrt()) as f32).collect();
         let shift = b.iter().zip(m).zip(&scale).map(|((b, m), s)| b - m * s).collect();
         (scale, shift)
-    }
-}
-
-/// Applies the running-statistics updates recorded by a training pass (PyTorch's rule:
-/// `running = (1 - momentum) * running + momentum * batch`, unbiased batch variance).
-pub(crate) fn apply_bn_updates(params: &mut Params, updates: Vec<BnUpdate>) {
-    for u in updates {
-        let n = u.stats.count as f32;
-        let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        let m = u.momentum;
-        for (r, b) in params.data_mut(u.mean).iter_mut().zip(&u.stats.mean) {
-            *r = (1.0 - m) * *r + m * b;
-        }
-        for (r, b) in params.data_mut(u.var).iter_mut().zip(&u.stats.var) {
-            *r = (1.0 - m) * *r + m * b * unbias;
-        }
-        params.data_mut(u.tracked)[0] += 1.0;
     }
 }
 
@@ -454,7 +438,8 @@ pub fn drop_path(cx: &Cx, x: &Tensor, rate: f32) -> Result<Tensor> {
     }
     let n = x.dims()[0];
     let keep = 1.0 - rate;
-    let mask: Vec<f32> = cx.with_rng(|r| (0..n).map(|_| if r.uniform() < keep { 1.0 / keep } else { 0.0 }).collect());
+    let mask: Vec<f32> =
+        cx.with_rng_mut(|r| (0..n).map(|_| if r.uniform() < keep { 1.0 / keep } else { 0.0 }).collect());
     let mut shape = vec![1; x.rank()];
     shape[0] = n;
     Ok(x.mul(&Tensor::from_vec(mask, shape)?)?)
@@ -465,7 +450,7 @@ pub fn dropout(cx: &Cx, x: &Tensor, rate: f32) -> Result<Tensor> {
     if !cx.training() || rate <= 0.0 {
         return Ok(x.clone());
     }
-    Ok(cx.with_rng(|r| x.dropout(rate, r))?)
+    Ok(cx.with_rng_mut(|r| x.dropout(rate, r))?)
 }
 
 /// Max pool with PyTorch arguments (symmetric padding, optional ceil mode).
@@ -610,7 +595,7 @@ impl ClassifierHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::Mode;
+    use convnet_nn::context::Mode;
     use std::cell::RefCell;
 
     #[test]
@@ -647,7 +632,7 @@ mod tests {
         let vb = Vb::root(&store, 3);
         let cba = ConvBnAct::timm(&vb, 3, 5, 3, ConvOpts::stride(2).with_bias(true), 1e-3, Activation::Relu);
         let mut params = store.into_inner();
-        params.fill_parity(7);
+        crate::parity::fill_parity(&mut params, 7);
         let x = Tensor::from_vec(crate::parity::formula_input([2, 7, 9, 3], 1), [2, 7, 9, 3]).unwrap();
         let cx = Cx::new(&params, Mode::Eval, 0);
         let fused = cba.forward(&cx, &x).unwrap();

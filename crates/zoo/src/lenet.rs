@@ -7,12 +7,12 @@
 //! LeCun padded MNIST.
 
 use crate::Model;
-use crate::context::Cx;
 use crate::error::{Result, ZooError};
 use crate::layers::{Conv2d, ConvOpts, Linear, avg_pool};
 use crate::model::{Architecture, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::{Interpolation, PretrainedCfg};
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Padding2d, Tensor};
 
 /// LeNet-5.

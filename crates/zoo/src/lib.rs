@@ -21,13 +21,11 @@
 
 pub mod bench;
 pub mod checkpoint;
-mod context;
 mod error;
 pub mod labels;
 pub mod layers;
 mod model;
 pub mod npy;
-mod params;
 pub mod parity;
 pub mod pretrained;
 pub mod registry;
@@ -47,10 +45,9 @@ pub mod vgg;
 pub mod xception;
 
 pub use checkpoint::{LoadOptions, LoadReport};
-pub use context::{Cx, Mode, TraceRow};
+pub use convnet_nn::{Cx, Init, Layout, Mode, ParamEntry, ParamId, Params, TraceRow, Vb};
 pub use convnet_tensor::Tensor;
 pub use error::{Misshaped, Result, ZooError};
-pub use model::{Architecture, Model, ModelArgs, Summary, SummaryRow, ZooOpts, group_digits};
-pub use params::{Init, Layout, ParamEntry, ParamId, Params, Vb};
+pub use model::{Architecture, Model, ModelArgs, ZooOpts};
 pub use pretrained::{Interpolation, PretrainedCfg};
 pub use registry::{ModelEntry, create_model, list_models};

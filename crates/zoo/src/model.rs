@@ -3,12 +3,12 @@
 //! `forward`, `reset_classifier`, state-dict loading and saving).
 
 use crate::checkpoint::{self, LoadOptions, LoadReport, StateDict};
-use crate::context::{Cx, Mode, TraceRow};
 use crate::error::{Result, ZooError};
-use crate::layers::apply_bn_updates;
-use crate::params::{Params, Vb};
 use crate::pretrained::PretrainedCfg;
 use crate::registry;
+use convnet_nn::context::{Cx, Mode};
+use convnet_nn::store::{Params, Vb};
+use convnet_nn::{Loss, NnError, SummaryRow, SummaryTable, Trainable, Trainer};
 use convnet_tensor::{Tensor, on_worker, with_pool_awake};
 use std::cell::RefCell;
 use std::fmt;
@@ -112,6 +112,8 @@ pub struct Model {
     in_chans: usize,
     params: Params,
     net: Box<dyn Architecture>,
+    /// What `compile` set, for [`convnet_nn::training::fit`].
+    trainer: Option<Trainer>,
     /// Images per sub-batch of [`Model::forward`], by input size `[h, w, c]`.
     sub_batches: Mutex<Vec<([usize; 3], usize)>>,
 }
@@ -159,6 +161,7 @@ pub(crate) fn build(
         in_chans: args.in_chans,
         params: store.into_inner(),
         net,
+        trainer: None,
         sub_batches: Mutex::new(Vec::new()),
     };
     if let Some(path) = &opts.pretrained {
@@ -309,35 +312,31 @@ impl Model {
 
     /// Logits in training mode (dropout, drop-path, batch statistics), then updates the
     /// batch norms' running statistics as PyTorch does. Gradients flow to the trainable
-    /// parameters, which are autograd variables.
+    /// parameters, which are autograd variables. [`convnet_nn::training::fit`] and the
+    /// optimizers of `convnet-nn` train the model through [`Trainable`].
     pub fn forward_train(&mut self, x: &Tensor, seed: u64) -> Result<Tensor> {
         self.check_input(x)?;
         let (y, updates) = {
             let cx = Cx::new(&self.params, Mode::Train, seed);
-            let f = self.net.forward_features(&cx, x)?;
-            let y = self.net.forward_head(&cx, &f, false)?;
-            (y, cx.bn_updates.take())
+            let y = self.forward_with(&cx, x)?;
+            (y, cx.take_bn_updates())
         };
-        apply_bn_updates(&mut self.params, updates);
+        convnet_nn::apply_bn_updates(&mut self.params, updates);
         Ok(y)
     }
 
-    /// One plain SGD update `w -= lr * grad` of every trainable parameter that has a
-    /// gradient in `grads` (from `loss.backward()` after [`Model::forward_train`]); returns
-    /// how many were updated. For momentum, Adam and schedules, use `convnet-nn`'s optimizers
-    /// over [`Model::params_mut`].
-    pub fn sgd_step(&mut self, grads: &convnet_tensor::Gradients, lr: f32) -> usize {
-        let ids: Vec<_> = self.params.iter().filter(|(_, e)| e.trainable()).map(|(id, _)| id).collect();
-        let mut n = 0;
-        for id in ids {
-            let Some(g) = grads.get(self.params.get(id)) else { continue };
-            let g = g.data().to_vec();
-            for (w, g) in self.params.data_mut(id).iter_mut().zip(&g) {
-                *w -= lr * g;
-            }
-            n += 1;
-        }
-        n
+    /// Freezes every parameter outside the classifier (`trainable = false`): the backbone
+    /// becomes a fixed feature extractor whose batch norms keep their running statistics
+    /// in training, as a linear probe or the first phase of fine-tuning wants. Returns how
+    /// many tensors were frozen.
+    pub fn freeze_backbone(&mut self) -> usize {
+        let head = self.cfg.classifier;
+        self.params.set_trainable_where(false, |k| !is_under(k, head))
+    }
+
+    /// Makes every parameter trainable again.
+    pub fn unfreeze(&mut self) -> usize {
+        self.params.set_trainable_where(true, |_| true)
     }
 
     /// Replaces the classifier with a new one for `num_classes` (0 removes it), as timm's
@@ -347,6 +346,8 @@ impl Model {
         let store = RefCell::new(std::mem::take(&mut self.params));
         self.net.reset_classifier(&Vb::root(&store, seed), num_classes);
         self.params = store.into_inner();
+        // the optimizer's state belongs to the old head: a recompile starts fresh
+        self.trainer = None;
     }
 
     /// Loads a timm `.safetensors` state dict (PyTorch layouts converted once, here).
@@ -372,13 +373,15 @@ impl Model {
 
     /// Saves the state dict as timm's `.safetensors` (PyTorch layouts and key names, so
     /// `timm.create_model(name, pretrained_cfg_overlay=dict(file=...))` loads it).
+    /// Written atomically: a crash or kill leaves the previous file whole.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         checkpoint::save(&self.params, &self.name(), path.as_ref())
     }
 
     /// Traces one image of `[c, h, w]` through the model: each module's output shape and
-    /// parameters, and the multiply-accumulates of the whole pass.
-    pub fn summary(&self, input_size: [usize; 3]) -> Result<Summary> {
+    /// parameters, and the multiply-accumulates of the whole pass, as the one summary
+    /// table of convnet (Keras' layout; shapes NHWC after the batch axis).
+    pub fn summary(&self, input_size: [usize; 3]) -> Result<SummaryTable> {
         let [c, h, w] = input_size;
         let x = Tensor::zeros([1, h, w, c]);
         let cx = Cx::new(&self.params, Mode::Eval, 0).tracing();
@@ -386,19 +389,21 @@ impl Model {
         let rows = cx
             .take_trace()
             .into_iter()
-            .map(|r| {
-                let params = self.params.count_under(&r.path);
-                SummaryRow { row: r, params }
+            .map(|r| SummaryRow {
+                layer: format!("{} ({})", r.path, r.kind),
+                shape: r.shape[1..].to_vec(),
+                params: self.params.count_under(&r.path),
             })
             .collect();
-        Ok(Summary {
-            name: self.name(),
-            input: vec![1, h, w, c],
-            output: y.dims().to_vec(),
-            rows,
-            params: self.param_count(),
-            macs: cx.macs(),
-        })
+        let mut table = SummaryTable::of(self, self.name(), rows);
+        let macs = cx.macs();
+        table.notes.push(format!("Input: (None, {h}, {w}, {c}), output: {:?} (NHWC)", y.dims()));
+        table.notes.push(if macs >= 10_000_000 {
+            format!("GMACs: {:.3}", macs as f64 / 1e9)
+        } else {
+            format!("MMACs: {:.3}", macs as f64 / 1e6)
+        });
+        Ok(table)
     }
 
     /// Multiply-accumulates of one image at the default input size, in billions (GMACs).
@@ -410,63 +415,35 @@ impl Model {
     }
 }
 
-/// One row of a [`Summary`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct SummaryRow {
-    /// Path, kind and output shape.
-    pub row: TraceRow,
-    /// Trainable values under the path.
-    pub params: usize,
+/// `key` lies under the module `prefix` (`fc` holds `fc.weight`).
+fn is_under(key: &str, prefix: &str) -> bool {
+    key == prefix || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))
 }
 
-/// A layer table: what `convnet summary` prints.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Summary {
-    /// `arch.tag`.
-    pub name: String,
-    /// Input shape (NHWC).
-    pub input: Vec<usize>,
-    /// Output shape.
-    pub output: Vec<usize>,
-    /// Traced modules in execution order.
-    pub rows: Vec<SummaryRow>,
-    /// Total trainable values.
-    pub params: usize,
-    /// Multiply-accumulates for one image.
-    pub macs: u64,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Model: {}   input {:?} (NHWC)", self.name, self.input)?;
-        let line = "-".repeat(92);
-        writeln!(f, "{line}")?;
-        writeln!(f, "{:<44} {:<18} {:<18} {:>10}", "Module (state-dict path)", "Type", "Output shape", "Params")?;
-        writeln!(f, "{line}")?;
-        for r in &self.rows {
-            let shape = format!("{:?}", r.row.shape);
-            writeln!(f, "{:<44} {:<18} {:<18} {:>10}", r.row.path, r.row.kind, shape, group_digits(r.params))?;
-        }
-        writeln!(f, "{line}")?;
-        writeln!(f, "Output: {:?}", self.output)?;
-        writeln!(f, "Total params: {}", group_digits(self.params))?;
-        if self.macs >= 10_000_000 {
-            write!(f, "GMACs: {:.3}", self.macs as f64 / 1e9)
-        } else {
-            write!(f, "MMACs: {:.3}", self.macs as f64 / 1e6)
-        }
+impl Trainable for Model {
+    fn params(&self) -> &Params {
+        &self.params
     }
-}
-
-/// `1234567` -> `1,234,567`.
-pub fn group_digits(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
+    fn parts_mut(&mut self) -> (&mut Params, Option<&mut Trainer>) {
+        (&mut self.params, self.trainer.as_mut())
     }
-    out
+    fn trainer(&self) -> Option<&Trainer> {
+        self.trainer.as_ref()
+    }
+    fn set_trainer(&mut self, trainer: Option<Trainer>) {
+        self.trainer = trainer;
+    }
+    fn check_input(&self, x: &Tensor) -> std::result::Result<(), NnError> {
+        Model::check_input(self, x).map_err(NnError::model)
+    }
+    fn forward_cx(&self, x: &Tensor, cx: &Cx, _loss: Option<&Loss>) -> std::result::Result<(Tensor, bool), NnError> {
+        // timm's heads end in a linear layer: the output is already logits
+        Ok((self.forward_with(cx, x).map_err(NnError::model)?, true))
+    }
+    fn save_model(&self, path: &Path) -> std::result::Result<(), NnError> {
+        self.save_checkpoint(path).map_err(NnError::model)
+    }
+    fn save_model_weights(&self, path: &Path) -> std::result::Result<(), NnError> {
+        self.save_checkpoint(path).map_err(NnError::model)
+    }
 }

@@ -3,13 +3,19 @@
 //! and convnet build the same weights without shipping them; and the README's comparison
 //! rule (relative to the largest reference logit, on the logits and on the row difference).
 
-/// FNV-1a, 64 bit, over the UTF-8 bytes of `s`.
-pub fn fnv1a64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+pub use convnet_nn::store::fnv1a64;
+use convnet_nn::store::{ParamId, Params};
+
+/// Fills every tensor of `params` with the formula, in PyTorch's layout, then converts it
+/// as a checkpoint would be.
+pub fn fill_parity(params: &mut Params, salt: u64) {
+    let ids: Vec<ParamId> = params.iter().map(|(id, _)| id).collect();
+    for id in ids {
+        let e = params.entry(id);
+        let shape = e.torch_shape();
+        let data = formula_tensor(e.key(), &shape, salt);
+        params.set_torch(id, &data, &shape).expect("the formula fills the store's own shapes");
     }
-    h
 }
 
 /// One SplitMix64 output for state `x`.
@@ -147,7 +153,7 @@ pub fn check_fixture(fixtures: &std::path::Path, model: &str) -> crate::Result<F
     let mut key_diff: Vec<String> = ours.iter().filter(|l| !theirs.contains(l)).map(|l| format!("+ {l}")).collect();
     key_diff.extend(theirs.iter().filter(|l| !ours.contains(l)).map(|l| format!("- {l}")));
 
-    m.params_mut().fill_parity(weight_salt);
+    fill_parity(m.params_mut(), weight_salt);
     let x = nchw_to_nhwc_input(&formula_input([n, c, h, w], input_salt), [n, c, h, w]);
     let x = convnet_tensor::Tensor::from_vec(x, [n, h, w, c])?;
     let y = m.forward(&x)?;

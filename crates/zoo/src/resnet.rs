@@ -4,12 +4,12 @@
 //! blocks with the stride on the 3x3 conv, 1x1 strided projection shortcuts.
 
 use crate::Model;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, drop_path, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
 
 const EPS: f32 = 1e-5;

@@ -5,12 +5,12 @@
 
 use crate::Model;
 use crate::checkpoint::StateDict;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, adaptive_avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
 
 /// One entry of a VGG feature config: a 3x3 conv of this width, or a 2x2 max pool.

@@ -4,12 +4,12 @@
 //! units, exit flow; residual 1x1 strided projections where the shape changes.
 
 use crate::Model;
-use crate::context::Cx;
 use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
-use crate::params::Vb;
 use crate::pretrained::PretrainedCfg;
+use convnet_nn::context::Cx;
+use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Padding2d, Tensor};
 
 const EPS: f32 = 1e-5;

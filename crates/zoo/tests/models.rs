@@ -142,7 +142,7 @@ fn checkpoints_round_trip_and_fail_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r18.safetensors");
     let mut a = create_model("resnet18", ZooOpts::new().with_seed(1)).unwrap();
-    a.params_mut().fill_parity(3);
+    convnet_zoo::parity::fill_parity(a.params_mut(), 3);
     a.save_checkpoint(&path).unwrap();
     let x = input(1, 40, 40, 3, 3);
     let want = a.forward(&x).unwrap();
@@ -188,7 +188,7 @@ fn saved_files_use_pytorch_layouts_and_dtypes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lenet.safetensors");
     let mut m = create_model("lenet5", ZooOpts::default()).unwrap();
-    m.params_mut().fill_parity(0);
+    convnet_zoo::parity::fill_parity(m.params_mut(), 0);
     m.save_checkpoint(&path).unwrap();
     let sd = convnet_zoo::checkpoint::read_state_dict(&path).unwrap();
     assert_eq!(sd["conv1.weight"].0, vec![6, 1, 5, 5]);
@@ -199,19 +199,19 @@ fn saved_files_use_pytorch_layouts_and_dtypes() {
     assert_eq!(sd["fc1.weight"].1, want);
 }
 
+/// `steps` plain-SGD steps through the shared training path (`convnet_nn::training`).
 fn train_steps(name: &str, size: usize, steps: usize, lr: f32) -> (f32, f32) {
+    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
     let mut m = create_model(name, ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
     let c = m.in_chans();
     let x = input(4, size, size, c, 9);
-    let labels = [1u32, 7, 3, 9];
+    let y = Targets::Sparse(vec![1, 7, 3, 9]);
+    m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(lr as f64), &[])));
     let mut losses = Vec::new();
-    for step in 0..steps {
-        let loss = m.forward_train(&x, step as u64).unwrap().softmax_cross_entropy_sparse(&labels).unwrap();
-        losses.push(loss.item().unwrap());
-        let grads = loss.backward().unwrap();
-        drop(loss);
-        assert!(m.sgd_step(&grads, lr) > 0);
+    for _ in 0..steps {
+        losses.push(training::train_on_batch(&mut m, &x, &y).unwrap().0);
     }
+    assert_eq!(m.trainer().unwrap().optimizer().iterations(), steps as u64);
     (losses[0], *losses.last().unwrap())
 }
 
@@ -240,7 +240,7 @@ fn torchvision_names_are_remapped() {
     let x = input(1, 32, 32, 3, 5);
     // DenseNet: torchvision's old `norm.1` / `conv.2` names
     let mut d = create_model("densenet121", ZooOpts::new().with_num_classes(4)).unwrap();
-    d.params_mut().fill_parity(1);
+    convnet_zoo::parity::fill_parity(d.params_mut(), 1);
     let timm_file = dir.path().join("d.safetensors");
     d.save_checkpoint(&timm_file).unwrap();
     let tv: convnet_zoo::checkpoint::StateDict = read_state_dict(&timm_file)
@@ -265,7 +265,7 @@ fn torchvision_names_are_remapped() {
 
     // VGG: torchvision's `classifier.{0,3,6}` linear layers
     let mut v = create_model("vgg11", ZooOpts::new().with_num_classes(4)).unwrap();
-    v.params_mut().fill_parity(2);
+    convnet_zoo::parity::fill_parity(v.params_mut(), 2);
     let vf = dir.path().join("v.safetensors");
     v.save_checkpoint(&vf).unwrap();
     let tv: convnet_zoo::checkpoint::StateDict = read_state_dict(&vf)

@@ -6,8 +6,8 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, split_activation};
-use crate::layer::{ForwardCtx, Layer, LayerSpec};
-use crate::{Activation, Param, Result};
+use crate::layer::{Layer, LayerSpec};
+use crate::{Activation, Cx, ParamId, Result, Vb};
 
 /// Arguments of an `Activation` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ impl LayerSpec for ActivationConfig {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
-    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng, _vb: &Vb) -> Result<Box<dyn Layer>> {
         Ok(Box::new(ActivationLayer {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape: input.to_vec() },
             config: ActivationConfig { name: Some(name.to_string()), ..self.clone() },
@@ -55,16 +55,16 @@ impl LayerSpec for ActivationConfig {
 pub struct ActivationLayer {
     meta: Meta,
     config: ActivationConfig,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Layer for ActivationLayer {
     layer_common!("Activation", Activation);
 
-    fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, _ctx: &Cx) -> Result<Tensor> {
         self.config.activation.apply(x)
     }
-    fn forward_logits(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
+    fn forward_logits(&self, x: &Tensor, _ctx: &Cx) -> Result<(Tensor, Option<Activation>)> {
         split_activation(x.clone(), self.config.activation)
     }
     fn final_activation(&self) -> Option<Activation> {

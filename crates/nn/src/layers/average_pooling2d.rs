@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::pooling2d::pooling2d_layer;
 use super::{Meta, pool_args, pool_output_shape, who};
-use crate::layer::{ForwardCtx, IntoPair, Layer, LayerSpec};
-use crate::{Padding, Param, Result};
+use crate::layer::{IntoPair, Layer, LayerSpec};
+use crate::{Cx, Padding, ParamId, Result, Vb};
 
 pooling2d_layer!(AveragePooling2dConfig, AveragePooling2d, "AveragePooling2D", "average_pooling2d", avg_pool2d);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Mode;
     use crate::NnError;
-    use crate::layer::Mode;
+    use crate::layer::build_alone;
 
     #[test]
     fn shapes_follow_keras() {
@@ -35,11 +36,10 @@ mod tests {
 
     #[test]
     fn pools_values() {
-        let layer = AveragePooling2dConfig::new(2).build("average_pooling2d", &[2, 2, 1], &mut Rng::new(0)).unwrap();
+        let (store, layer) = build_alone(&AveragePooling2dConfig::new(2), "average_pooling2d", &[2, 2, 1]);
         let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 6.0], [1, 2, 2, 1]).unwrap();
-        let mut rng = Rng::new(0);
-        let mut ctx = ForwardCtx::new(Mode::Infer, false, &mut rng, 0);
-        let y = layer.forward(&x, &mut ctx).unwrap();
+        let ctx = Cx::new(&store, Mode::Eval, 0);
+        let y = layer.forward(&x, &ctx).unwrap();
         assert_eq!(y.dims(), [1, 1, 1, 1]);
         assert_eq!(y.data()[0], 3.0);
     }

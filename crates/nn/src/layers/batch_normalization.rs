@@ -13,8 +13,9 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, who};
-use crate::layer::{ForwardCtx, Layer, LayerSpec};
-use crate::{Initializer, NnError, Param, Result};
+use crate::context::{BnUpdate, RunningStats};
+use crate::layer::{Layer, LayerSpec};
+use crate::{Cx, Initializer, Layout, NnError, ParamId, Result, Vb};
 
 /// Arguments of a `BatchNormalization` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,26 +129,26 @@ impl LayerSpec for BatchNormalizationConfig {
         }
         Ok(input.to_vec())
     }
-    fn build(&self, name: &str, input: &[usize], rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         let c = *input.last().expect("checked");
-        let mut make = |short: &str, init: Initializer, trainable: bool| -> Result<Param> {
+        let mut make = |short: &str, init: Initializer, trainable: bool| -> Result<ParamId> {
             let t = Tensor::from_vec(init.sample(&[c], rng), [c])?;
-            Ok(Param::new(format!("{name}/{short}"), t, trainable))
+            Ok(vb.tensor(short, t, Layout::Plain, trainable))
         };
-        let mut params = Vec::new();
-        if self.scale {
-            params.push(make("gamma", self.gamma_initializer, true)?);
-        }
-        if self.center {
-            params.push(make("beta", self.beta_initializer, true)?);
-        }
-        params.push(make("moving_mean", self.moving_mean_initializer, false)?);
-        params.push(make("moving_variance", self.moving_variance_initializer, false)?);
+        let gamma = if self.scale { Some(make("gamma", self.gamma_initializer, true)?) } else { None };
+        let beta = if self.center { Some(make("beta", self.beta_initializer, true)?) } else { None };
+        let moving_mean = make("moving_mean", self.moving_mean_initializer, false)?;
+        let moving_variance = make("moving_variance", self.moving_variance_initializer, false)?;
+        let params = gamma.into_iter().chain(beta).chain([moving_mean, moving_variance]).collect();
         Ok(Box::new(BatchNormalization {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
             config: BatchNormalizationConfig { name: Some(name.to_string()), ..self.clone() },
             channels: c,
+            gamma,
+            beta,
+            moving_mean,
+            moving_variance,
             params,
         }))
     }
@@ -159,37 +160,33 @@ pub struct BatchNormalization {
     meta: Meta,
     config: BatchNormalizationConfig,
     channels: usize,
-    params: Vec<Param>,
-}
-
-impl BatchNormalization {
-    fn find(&self, short: &str) -> Option<&Param> {
-        self.params.iter().find(|p| p.short_name() == short)
-    }
+    gamma: Option<ParamId>,
+    beta: Option<ParamId>,
+    moving_mean: ParamId,
+    moving_variance: ParamId,
+    params: Vec<ParamId>,
 }
 
 impl Layer for BatchNormalization {
     layer_common!("BatchNormalization", BatchNormalization);
 
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
         let c = self.channels;
-        let gamma = self.find("gamma").map_or_else(|| Tensor::full([c], 1.0), |p| ctx.param(p));
-        let beta = self.find("beta").map_or_else(|| Tensor::zeros([c]), |p| ctx.param(p));
-        let mean = self.find("moving_mean").expect("built with moving_mean");
-        let var = self.find("moving_variance").expect("built with moving_variance");
+        let gamma = self.gamma.map_or_else(|| Tensor::full([c], 1.0), |p| ctx.param(p));
+        let beta = self.beta.map_or_else(|| Tensor::zeros([c]), |p| ctx.param(p));
         let eps = self.config.epsilon;
-        if !ctx.training() {
-            return Ok(x.batch_norm_infer(&gamma, &beta, mean.value().data(), var.value().data(), eps)?);
+        if !ctx.bn_training(self.gamma.or(self.beta)) {
+            let (mean, var) = (ctx.p(self.moving_mean).data(), ctx.p(self.moving_variance).data());
+            return Ok(x.batch_norm_infer(&gamma, &beta, mean, var, eps)?);
         }
         let (y, stats) = x.batch_norm_train(&gamma, &beta, eps)?;
-        let m = self.config.momentum;
-        let blend = |moving: &[f32], batch: &[f32]| -> Vec<f32> {
-            moving.iter().zip(batch).map(|(a, b)| a * m + b * (1.0 - m)).collect()
-        };
-        let new_mean = blend(mean.value().data(), &stats.mean);
-        let new_var = blend(var.value().data(), &stats.var);
-        ctx.update_state(mean.path(), new_mean);
-        ctx.update_state(var.path(), new_var);
+        ctx.push_bn_update(BnUpdate {
+            mean: self.moving_mean,
+            var: self.moving_variance,
+            tracked: None,
+            rule: RunningStats::Keras { momentum: self.config.momentum },
+            stats,
+        });
         Ok(y)
     }
 }
@@ -197,12 +194,13 @@ impl Layer for BatchNormalization {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Mode;
+    use crate::Mode;
+    use crate::layer::build_alone;
 
     #[test]
     fn trains_on_batch_statistics_and_updates_moving_ones() {
-        let layer = BatchNormalizationConfig::new().build("batch_normalization", &[2], &mut Rng::new(0)).unwrap();
-        let names: Vec<&str> = layer.params().iter().map(|p| p.path()).collect();
+        let (mut store, layer) = build_alone(&BatchNormalizationConfig::new(), "batch_normalization", &[2]);
+        let names: Vec<&str> = layer.params().iter().map(|&p| store.entry(p).key()).collect();
         assert_eq!(
             names,
             [
@@ -213,19 +211,22 @@ mod tests {
             ]
         );
         let x = Tensor::from_vec(vec![1.0, 10.0, 3.0, 30.0], [2, 2]).unwrap();
-        let mut rng = Rng::new(0);
-        let mut ctx = ForwardCtx::new(Mode::Train, false, &mut rng, 0);
-        let y = layer.forward(&x, &mut ctx).unwrap();
+        let ctx = Cx::new(&store, Mode::Train, 0);
+        let y = layer.forward(&x, &ctx).unwrap();
         // channel 0: mean 2, var 1 -> (+-1) / sqrt(1 + 1e-3)
         let s = 1.0 / (1.0f32 + 1e-3).sqrt();
         assert!((y.data()[0] + s).abs() < 1e-6 && (y.data()[2] - s).abs() < 1e-6);
-        let updates = ctx.take_updates();
-        assert_eq!(updates[0].0, "batch_normalization/moving_mean");
-        assert!((updates[0].1[0] - 0.02).abs() < 1e-7 && (updates[0].1[1] - 0.2).abs() < 1e-6);
-        // variance of channel 1 is 100: 0.99 * 1 + 0.01 * 100
-        assert!((updates[1].1[1] - 1.99).abs() < 1e-5);
+        let updates = ctx.take_bn_updates();
+        drop(ctx);
+        crate::context::apply_bn_updates(&mut store, updates);
+        let moving = |k: &str| store.by_key(k).unwrap().value().to_vec();
+        let mean = moving("batch_normalization/moving_mean");
+        assert!((mean[0] - 0.02).abs() < 1e-7 && (mean[1] - 0.2).abs() < 1e-6);
+        // biased variance of channel 1 is 100: 0.99 * 1 + 0.01 * 100
+        assert!((moving("batch_normalization/moving_variance")[1] - 1.99).abs() < 1e-5);
+        let (store, layer) = build_alone(&BatchNormalizationConfig::new(), "batch_normalization", &[2]);
         // inference uses the moving statistics (0 and 1 at first)
-        let y = layer.forward(&x, &mut ForwardCtx::new(Mode::Infer, false, &mut rng, 0)).unwrap();
+        let y = layer.forward(&x, &Cx::new(&store, Mode::Eval, 0)).unwrap();
         let s = 1.0 / (1.0f32 + 1e-3).sqrt();
         assert!((y.data()[1] - 10.0 * s).abs() < 1e-5);
     }
@@ -235,6 +236,6 @@ mod tests {
         assert!(BatchNormalizationConfig::new().with_axis(3).output_shape(&[4, 4, 2]).is_ok());
         assert!(BatchNormalizationConfig::new().with_axis(1).output_shape(&[4, 4, 2]).is_err());
         let no_affine = BatchNormalizationConfig::new().with_center(false).with_scale(false);
-        assert_eq!(no_affine.build("bn", &[3], &mut Rng::new(0)).unwrap().params().len(), 2);
+        assert_eq!(build_alone(&no_affine, "bn", &[3]).1.params().len(), 2);
     }
 }

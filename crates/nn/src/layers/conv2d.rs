@@ -9,8 +9,8 @@ use convnet_tensor::{Conv2dArgs, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, split_activation, who};
-use crate::layer::{ForwardCtx, IntoPair, Layer, LayerSpec, expect_rank};
-use crate::{Activation, Initializer, NnError, Padding, Param, Result};
+use crate::layer::{IntoPair, Layer, LayerSpec, expect_rank};
+use crate::{Activation, Cx, Initializer, Layout, NnError, Padding, ParamId, Result, Vb};
 
 /// Arguments of a `Conv2D` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,14 +153,14 @@ impl LayerSpec for Conv2dConfig {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check(input)
     }
-    fn build(&self, name: &str, input: &[usize], rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.check(input)?;
         let kshape = self.kernel_shape(input[2]);
         let kernel = Tensor::from_vec(self.kernel_initializer.sample(&kshape, rng), kshape)?;
-        let mut params = vec![Param::new(format!("{name}/kernel"), kernel, true)];
+        let mut params = vec![vb.tensor("kernel", kernel, Layout::Conv, true)];
         if self.use_bias {
             let b = Tensor::from_vec(self.bias_initializer.sample(&[self.filters], rng), [self.filters])?;
-            params.push(Param::new(format!("{name}/bias"), b, true));
+            params.push(vb.tensor("bias", b, Layout::Plain, true));
         }
         Ok(Box::new(Conv2d {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -177,13 +177,13 @@ pub struct Conv2d {
     meta: Meta,
     config: Conv2dConfig,
     args: Conv2dArgs,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Conv2d {
-    fn pre_activation(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
-        let w = ctx.param(&self.params[0]);
-        let b = self.params.get(1).map(|p| ctx.param(p));
+    fn pre_activation(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
+        let w = ctx.param(self.params[0]);
+        let b = self.params.get(1).map(|&p| ctx.param(p));
         Ok(x.conv2d(&w, b.as_ref(), &self.args)?)
     }
 }
@@ -191,19 +191,19 @@ impl Conv2d {
 impl Layer for Conv2d {
     layer_common!("Conv2D", Conv2d);
 
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
         // pointwise activations go into the convolution's epilogue (relu is
         // applied as the kernel stores its output)
         match self.config.activation.pointwise() {
             Some(act) => {
-                let w = ctx.param(&self.params[0]);
-                let b = self.params.get(1).map(|p| ctx.param(p));
+                let w = ctx.param(self.params[0]);
+                let b = self.params.get(1).map(|&p| ctx.param(p));
                 Ok(x.conv2d_act(&w, b.as_ref(), &self.args, act)?)
             }
             None => self.config.activation.apply(&self.pre_activation(x, ctx)?),
         }
     }
-    fn forward_logits(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
+    fn forward_logits(&self, x: &Tensor, ctx: &Cx) -> Result<(Tensor, Option<Activation>)> {
         split_activation(self.pre_activation(x, ctx)?, self.config.activation)
     }
     fn final_activation(&self) -> Option<Activation> {
@@ -214,6 +214,7 @@ impl Layer for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::build_alone;
 
     #[test]
     fn shapes_follow_keras() {
@@ -252,11 +253,12 @@ mod tests {
     #[test]
     fn builds_keras_shaped_weights() {
         let c = Conv2dConfig::new(6, 3).with_groups(2);
-        let layer = c.build("conv2d_3", &[8, 8, 4], &mut Rng::new(0)).unwrap();
-        let p = layer.params();
-        assert_eq!(p[0].path(), "conv2d_3/kernel");
-        assert_eq!(p[0].dims(), [3, 3, 2, 6]);
-        assert_eq!(p[1].path(), "conv2d_3/bias");
+        let (store, layer) = build_alone(&c, "conv2d_3", &[8, 8, 4]);
+        let p: Vec<_> = layer.params().iter().map(|&id| store.entry(id)).collect();
+        assert_eq!(p[0].key(), "conv2d_3/kernel");
+        assert_eq!(p[0].value().dims(), [3, 3, 2, 6]);
+        assert_eq!(p[0].torch_shape(), [6, 2, 3, 3], "Keras' HWIO kernel is PyTorch's OIHW");
+        assert_eq!(p[1].key(), "conv2d_3/bias");
         assert!(p[1].value().data().iter().all(|v| *v == 0.0));
         assert_eq!(layer.config().name(), Some("conv2d_3"));
     }

@@ -8,8 +8,8 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, split_activation, who};
-use crate::layer::{ForwardCtx, Layer, LayerSpec};
-use crate::{Activation, Initializer, NnError, Param, Result};
+use crate::layer::{Layer, LayerSpec};
+use crate::{Activation, Cx, Initializer, Layout, NnError, ParamId, Result, Vb};
 
 /// Arguments of a `Dense` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,15 +92,15 @@ impl LayerSpec for DenseConfig {
             )),
         }
     }
-    fn build(&self, name: &str, input: &[usize], rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         let fan_in = *input.last().expect("checked");
         let kshape = [fan_in, self.units];
         let kernel = Tensor::from_vec(self.kernel_initializer.sample(&kshape, rng), kshape)?;
-        let mut params = vec![Param::new(format!("{name}/kernel"), kernel, true)];
+        let mut params = vec![vb.tensor("kernel", kernel, Layout::Linear, true)];
         if self.use_bias {
             let b = Tensor::from_vec(self.bias_initializer.sample(&[self.units], rng), [self.units])?;
-            params.push(Param::new(format!("{name}/bias"), b, true));
+            params.push(vb.tensor("bias", b, Layout::Plain, true));
         }
         Ok(Box::new(Dense {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -115,13 +115,13 @@ impl LayerSpec for DenseConfig {
 pub struct Dense {
     meta: Meta,
     config: DenseConfig,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Dense {
-    fn pre_activation(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
-        let w = ctx.param(&self.params[0]);
-        let b = self.params.get(1).map(|p| ctx.param(p));
+    fn pre_activation(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
+        let w = ctx.param(self.params[0]);
+        let b = self.params.get(1).map(|&p| ctx.param(p));
         if x.rank() == 2 {
             return Ok(x.linear(&w, b.as_ref())?);
         }
@@ -140,18 +140,18 @@ impl Dense {
 impl Layer for Dense {
     layer_common!("Dense", Dense);
 
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
         // a pointwise activation on a matrix input is fused into the product's epilogue
         match self.config.activation.pointwise() {
             Some(act) if x.rank() == 2 => {
-                let w = ctx.param(&self.params[0]);
-                let b = self.params.get(1).map(|p| ctx.param(p));
+                let w = ctx.param(self.params[0]);
+                let b = self.params.get(1).map(|&p| ctx.param(p));
                 Ok(x.linear_act(&w, b.as_ref(), act)?)
             }
             _ => self.config.activation.apply(&self.pre_activation(x, ctx)?),
         }
     }
-    fn forward_logits(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<(Tensor, Option<Activation>)> {
+    fn forward_logits(&self, x: &Tensor, ctx: &Cx) -> Result<(Tensor, Option<Activation>)> {
         split_activation(self.pre_activation(x, ctx)?, self.config.activation)
     }
     fn final_activation(&self) -> Option<Activation> {
@@ -162,20 +162,20 @@ impl Layer for Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Mode;
+    use crate::Mode;
+    use crate::layer::build_alone;
 
     #[test]
     fn computes_x_at_kernel_plus_bias() {
         let cfg = DenseConfig::new(2).with_bias_initializer(Initializer::Constant(0.5));
-        let mut layer = cfg.build("dense", &[3], &mut Rng::new(0)).unwrap();
-        layer.params_mut()[0].set(&Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2]).unwrap()).unwrap();
+        let (mut store, layer) = build_alone(&cfg, "dense", &[3]);
+        store.set(layer.params()[0], &Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2]).unwrap()).unwrap();
         let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], [1, 3]).unwrap();
-        let mut rng = Rng::new(0);
-        let y = layer.forward(&x, &mut ForwardCtx::new(Mode::Infer, false, &mut rng, 0)).unwrap();
+        let y = layer.forward(&x, &Cx::new(&store, Mode::Eval, 0)).unwrap();
         assert_eq!(y.data(), [4.5, 5.5]);
         // rank 3: along the last axis
         let x3 = Tensor::from_vec(vec![1.0, 2.0, 3.0, 0.0, 0.0, 0.0], [1, 2, 3]).unwrap();
-        let y3 = layer.forward(&x3, &mut ForwardCtx::new(Mode::Infer, false, &mut rng, 0)).unwrap();
+        let y3 = layer.forward(&x3, &Cx::new(&store, Mode::Eval, 0)).unwrap();
         assert_eq!(y3.dims(), [1, 2, 2]);
         assert_eq!(y3.data(), [4.5, 5.5, 0.5, 0.5]);
         assert_eq!(cfg.output_shape(&[4, 3]).unwrap(), vec![4, 2]);
@@ -184,14 +184,12 @@ mod tests {
 
     #[test]
     fn softmax_is_split_off_for_the_loss() {
-        let layer =
-            DenseConfig::new(3).with_activation(Activation::Softmax).build("d", &[2], &mut Rng::new(0)).unwrap();
+        let (store, layer) = build_alone(&DenseConfig::new(3).with_activation(Activation::Softmax), "d", &[2]);
         let x = Tensor::from_vec(vec![1.0, -1.0], [1, 2]).unwrap();
-        let mut rng = Rng::new(0);
-        let mut ctx = ForwardCtx::new(Mode::Infer, false, &mut rng, 0);
-        let (z, act) = layer.forward_logits(&x, &mut ctx).unwrap();
+        let ctx = Cx::new(&store, Mode::Eval, 0);
+        let (z, act) = layer.forward_logits(&x, &ctx).unwrap();
         assert_eq!(act, Some(Activation::Softmax));
-        let p = layer.forward(&x, &mut ctx).unwrap();
+        let p = layer.forward(&x, &ctx).unwrap();
         assert_eq!(z.softmax().unwrap().data(), p.data());
     }
 }

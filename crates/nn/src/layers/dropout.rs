@@ -8,8 +8,8 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, who};
-use crate::layer::{ForwardCtx, Layer, LayerSpec};
-use crate::{NnError, Param, Result};
+use crate::layer::{Layer, LayerSpec};
+use crate::{Cx, NnError, ParamId, Result, Vb};
 
 /// Arguments of a `Dropout` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ impl LayerSpec for DropoutConfig {
         }
         Ok(input.to_vec())
     }
-    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng, _vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         Ok(Box::new(Dropout {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -72,19 +72,19 @@ impl LayerSpec for DropoutConfig {
 pub struct Dropout {
     meta: Meta,
     config: DropoutConfig,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Layer for Dropout {
     layer_common!("Dropout", Dropout);
 
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &Cx) -> Result<Tensor> {
         if !ctx.training() || self.config.rate == 0.0 {
             return Ok(x.clone());
         }
         Ok(match self.config.seed {
             Some(seed) => x.dropout(self.config.rate, &mut ctx.seeded_rng(seed))?,
-            None => x.dropout(self.config.rate, ctx.rng())?,
+            None => ctx.with_rng_mut(|rng| x.dropout(self.config.rate, rng))?,
         })
     }
 }
@@ -92,16 +92,16 @@ impl Layer for Dropout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Mode;
+    use crate::Mode;
+    use crate::layer::build_alone;
 
     #[test]
     fn drops_only_in_training() {
-        let layer = DropoutConfig::new(0.5).build("dropout", &[1000], &mut Rng::new(0)).unwrap();
+        let (store, layer) = build_alone(&DropoutConfig::new(0.5), "dropout", &[1000]);
         let x = Tensor::full([1, 1000], 1.0);
-        let mut rng = Rng::new(3);
-        let y = layer.forward(&x, &mut ForwardCtx::new(Mode::Infer, false, &mut rng, 0)).unwrap();
+        let y = layer.forward(&x, &Cx::new(&store, Mode::Eval, 0)).unwrap();
         assert_eq!(y.data(), x.data());
-        let y = layer.forward(&x, &mut ForwardCtx::new(Mode::Train, false, &mut rng, 0)).unwrap();
+        let y = layer.forward(&x, &Cx::new(&store, Mode::Train, 3)).unwrap();
         let zeros = y.data().iter().filter(|v| **v == 0.0).count();
         assert!((400..600).contains(&zeros), "{zeros} zeros");
         assert!(y.data().iter().all(|v| *v == 0.0 || *v == 2.0));
@@ -110,11 +110,11 @@ mod tests {
 
     #[test]
     fn a_seeded_layer_repeats_per_step() {
-        let layer = DropoutConfig::new(0.5).with_seed(7).build("d", &[64], &mut Rng::new(0)).unwrap();
+        let (store, layer) = build_alone(&DropoutConfig::new(0.5).with_seed(7), "d", &[64]);
         let x = Tensor::full([1, 64], 1.0);
         let run = |step| {
-            let mut rng = Rng::new(step);
-            layer.forward(&x, &mut ForwardCtx::new(Mode::Train, false, &mut rng, step)).unwrap().to_vec()
+            let ctx = Cx::new(&store, Mode::Train, step).with_rng(Rng::new(step), step);
+            layer.forward(&x, &ctx).unwrap().to_vec()
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));

@@ -6,8 +6,8 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, who};
-use crate::layer::{ForwardCtx, Layer, LayerSpec};
-use crate::{NnError, Param, Result};
+use crate::layer::{Layer, LayerSpec};
+use crate::{Cx, NnError, ParamId, Result, Vb};
 
 /// Arguments of a `Flatten` layer (only its name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -42,7 +42,7 @@ impl LayerSpec for FlattenConfig {
         }
         Ok(vec![input.iter().product()])
     }
-    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng, _vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         Ok(Box::new(Flatten {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -57,13 +57,13 @@ impl LayerSpec for FlattenConfig {
 pub struct Flatten {
     meta: Meta,
     config: FlattenConfig,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Layer for Flatten {
     layer_common!("Flatten", Flatten);
 
-    fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, _ctx: &Cx) -> Result<Tensor> {
         Ok(x.flatten()?)
     }
 }

@@ -6,8 +6,8 @@ use convnet_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Meta, layer_common, who};
-use crate::layer::{ForwardCtx, Layer, LayerSpec, expect_rank};
-use crate::{NnError, Param, Result};
+use crate::layer::{Layer, LayerSpec, expect_rank};
+use crate::{Cx, NnError, ParamId, Result, Vb};
 
 /// Arguments of a `GlobalAveragePooling2D` layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -52,7 +52,7 @@ impl LayerSpec for GlobalAveragePooling2dConfig {
         }
         Ok(if self.keepdims { vec![1, 1, input[2]] } else { vec![input[2]] })
     }
-    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    fn build(&self, name: &str, input: &[usize], _rng: &mut Rng, _vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         Ok(Box::new(GlobalAveragePooling2d {
             meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -67,13 +67,13 @@ impl LayerSpec for GlobalAveragePooling2dConfig {
 pub struct GlobalAveragePooling2d {
     meta: Meta,
     config: GlobalAveragePooling2dConfig,
-    params: Vec<Param>,
+    params: Vec<ParamId>,
 }
 
 impl Layer for GlobalAveragePooling2d {
     layer_common!("GlobalAveragePooling2D", GlobalAveragePooling2d);
 
-    fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, _ctx: &Cx) -> Result<Tensor> {
         let y = x.global_avg_pool()?;
         if self.config.keepdims {
             let (n, c) = (y.dims()[0], y.dims()[1]);
@@ -86,17 +86,17 @@ impl Layer for GlobalAveragePooling2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Mode;
+    use crate::Mode;
+    use crate::layer::build_alone;
 
     #[test]
     fn averages_each_channel() {
         let cfg = GlobalAveragePooling2dConfig::new();
         assert_eq!(cfg.output_shape(&[3, 4, 5]).unwrap(), vec![5]);
         assert_eq!(cfg.clone().with_keepdims(true).output_shape(&[3, 4, 5]).unwrap(), vec![1, 1, 5]);
-        let layer = cfg.build("global_average_pooling2d", &[2, 1, 2], &mut Rng::new(0)).unwrap();
+        let (store, layer) = build_alone(&cfg, "global_average_pooling2d", &[2, 1, 2]);
         let x = Tensor::from_vec(vec![1.0, 10.0, 3.0, 30.0], [1, 2, 1, 2]).unwrap();
-        let mut rng = Rng::new(0);
-        let y = layer.forward(&x, &mut ForwardCtx::new(Mode::Infer, false, &mut rng, 0)).unwrap();
+        let y = layer.forward(&x, &Cx::new(&store, Mode::Eval, 0)).unwrap();
         assert_eq!(y.dims(), [1, 2]);
         assert_eq!(y.data(), [2.0, 20.0]);
     }

@@ -36,7 +36,7 @@ pub(crate) struct Meta {
 }
 
 /// The `Layer` methods every built layer implements the same way; expects fields
-/// `meta: Meta`, `config` (with a `name: Option<String>`) and `params: Vec<Param>`.
+/// `meta: Meta`, `config` (with a `name: Option<String>`) and `params: Vec<ParamId>`.
 macro_rules! layer_common {
     ($class:literal, $variant:ident) => {
         fn name(&self) -> &str {
@@ -54,11 +54,8 @@ macro_rules! layer_common {
         fn output_shape(&self) -> &[usize] {
             &self.meta.output_shape
         }
-        fn params(&self) -> &[$crate::Param] {
+        fn params(&self) -> &[$crate::ParamId] {
             &self.params
-        }
-        fn params_mut(&mut self) -> &mut [$crate::Param] {
-            &mut self.params
         }
     };
 }

@@ -63,7 +63,7 @@ macro_rules! pooling2d_layer {
             fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
                 pool_output_shape(who(&self.name, $class), &self.args(), input)
             }
-            fn build(&self, name: &str, input: &[usize], _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+            fn build(&self, name: &str, input: &[usize], _rng: &mut Rng, _vb: &Vb) -> Result<Box<dyn Layer>> {
                 let output_shape = self.output_shape(input)?;
                 Ok(Box::new($layer {
                     meta: Meta { name: name.to_string(), input_shape: input.to_vec(), output_shape },
@@ -80,13 +80,13 @@ macro_rules! pooling2d_layer {
             meta: Meta,
             config: $config,
             args: Pool2dArgs,
-            params: Vec<Param>,
+            params: Vec<ParamId>,
         }
 
         impl Layer for $layer {
             $crate::layers::layer_common!($class, $layer);
 
-            fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx<'_>) -> Result<Tensor> {
+            fn forward(&self, x: &Tensor, _ctx: &Cx) -> Result<Tensor> {
                 Ok(x.$method(&self.args)?)
             }
         }

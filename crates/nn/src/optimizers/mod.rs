@@ -13,10 +13,9 @@ pub use sgd::Sgd;
 
 use std::collections::BTreeMap;
 
-use convnet_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::{Misshaped, NnError, Param, Result};
+use crate::{NnError, Result};
 
 /// One optimizer's update rule.
 pub trait UpdateRule {
@@ -139,35 +138,54 @@ impl Optimizer {
         (2 + slot_values, 8 + 4 + 4 * slot_values)
     }
 
-    /// One update of every parameter that has a gradient: Keras' `apply_gradients`.
-    pub fn apply<'a>(&mut self, updates: impl IntoIterator<Item = (&'a mut Param, &'a Tensor)>) -> Result<()> {
+    /// One update of every parameter in `updates` (one step: the iteration count grows by
+    /// one). Slot buffers are kept by parameter key, so any store can be optimised.
+    pub fn apply_updates(&mut self, updates: Vec<ParamUpdate<'_>>) -> Result<()> {
         let step = self.iterations + 1;
         let rule = self.config.rule();
         let n_slots = rule.slots();
-        let mut pending = Vec::new();
-        for (p, g) in updates {
-            if g.dims() != p.dims() {
-                return Err(NnError::WeightsMismatch {
-                    source_name: "gradients".into(),
-                    missing: vec![],
-                    unexpected: vec![],
-                    misshaped: vec![Misshaped {
-                        path: p.path().into(),
-                        expected: p.dims().to_vec(),
-                        got: g.dims().to_vec(),
-                    }],
-                });
-            }
-            pending.push((p, g));
-        }
-        for (p, g) in pending {
-            let slots = self.slots.entry(p.path().to_string()).or_insert_with(|| vec![vec![0.0; g.numel()]; n_slots]);
-            rule.update(step, p.data_mut(), g.data(), slots);
+        for u in updates {
+            let slots = self.slots.entry(u.key.to_string()).or_insert_with(|| vec![vec![0.0; u.grad.len()]; n_slots]);
+            rule.update(step, u.value, u.grad, slots);
         }
         self.iterations = step;
         self.built = true;
         Ok(())
     }
+}
+
+/// One parameter's part of an optimizer step: its key (naming its slot buffers), its
+/// values, updated in place, its gradient, and whether weight decay applies to it.
+pub struct ParamUpdate<'a> {
+    /// The parameter's key in its store.
+    pub key: &'a str,
+    /// The values.
+    pub value: &'a mut [f32],
+    /// The gradient, as long as `value`.
+    pub grad: &'a [f32],
+    /// Whether weight decay applies.
+    pub decay: bool,
+}
+
+/// timm's `filter_bias_and_bn` rule: weight decay for weights of two or more axes that
+/// are not biases.
+pub fn decays(key: &str, dims: &[usize]) -> bool {
+    dims.len() > 1 && !key.ends_with("bias")
+}
+
+/// Scales the gradients so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`); returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f32) -> f32 {
+    let norm = grads.iter().flat_map(|g| g.iter()).map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+    let scale = max_norm as f64 / (norm + 1e-6);
+    if scale < 1.0 {
+        for g in grads.iter_mut() {
+            for v in g.iter_mut() {
+                *v = (*v as f64 * scale) as f32;
+            }
+        }
+    }
+    norm as f32
 }
 
 impl<T: Into<OptimizerConfig>> From<T> for Optimizer {
@@ -180,13 +198,16 @@ impl<T: Into<OptimizerConfig>> From<T> for Optimizer {
 mod tests {
     use super::*;
 
+    fn step(opt: &mut Optimizer, key: &str, w: &mut [f32], g: &[f32]) {
+        opt.apply_updates(vec![ParamUpdate { key, value: w, grad: g, decay: true }]).unwrap();
+    }
+
     #[test]
     fn adam_first_step_moves_by_the_learning_rate() {
-        let mut p = Param::new("w", Tensor::from_vec(vec![1.0, -1.0, 0.5], [3]).unwrap(), true);
-        let g = Tensor::from_vec(vec![0.5, -2.0, 0.0], [3]).unwrap();
+        let mut w = vec![1.0, -1.0, 0.5];
+        let g = vec![0.5, -2.0, 0.0];
         let mut opt = Optimizer::new(Adam::default());
-        opt.apply([(&mut p, &g)]).unwrap();
-        let w = p.value().data();
+        step(&mut opt, "w", &mut w, &g);
         // m = 0.1 g, v = 0.001 g^2, alpha = lr sqrt(0.001) / 0.1: update ~ lr * sign(g)
         assert!((w[0] - (1.0 - 1e-3)).abs() < 1e-6, "{}", w[0]);
         assert!((w[1] - (-1.0 + 1e-3)).abs() < 1e-6);
@@ -198,33 +219,33 @@ mod tests {
 
     #[test]
     fn sgd_with_momentum_follows_keras() {
-        let mut p = Param::new("w", Tensor::from_vec(vec![1.0], [1]).unwrap(), true);
-        let g = Tensor::from_vec(vec![1.0], [1]).unwrap();
+        let mut p = vec![1.0];
+        let g = vec![1.0];
         let mut opt = Optimizer::new(Sgd::new(0.1).with_momentum(0.9));
-        opt.apply([(&mut p, &g)]).unwrap(); // m = -0.1, w = 0.9
-        opt.apply([(&mut p, &g)]).unwrap(); // m = -0.09 - 0.1 = -0.19, w = 0.71
-        assert!((p.value().data()[0] - 0.71).abs() < 1e-6);
-        let mut q = Param::new("q", Tensor::from_vec(vec![1.0], [1]).unwrap(), true);
+        step(&mut opt, "w", &mut p, &g); // m = -0.1, w = 0.9
+        step(&mut opt, "w", &mut p, &g); // m = -0.09 - 0.1 = -0.19, w = 0.71
+        assert!((p[0] - 0.71).abs() < 1e-6);
+        let mut q = vec![1.0];
         let mut nesterov = Optimizer::new(Sgd::new(0.1).with_momentum(0.9).with_nesterov(true));
-        nesterov.apply([(&mut q, &g)]).unwrap(); // m = -0.1; w += 0.9 * -0.1 - 0.1 = 0.81
-        assert!((q.value().data()[0] - 0.81).abs() < 1e-6);
+        step(&mut nesterov, "q", &mut q, &g); // m = -0.1; w += 0.9 * -0.1 - 0.1 = 0.81
+        assert!((q[0] - 0.81).abs() < 1e-6);
     }
 
     #[test]
     fn rmsprop_follows_keras() {
-        let mut p = Param::new("w", Tensor::from_vec(vec![1.0], [1]).unwrap(), true);
-        let g = Tensor::from_vec(vec![2.0], [1]).unwrap();
+        let mut p = vec![1.0];
+        let g = vec![2.0];
         let mut opt = Optimizer::new(RmsProp::default());
-        opt.apply([(&mut p, &g)]).unwrap();
+        step(&mut opt, "w", &mut p, &g);
         // v = 0.1 * 4 = 0.4; w -= 1e-3 * 2 / sqrt(0.4 + 1e-7)
         let want = 1.0 - 1e-3 * 2.0 / (0.4f32 + 1e-7).sqrt();
-        assert!((p.value().data()[0] - want).abs() < 1e-7);
-        let mut c = Param::new("c", Tensor::from_vec(vec![1.0], [1]).unwrap(), true);
+        assert!((p[0] - want).abs() < 1e-7);
+        let mut c = vec![1.0];
         let mut centered = Optimizer::new(RmsProp::default().with_centered(true).with_momentum(0.5));
-        centered.apply([(&mut c, &g)]).unwrap();
+        step(&mut centered, "c", &mut c, &g);
         // avg = 0.2, denom = 0.4 - 0.04 + 1e-7; mom = incr
         let want = 1.0 - 1e-3 * 2.0 / (0.36f32 + 1e-7).sqrt();
-        assert!((c.value().data()[0] - want).abs() < 1e-6);
+        assert!((c[0] - want).abs() < 1e-6);
         assert_eq!(centered.slots("c").unwrap().len(), 3);
     }
 

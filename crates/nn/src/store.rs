@@ -1,5 +1,8 @@
-//! The parameter store of a zoo model, keyed by timm's state-dict names, and the builder
-//! ([`Vb`]) that model constructors use to create parameters under those names.
+//! The one parameter store of every model (a `Sequential` and every zoo network): each
+//! tensor under its state-dict path (`layer1.0.conv1.weight` as timm names it,
+//! `conv2d/kernel` as Keras does), with a trainable flag, and the builder ([`Vb`]) that
+//! layers and model constructors use to create parameters under those names. Optimizers,
+//! `fit`, checkpoints, summaries and freezing all work through it.
 //!
 //! Every tensor is kept in the engine's layout (HWIO conv kernels, `[in, out]` linear
 //! weights) and converted from and to PyTorch's (OIHW, `[out, in]`) in exactly one place,
@@ -7,7 +10,7 @@
 //! Construction names each parameter by its full path (`p.pp("layer1").pp(0).pp("conv1")`),
 //! so the same code creates random weights and receives checkpoints.
 
-use crate::error::{Result, ZooError};
+use crate::{Misshaped, NnError, Result};
 use convnet_tensor::Tensor;
 use convnet_tensor::rng::Rng;
 use std::cell::RefCell;
@@ -142,6 +145,7 @@ pub struct ParamEntry {
     key: String,
     layout: Layout,
     trainable: bool,
+    buffer: bool,
     integer: bool,
     value: Tensor,
 }
@@ -155,9 +159,14 @@ impl ParamEntry {
     pub fn layout(&self) -> Layout {
         self.layout
     }
-    /// A trainable parameter (true) or a buffer such as `running_mean` (false).
+    /// Whether the optimizer updates it: a parameter that is not frozen.
     pub fn trainable(&self) -> bool {
         self.trainable
+    }
+    /// A buffer (`running_mean`, `num_batches_tracked`): state, never a parameter, not in
+    /// timm's parameter count even when the model is unfrozen.
+    pub fn buffer(&self) -> bool {
+        self.buffer
     }
     /// Stored as an integer by PyTorch (`num_batches_tracked`, int64).
     pub fn integer(&self) -> bool {
@@ -195,10 +204,11 @@ impl Params {
         Self::default()
     }
 
-    /// Adds a tensor (engine layout) under `key`, replacing one of the same key.
+    /// Adds a tensor (engine layout) under `key`, replacing one of the same key. A tensor
+    /// that is not `trainable` is a buffer (running statistics, counters).
     pub fn insert(&mut self, key: String, value: Tensor, layout: Layout, trainable: bool, integer: bool) -> ParamId {
         let value = if trainable { value.var() } else { value.detach() };
-        let entry = ParamEntry { key: key.clone(), layout, trainable, integer, value };
+        let entry = ParamEntry { key: key.clone(), layout, trainable, buffer: !trainable, integer, value };
         self.version = next_version();
         if let Some(&i) = self.index.get(&key) {
             self.slots[i] = Some(entry);
@@ -244,19 +254,53 @@ impl Params {
         self.index.is_empty()
     }
 
-    /// Number of trainable values (timm's parameter count: buffers excluded).
+    /// Number of parameter values, frozen or not (timm's parameter count: buffers excluded).
     pub fn param_count(&self) -> usize {
+        self.iter().filter(|(_, e)| !e.buffer).map(|(_, e)| e.value.numel()).sum()
+    }
+
+    /// Number of values the optimizer updates (frozen parameters and buffers excluded).
+    pub fn trainable_count(&self) -> usize {
         self.iter().filter(|(_, e)| e.trainable).map(|(_, e)| e.value.numel()).sum()
     }
 
-    /// Trainable values under `prefix` (`layer1` counts `layer1.*`; "" counts all).
+    /// Parameter values (frozen or not, buffers excluded) under `prefix` (`layer1` counts
+    /// `layer1.*`, `conv2d` counts `conv2d/*`; "" counts all).
     pub fn count_under(&self, prefix: &str) -> usize {
-        self.iter()
-            .filter(|(_, e)| {
-                e.trainable && (prefix.is_empty() || e.key.strip_prefix(prefix).is_some_and(|r| r.starts_with('.')))
-            })
-            .map(|(_, e)| e.value.numel())
-            .sum()
+        self.iter().filter(|(_, e)| !e.buffer && under(&e.key, prefix)).map(|(_, e)| e.value.numel()).sum()
+    }
+
+    /// Every value under `prefix`, buffers included (Keras' per-layer `Param #`).
+    pub fn count_all_under(&self, prefix: &str) -> usize {
+        self.iter().filter(|(_, e)| under(&e.key, prefix)).map(|(_, e)| e.value.numel()).sum()
+    }
+
+    /// Makes the parameter `id` trainable (an autograd variable the optimizer updates) or
+    /// frozen (a constant; a frozen batch norm normalises with its running statistics).
+    /// Buffers (`running_mean`, integer counters) are never trainable: `trainable` is ignored
+    /// for them.
+    pub fn set_trainable(&mut self, id: ParamId, trainable: bool) {
+        let e = self.slots[id.0].as_mut().expect("parameter was removed from the store");
+        if e.buffer || e.trainable == trainable {
+            return;
+        }
+        e.trainable = trainable;
+        e.value = if trainable { e.value.detach().var() } else { e.value.detach() };
+        self.version = next_version();
+    }
+
+    /// Freezes (`trainable = false`) or unfreezes every parameter for which `select(key)`
+    /// holds; returns how many changed.
+    pub fn set_trainable_where(&mut self, trainable: bool, select: impl Fn(&str) -> bool) -> usize {
+        let ids: Vec<ParamId> = self
+            .iter()
+            .filter(|(_, e)| !e.buffer && e.trainable != trainable && select(&e.key))
+            .map(|(id, _)| id)
+            .collect();
+        for &id in &ids {
+            self.set_trainable(id, trainable);
+        }
+        ids.len()
     }
 
     /// Incremented by every change of any value: caches derived from weights compare it.
@@ -264,20 +308,55 @@ impl Params {
         self.version
     }
 
-    /// Removes every tensor whose key is `prefix` or starts with `prefix.`.
+    /// Removes every tensor whose key is `prefix` or starts with `prefix.` (or `prefix/`).
     pub fn remove_prefix(&mut self, prefix: &str) {
-        let keys: Vec<String> = self
-            .index
-            .keys()
-            .filter(|k| k.as_str() == prefix || k.strip_prefix(prefix).is_some_and(|r| r.starts_with('.')))
-            .cloned()
-            .collect();
+        let keys: Vec<String> =
+            self.index.keys().filter(|k| k.as_str() == prefix || under(k, prefix)).cloned().collect();
         for k in keys {
             if let Some(i) = self.index.remove(&k) {
                 self.slots[i] = None;
             }
         }
         self.version = next_version();
+    }
+
+    /// Every tensor by key in creation order, as values detached from any graph (cheap
+    /// aliases: an update afterwards copies rather than changing them). Keras'
+    /// `get_weights`, PyTorch's `state_dict` in the engine's layouts.
+    pub fn snapshot(&self) -> Vec<(String, Tensor)> {
+        self.iter().map(|(_, e)| (e.key.clone(), e.value.detach())).collect()
+    }
+
+    /// Sets every tensor from `(key, tensor)` pairs in the engine's layouts. All keys must
+    /// be given, none unknown, every shape equal; otherwise nothing changes and the error
+    /// (naming `source`) lists every missing, unexpected and mis-shaped tensor.
+    pub fn restore(&mut self, source: &str, values: &[(String, Tensor)]) -> Result<()> {
+        let given: BTreeMap<&str, &Tensor> = values.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut missing = Vec::new();
+        let mut misshaped = Vec::new();
+        for (_, e) in self.iter() {
+            match given.get(e.key.as_str()) {
+                None => missing.push(e.key.clone()),
+                Some(t) if t.dims() != e.value.dims() => misshaped.push(Misshaped {
+                    path: e.key.clone(),
+                    expected: e.value.dims().to_vec(),
+                    got: t.dims().to_vec(),
+                }),
+                Some(_) => {}
+            }
+        }
+        let mut unexpected: Vec<String> =
+            values.iter().filter(|(k, _)| !self.index.contains_key(k)).map(|(k, _)| k.clone()).collect();
+        unexpected.sort();
+        if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() {
+            return Err(NnError::WeightsMismatch { source_name: source.to_string(), missing, unexpected, misshaped });
+        }
+        let ids: Vec<ParamId> = self.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let t = given[self.entry(id).key.as_str()];
+            self.set(id, t)?;
+        }
+        Ok(())
     }
 
     /// The lines `key:d0,d1,...` (PyTorch shapes), sorted: the format of
@@ -296,16 +375,13 @@ impl Params {
 
     /// Replaces the value of `id` from PyTorch-layout `data` of shape `torch`.
     pub fn set_torch(&mut self, id: ParamId, data: &[f32], torch: &[usize]) -> Result<()> {
-        let e = self.slots[id.0].as_mut().ok_or_else(|| ZooError::arg("set_torch", "removed parameter"))?;
+        let e = self.slots[id.0].as_mut().ok_or_else(|| NnError::arg("set_torch", "removed parameter"))?;
         let expected = e.layout.torch_shape(e.value.dims());
         if expected != torch || data.len() != torch.iter().product::<usize>() {
-            return Err(ZooError::CheckpointMismatch {
-                source_name: "set_torch".into(),
-                model: String::new(),
-                missing: vec![],
-                unexpected: vec![],
-                misshaped: vec![crate::error::Misshaped { path: e.key.clone(), expected, got: torch.to_vec() }],
-            });
+            return Err(NnError::misshaped(
+                "set_torch",
+                Misshaped { path: e.key.clone(), expected, got: torch.to_vec() },
+            ));
         }
         let engine = e.layout.engine_shape(torch);
         let t = Tensor::from_vec(e.layout.from_torch(data, torch), engine)?;
@@ -316,16 +392,32 @@ impl Params {
 
     /// Replaces the value of `id` with an engine-layout tensor of the same shape.
     pub fn set(&mut self, id: ParamId, value: &Tensor) -> Result<()> {
-        let e = self.slots[id.0].as_mut().ok_or_else(|| ZooError::arg("set", "removed parameter"))?;
+        let e = self.slots[id.0].as_mut().ok_or_else(|| NnError::arg("set", "removed parameter"))?;
         if e.value.dims() != value.dims() {
-            return Err(ZooError::arg(
+            let got = value.dims().to_vec();
+            return Err(NnError::misshaped(
                 "set",
-                format!("{}: shape {:?} for a parameter of {:?}", e.key, value.dims(), e.value.dims()),
+                Misshaped { path: e.key.clone(), expected: e.value.dims().to_vec(), got },
             ));
         }
         e.value = if e.trainable { value.detach().var() } else { value.detach() };
         self.version = next_version();
         Ok(())
+    }
+
+    /// Every trainable parameter's key, shape and mutable values, for one optimizer step
+    /// (in place: the variables keep the identity gradients find them by).
+    pub fn trainable_values_mut(&mut self) -> Vec<(&str, Vec<usize>, &mut [f32])> {
+        self.version = next_version();
+        self.slots
+            .iter_mut()
+            .flatten()
+            .filter(|e| e.trainable)
+            .map(|e| {
+                let dims = e.value.dims().to_vec();
+                (e.key.as_str(), dims, e.value.data_mut())
+            })
+            .collect()
     }
 
     /// Mutable values of `id` for in-place updates (optimizers), keeping the
@@ -335,18 +427,22 @@ impl Params {
         let e = self.slots[id.0].as_mut().expect("parameter was removed from the store");
         e.value.data_mut()
     }
+}
 
-    /// Fills every tensor with the timm parity formula (see [`crate::parity`]), in
-    /// PyTorch's layout, then converts it as a checkpoint would be.
-    pub fn fill_parity(&mut self, salt: u64) {
-        let ids: Vec<ParamId> = self.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            let e = self.entry(id);
-            let shape = e.torch_shape();
-            let data = crate::parity::formula_tensor(&e.key, &shape, salt);
-            self.set_torch(id, &data, &shape).expect("the formula fills the store's own shapes");
-        }
+/// `key` lies under the module `prefix`: `prefix.rest` (timm) or `prefix/rest` (Keras);
+/// every key lies under "".
+fn under(key: &str, prefix: &str) -> bool {
+    prefix.is_empty() || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('.') || r.starts_with('/'))
+}
+
+/// FNV-1a, 64 bit, over the UTF-8 bytes of `s`: the per-key seed of random
+/// initialisation (and of the timm parity formula).
+pub fn fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
+    h
 }
 
 /// A fresh, process-wide unique version number: two stores only share a version when
@@ -372,20 +468,24 @@ pub enum Init {
 pub struct Vb<'a> {
     store: &'a RefCell<Params>,
     prefix: String,
+    separator: char,
     seed: u64,
 }
 
 impl<'a> Vb<'a> {
     /// A builder at the root of `store`; `seed` makes the random init reproducible.
     pub fn root(store: &'a RefCell<Params>, seed: u64) -> Self {
-        Vb { store, prefix: String::new(), seed }
+        Vb { store, prefix: String::new(), separator: '.', seed }
+    }
+
+    /// A builder whose paths join with `/`, as Keras names weights (`conv2d/kernel`).
+    pub fn keras_root(store: &'a RefCell<Params>, seed: u64) -> Self {
+        Vb { store, prefix: String::new(), separator: '/', seed }
     }
 
     /// The builder one level down: `vb.pp("layer1").pp(0)` is `layer1.0`.
     pub fn pp(&self, name: impl Display) -> Vb<'a> {
-        let name = name.to_string();
-        let prefix = if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) };
-        Vb { store: self.store, prefix, seed: self.seed }
+        Vb { store: self.store, prefix: self.key(&name.to_string()), separator: self.separator, seed: self.seed }
     }
 
     /// The current path (`layer1.0`; empty at the root).
@@ -395,7 +495,13 @@ impl<'a> Vb<'a> {
 
     /// The full key of `name` under this prefix.
     pub fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}{}{name}", self.prefix, self.separator) }
+    }
+
+    /// Adds the given tensor (engine layout) as parameter `name` (layers with their own
+    /// initialisers, such as Keras').
+    pub fn tensor(&self, name: &str, value: Tensor, layout: Layout, trainable: bool) -> ParamId {
+        self.store.borrow_mut().insert(self.key(name), value, layout, trainable, false)
     }
 
     /// Creates parameter `name` with engine shape `dims`.
@@ -405,11 +511,11 @@ impl<'a> Vb<'a> {
         let data = match init {
             Init::Const(c) => vec![c; n],
             Init::Normal(std) => {
-                let mut rng = Rng::new(self.seed ^ crate::parity::fnv1a64(&key));
+                let mut rng = Rng::new(self.seed ^ fnv1a64(&key));
                 (0..n).map(|_| rng.normal() * std).collect()
             }
             Init::Uniform(b) => {
-                let mut rng = Rng::new(self.seed ^ crate::parity::fnv1a64(&key));
+                let mut rng = Rng::new(self.seed ^ fnv1a64(&key));
                 (0..n).map(|_| rng.uniform_range(-b, b)).collect()
             }
         };
