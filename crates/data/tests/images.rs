@@ -277,15 +277,16 @@ fn flip_mirrors_the_same_crop() {
     assert_eq!((plain.width, plain.height), (6, 8));
     assert_eq!(transforms::hflip(&plain), flipped);
     assert_ne!(plain, flipped);
-    // with p = 0.5 about half the samples flip
-    t.hflip = 0.5;
+    // with p = 0.5 about half the samples flip, each keeping its crop
     let flips = (0..400)
-        .filter(|&s| {
-            let mut a = SplitMix64::new(s);
-            let mut b = a.clone();
-            let _ = random_resized_crop_params(23, 17, t.scale, t.ratio, &mut b);
-            let _ = t.augment(&img, &mut a);
-            b.next_f64() < 0.5
+        .filter(|&seed| {
+            let mut t = t.clone();
+            t.hflip = 0.0;
+            let plain = t.augment(&img, &mut SplitMix64::new(seed));
+            t.hflip = 0.5;
+            let out = t.augment(&img, &mut SplitMix64::new(seed));
+            assert!(out == plain || out == transforms::hflip(&plain));
+            out != plain
         })
         .count();
     assert!((160..240).contains(&flips), "{flips}");
