@@ -133,4 +133,96 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+
+    /// An image file did not decode (not PNG/JPEG, corrupt).
+    #[error("{}: {reason}", path.display())]
+    BadImage {
+        /// The image file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An image file ends early; decoding it would give grey rows where the data is missing.
+    #[error("{}: truncated image: {reason}; re-copy or delete the file", path.display())]
+    TruncatedImage {
+        /// The image file.
+        path: PathBuf,
+        /// Where the data ends.
+        reason: String,
+    },
+
+    /// An image is larger than the decoder accepts (a decompression-bomb guard).
+    #[error(
+        "{}: image is {width} x {height} = {} pixels, over the limit of {max_pixels}; shrink it first",
+        path.display(),
+        *width as u64 * *height as u64
+    )]
+    ImageTooLarge {
+        /// The image file.
+        path: PathBuf,
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit, in pixels.
+        max_pixels: u64,
+    },
+
+    /// A dataset root is missing or is not a folder.
+    #[error("{}: not a folder; expected an image folder (root/<class>/<image>)", path.display())]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// A dataset root has no class sub-folders.
+    #[error("{}: no class folders; expected root/<class>/<image>, one sub-folder per class", path.display())]
+    NoClasses {
+        /// The root.
+        path: PathBuf,
+    },
+
+    /// A dataset root has fewer than two classes.
+    #[error(
+        "{}: needs at least 2 classes (one sub-folder per class), found {}: {classes:?}",
+        path.display(),
+        classes.len()
+    )]
+    TooFewClasses {
+        /// The root.
+        path: PathBuf,
+        /// The classes found.
+        classes: Vec<String>,
+    },
+
+    /// A class folder holds no `.jpg`/`.jpeg`/`.png` file.
+    #[error("{}: class folder has no images (.jpg, .jpeg, .png); add some or remove the folder", path.display())]
+    EmptyClass {
+        /// The class folder.
+        path: PathBuf,
+    },
+
+    /// No class folder of a dataset holds an image.
+    #[error("{}: no images (.jpg, .jpeg, .png) in any class folder", path.display())]
+    NoImages {
+        /// The root.
+        path: PathBuf,
+    },
+
+    /// A validation class folder that the training set does not have.
+    #[error("{}: class {class:?} is not among the training classes; rename or remove it", path.display())]
+    UnknownClass {
+        /// The class folder.
+        path: PathBuf,
+        /// Its name.
+        class: String,
+    },
+
+    /// A transform or loader setting that cannot work (zero batch size, zero size, ...).
+    #[error("invalid setting: {reason}")]
+    InvalidConfig {
+        /// What is wrong, with the value received.
+        reason: String,
+    },
 }

@@ -71,6 +71,9 @@ pub enum ZooError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Reading or decoding an image failed (the message names the file).
+    #[error(transparent)]
+    Data(#[from] convnet_data::DataError),
     /// A tensor op failed (shapes that do not fit, usually an input of the wrong size).
     #[error(transparent)]
     Tensor(#[from] TensorError),

@@ -2,44 +2,15 @@
 //! the input size a checkpoint was trained at, the eval transform (crop fraction,
 //! interpolation, mean, std) and where its first conv and classifier live.
 
+use convnet_data::DataConfig;
 use serde::Serialize;
 
-/// Resampling filter of the eval transform's resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Interpolation {
-    /// Nearest neighbour.
-    Nearest,
-    /// Triangle filter (PIL's `BILINEAR`, antialiased when shrinking).
-    Bilinear,
-    /// Keys' cubic, a = -0.5 (PIL's `BICUBIC`, antialiased when shrinking).
-    Bicubic,
-}
-
-impl Interpolation {
-    /// timm's name (`bilinear`, `bicubic`, `nearest`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Interpolation::Nearest => "nearest",
-            Interpolation::Bilinear => "bilinear",
-            Interpolation::Bicubic => "bicubic",
-        }
-    }
-    /// Parses timm's name.
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "nearest" => Some(Interpolation::Nearest),
-            "bilinear" => Some(Interpolation::Bilinear),
-            "bicubic" => Some(Interpolation::Bicubic),
-            _ => None,
-        }
-    }
-}
+pub use convnet_data::Interpolation;
 
 /// `IMAGENET_DEFAULT_MEAN`.
-pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_MEAN: [f64; 3] = convnet_data::IMAGENET_MEAN;
 /// `IMAGENET_DEFAULT_STD`.
-pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+pub const IMAGENET_STD: [f64; 3] = convnet_data::IMAGENET_STD;
 /// `IMAGENET_INCEPTION_MEAN` (and its std): 0.5.
 pub const INCEPTION_MEAN: [f64; 3] = [0.5, 0.5, 0.5];
 /// `IMAGENET_INCEPTION_STD`.
@@ -73,6 +44,17 @@ pub struct PretrainedCfg {
 }
 
 impl PretrainedCfg {
+    /// The preprocessing fields timm's `resolve_data_config` takes from this config.
+    pub fn data_config(&self) -> DataConfig {
+        DataConfig {
+            input_size: self.input_size,
+            crop_pct: self.crop_pct,
+            interpolation: self.interpolation,
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+
     /// ImageNet-1k defaults at 224 (timm's `_cfg`): crop 0.875, bilinear, ImageNet mean/std.
     pub const fn imagenet(tag: &'static str, first_conv: &'static str, classifier: &'static str) -> Self {
         PretrainedCfg {

@@ -1,0 +1,137 @@
+//! Image decoding as torchvision's `ImageFolder` loader does it: `PIL.Image.open(f).convert('RGB')`.
+//!
+//! PNG and JPEG are decoded by the `image` crate and converted to 8-bit RGB: grey is replicated,
+//! alpha dropped (not composited, as PIL's `convert('RGB')`), CMYK/YCCK JPEGs converted by the
+//! decoder. 16-bit images are scaled to 8 bits (`v / 257`, rounded); PIL instead takes the high
+//! byte of 16-bit RGB and *clips* 16-bit grey, so 16-bit inputs may differ by one step from
+//! torchvision (16-bit grey very much so, where PIL's answer is mostly white). EXIF orientation is
+//! ignored, as PIL's `open` does.
+//!
+//! Two guards that PIL users get from `Image.MAX_IMAGE_PIXELS` and `LOAD_TRUNCATED_IMAGES=False`:
+//! images over [`MAX_PIXELS`] are refused before their pixels are decoded, and a JPEG whose data
+//! ends before its end-of-image marker is an error (the decoder would fill the missing rows with
+//! grey and report success).
+
+use crate::error::{DataError, Result};
+use std::io::Cursor;
+use std::path::Path;
+
+/// The largest image decoded: 64 megapixels (PIL warns at 89 and refuses at 179; a training
+/// image larger than this is almost surely a mistake or a decompression bomb).
+pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rgb8 {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `height * width * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Why bytes did not decode; [`load_image`] adds the path.
+enum Problem {
+    Bad(String),
+    Truncated(String),
+    TooLarge(u32, u32),
+}
+
+impl Problem {
+    fn into_error(self, path: &Path) -> DataError {
+        let path = path.to_path_buf();
+        match self {
+            Problem::Bad(reason) => DataError::BadImage { path, reason },
+            Problem::Truncated(reason) => DataError::TruncatedImage { path, reason },
+            Problem::TooLarge(width, height) => {
+                DataError::ImageTooLarge { path, width, height, max_pixels: MAX_PIXELS }
+            }
+        }
+    }
+}
+
+/// Decodes a PNG or JPEG file to RGB (grey replicated, alpha dropped, 16-bit scaled to 8).
+///
+/// Errors name the file: unreadable, not PNG/JPEG, corrupt, truncated, over [`MAX_PIXELS`].
+pub fn load_image(path: impl AsRef<Path>) -> Result<Rgb8> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    decode(&bytes).map_err(|p| p.into_error(path))
+}
+
+/// Decodes PNG or JPEG bytes to RGB; the error is the reason, for the caller to attach a name to.
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<Rgb8, String> {
+    decode(bytes).map_err(|p| p.into_error(Path::new("<memory>")).to_string())
+}
+
+fn decode(bytes: &[u8]) -> std::result::Result<Rgb8, Problem> {
+    let cannot = |e: &dyn std::fmt::Display| Problem::Bad(format!("cannot decode (PNG and JPEG are supported): {e}"));
+    let reader = || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| cannot(&e));
+    let format = reader()?.format();
+    // the header alone gives the size: refuse bombs before allocating their pixels
+    let (w, h) = reader()?.into_dimensions().map_err(|e| cannot(&e))?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(Problem::TooLarge(w, h));
+    }
+    if format == Some(image::ImageFormat::Jpeg) {
+        jpeg_complete(bytes).map_err(Problem::Truncated)?;
+    }
+    let img = reader()?.decode().map_err(|e| match e {
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Problem::Truncated(format!("the data ends early ({e})"))
+        }
+        e => cannot(&e),
+    })?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    if w == 0 || h == 0 {
+        return Err(Problem::Bad("the image is empty".into()));
+    }
+    Ok(Rgb8 { width: w as usize, height: h as usize, data: rgb.into_raw() })
+}
+
+/// Checks that a JPEG's segments and entropy-coded data run to its end-of-image marker.
+///
+/// Walks the marker segments by their lengths (so an EXIF thumbnail's own markers are skipped)
+/// and scans each scan's entropy-coded data for the next marker (`FF` followed by neither `00`
+/// stuffing nor a restart marker). Garbage after the EOI marker is allowed, as libjpeg does.
+fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
+    let eof = |what: &str| Err(format!("the file ends inside {what}, before the JPEG end-of-image marker"));
+    let mut i = 2; // after SOI, which format guessing has checked
+    loop {
+        // libjpeg skips stray bytes and fill bytes before a marker; so do we
+        while i < b.len() && b[i] != 0xFF {
+            i += 1;
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = b.get(i) else { return eof("the segment list") };
+        i += 1;
+        match marker {
+            0xD9 => return Ok(()),
+            0x01 | 0xD0..=0xD8 => {}
+            _ => {
+                let Some(len) = b.get(i..i + 2) else { return eof("a segment header") };
+                let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+                if len < 2 {
+                    return Err(format!("JPEG segment {marker:#04x} at byte {i} has length {len}"));
+                }
+                i += len;
+                if i > b.len() {
+                    return eof("a segment");
+                }
+                if marker == 0xDA {
+                    loop {
+                        let (Some(&x), Some(&y)) = (b.get(i), b.get(i + 1)) else { return eof("the image data") };
+                        if x == 0xFF && y != 0x00 && y != 0xFF && !(0xD0..=0xD7).contains(&y) {
+                            break;
+                        }
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! timm's eval transform (`timm.data.transforms_imagenet_eval`, center-crop mode), pixel
+//! for pixel: resize the short side to `floor(input_size / crop_pct)` with PIL's resampling
+//! (`Resample.c`: separable, antialiased when shrinking, 22-bit fixed-point coefficients,
+//! 8-bit intermediate image, horizontal pass first), center crop as torchvision (zero
+//! padding when the image is smaller than the crop), scale to [0, 1], normalise.
+//! Decoding (PNG/JPEG to RGB as `PIL.Image.convert('RGB')`) is in [`crate::decode`].
+//!
+//! The output is HWC `[h, w, 3]` `f32` ([`ImageF32`]), one image of convnet's NHWC batches;
+//! timm's tensor is its transpose. [`DataConfig`] holds the fields of timm's
+//! `resolve_data_config` that these transforms read.
+
+use crate::decode::{Rgb8, load_image};
+use crate::error::Result;
+use serde::Serialize;
+use std::path::Path;
+
+/// Resampling filter of the transforms' resize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Nearest neighbour.
+    Nearest,
+    /// Triangle filter (PIL's `BILINEAR`, antialiased when shrinking).
+    Bilinear,
+    /// Keys' cubic, a = -0.5 (PIL's `BICUBIC`, antialiased when shrinking).
+    Bicubic,
+}
+
+impl Interpolation {
+    /// timm's name (`bilinear`, `bicubic`, `nearest`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+    /// Parses timm's name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "nearest" => Some(Interpolation::Nearest),
+            "bilinear" => Some(Interpolation::Bilinear),
+            "bicubic" => Some(Interpolation::Bicubic),
+            _ => None,
+        }
+    }
+}
+
+/// `IMAGENET_DEFAULT_MEAN`.
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// `IMAGENET_DEFAULT_STD`.
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// The preprocessing fields of timm's `resolve_data_config`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DataConfig {
+    /// `[channels, height, width]` of the model input (channels is 3: images are RGB).
+    pub input_size: [usize; 3],
+    /// Eval center-crop fraction: the short side is resized to `floor(size / crop_pct)`.
+    pub crop_pct: f64,
+    /// Resize filter (eval and train).
+    pub interpolation: Interpolation,
+    /// Per-channel mean subtracted after scaling to [0, 1].
+    pub mean: [f64; 3],
+    /// Per-channel standard deviation divided by.
+    pub std: [f64; 3],
+}
+
+impl Default for DataConfig {
+    /// timm's defaults for a model without a pretrained config: 224, crop 0.875, bicubic,
+    /// ImageNet mean and std.
+    fn default() -> Self {
+        DataConfig {
+            input_size: [3, 224, 224],
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bicubic,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+        }
+    }
+}
+
+impl DataConfig {
+    /// `(height, width)` of the transforms' output.
+    pub fn size(&self) -> (usize, usize) {
+        (self.input_size[1], self.input_size[2])
+    }
+
+    /// Checks the values a transform would otherwise divide by or allocate from.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(crate::DataError::InvalidConfig { reason });
+        if self.input_size[0] != 3 || self.input_size[1] == 0 || self.input_size[2] == 0 {
+            return bad(format!("input_size {:?}: expected [3, h, w] with h, w > 0", self.input_size));
+        }
+        if !(self.crop_pct > 0.0 && self.crop_pct.is_finite()) {
+            return bad(format!("crop_pct {}: expected a fraction > 0 (timm uses 0.875-1.0)", self.crop_pct));
+        }
+        if self.std.iter().any(|s| !(*s > 0.0 && s.is_finite())) || self.mean.iter().any(|m| !m.is_finite()) {
+            return bad(format!("mean {:?} / std {:?}: std must be > 0 and both finite", self.mean, self.std));
+        }
+        Ok(())
+    }
+}
+
+/// A normalised HWC image: `data` holds `shape = [h, w, 3]` values, channels last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageF32 {
+    /// `h * w * 3` values.
+    pub data: Vec<f32>,
+    /// `[h, w, 3]`.
+    pub shape: [usize; 3],
+}
+
+/// torchvision's `ToTensor` + `Normalize(mean, std)`: `(v / 255 - mean) / std` per channel,
+/// in `f32` as torch computes it.
+pub fn normalize(img: &Rgb8, mean: [f64; 3], std: [f64; 3]) -> ImageF32 {
+    let mean = mean.map(|m| m as f32);
+    let std = std.map(|s| s as f32);
+    let data: Vec<f32> =
+        img.data.iter().enumerate().map(|(i, &v)| (v as f32 / 255.0 - mean[i % 3]) / std[i % 3]).collect();
+    ImageF32 { data, shape: [img.height, img.width, 3] }
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn bicubic(x: f64) -> f64 {
+    let a = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
+    }
+}
+
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 { 1.0 - x } else { 0.0 }
+}
+
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc`: per output pixel, the first input
+/// pixel and the fixed-point weights.
+fn coeffs(in_size: usize, out_size: usize, interp: Interpolation) -> Vec<(usize, Vec<i32>)> {
+    let (filter, support): (fn(f64) -> f64, f64) = match interp {
+        Interpolation::Bicubic => (bicubic, 2.0),
+        _ => (triangle, 1.0),
+    };
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = support * filterscale;
+    let ss = 1.0 / filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let w: Vec<f64> = (xmin..xmax).map(|x| filter((x as f64 - center + 0.5) * ss)).collect();
+            let ww: f64 = w.iter().sum();
+            let k = w
+                .iter()
+                .map(|v| {
+                    let v = if ww != 0.0 { v / ww } else { *v };
+                    let s = v * (1u32 << PRECISION_BITS) as f64;
+                    if v < 0.0 { (-0.5 + s) as i32 } else { (0.5 + s) as i32 }
+                })
+                .collect();
+            (xmin, k)
+        })
+        .collect()
+}
+
+fn clip8(v: i64) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes to `width x height` as `PIL.Image.resize` does (bilinear and bicubic antialiased;
+/// nearest samples the pixel under each output centre).
+pub fn resize(img: &Rgb8, width: usize, height: usize, interp: Interpolation) -> Rgb8 {
+    if (width, height) == (img.width, img.height) || width == 0 || height == 0 {
+        return img.clone();
+    }
+    if interp == Interpolation::Nearest {
+        let mut data = Vec::with_capacity(width * height * 3);
+        for y in 0..height {
+            let sy = (((y as f64 + 0.5) * img.height as f64 / height as f64) as usize).min(img.height - 1);
+            for x in 0..width {
+                let sx = (((x as f64 + 0.5) * img.width as f64 / width as f64) as usize).min(img.width - 1);
+                data.extend_from_slice(&img.data[(sy * img.width + sx) * 3..][..3]);
+            }
+        }
+        return Rgb8 { width, height, data };
+    }
+    let mut cur = img.clone();
+    if width != cur.width {
+        let k = coeffs(cur.width, width, interp);
+        let mut data = vec![0u8; width * cur.height * 3];
+        for y in 0..cur.height {
+            let row = &cur.data[y * cur.width * 3..(y + 1) * cur.width * 3];
+            for (x, (xmin, w)) in k.iter().enumerate() {
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    for (i, wi) in w.iter().enumerate() {
+                        ss += row[(xmin + i) * 3 + c] as i64 * *wi as i64;
+                    }
+                    data[(y * width + x) * 3 + c] = clip8(ss);
+                }
+            }
+        }
+        cur = Rgb8 { width, height: cur.height, data };
+    }
+    if height != cur.height {
+        let k = coeffs(cur.height, height, interp);
+        let mut data = vec![0u8; cur.width * height * 3];
+        for (y, (ymin, w)) in k.iter().enumerate() {
+            for x in 0..cur.width {
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    for (i, wi) in w.iter().enumerate() {
+                        ss += cur.data[((ymin + i) * cur.width + x) * 3 + c] as i64 * *wi as i64;
+                    }
+                    data[(y * cur.width + x) * 3 + c] = clip8(ss);
+                }
+            }
+        }
+        cur = Rgb8 { width: cur.width, height, data };
+    }
+    cur
+}
+
+/// torchvision's `Resize(size)` with an int: the short side becomes `size`, the long side
+/// `int(size * long / short)`.
+pub fn resize_short_side(img: &Rgb8, size: usize, interp: Interpolation) -> Rgb8 {
+    let (w, h) = (img.width, img.height);
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = ((size * long) as f64 / short as f64) as usize;
+    let (nw, nh) = if w <= h { (size, new_long) } else { (new_long, size) };
+    resize(img, nw, nh, interp)
+}
+
+/// torchvision's `CenterCrop`: pads with zeros when the image is smaller than the crop,
+/// offsets rounded half to even as Python's `round`.
+pub fn center_crop(img: &Rgb8, width: usize, height: usize) -> Rgb8 {
+    let mut src = img.clone();
+    if width > src.width || height > src.height {
+        // torchvision pads (crop - size) // 2 on the left/top, the rest right/bottom
+        let pw = width.saturating_sub(src.width);
+        let ph = height.saturating_sub(src.height);
+        let (l, t) = (pw / 2, ph / 2);
+        let (nw, nh) = (src.width + pw, src.height + ph);
+        let mut data = vec![0u8; nw * nh * 3];
+        for y in 0..src.height {
+            let d = ((y + t) * nw + l) * 3;
+            data[d..d + src.width * 3].copy_from_slice(&src.data[y * src.width * 3..(y + 1) * src.width * 3]);
+        }
+        src = Rgb8 { width: nw, height: nh, data };
+    }
+    let top = ((src.height - height) as f64 / 2.0).round_ties_even() as usize;
+    let left = ((src.width - width) as f64 / 2.0).round_ties_even() as usize;
+    let mut data = Vec::with_capacity(width * height * 3);
+    for y in top..top + height {
+        data.extend_from_slice(&src.data[(y * src.width + left) * 3..(y * src.width + left + width) * 3]);
+    }
+    Rgb8 { width, height, data }
+}
+
+/// torchvision's `F.crop` inside the image: rows `top..top + height`, columns
+/// `left..left + width`, clipped to the image (torchvision would pad; the random crop never
+/// leaves the image).
+pub fn crop(img: &Rgb8, top: usize, left: usize, height: usize, width: usize) -> Rgb8 {
+    let (top, left) = (top.min(img.height), left.min(img.width));
+    let (height, width) = (height.min(img.height - top), width.min(img.width - left));
+    let mut data = Vec::with_capacity(width * height * 3);
+    for y in top..top + height {
+        data.extend_from_slice(&img.data[(y * img.width + left) * 3..(y * img.width + left + width) * 3]);
+    }
+    Rgb8 { width, height, data }
+}
+
+/// `PIL.Image.transpose(FLIP_LEFT_RIGHT)`: mirrors each row.
+pub fn hflip(img: &Rgb8) -> Rgb8 {
+    if img.width == 0 {
+        return img.clone();
+    }
+    let mut data = Vec::with_capacity(img.data.len());
+    for row in img.data.chunks_exact(img.width * 3) {
+        for px in row.chunks_exact(3).rev() {
+            data.extend_from_slice(px);
+        }
+    }
+    Rgb8 { width: img.width, height: img.height, data }
+}
+
+/// timm's eval transform of a [`DataConfig`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalTransform {
+    /// Output `(height, width)`.
+    pub size: (usize, usize),
+    /// Crop fraction.
+    pub crop_pct: f64,
+    /// Resize filter.
+    pub interpolation: Interpolation,
+    /// Per-channel mean.
+    pub mean: [f64; 3],
+    /// Per-channel standard deviation.
+    pub std: [f64; 3],
+}
+
+impl EvalTransform {
+    /// The transform timm's `create_transform(**data_config, is_training=False)` builds.
+    pub fn new(cfg: &DataConfig) -> Self {
+        EvalTransform {
+            size: cfg.size(),
+            crop_pct: cfg.crop_pct,
+            interpolation: cfg.interpolation,
+            mean: cfg.mean,
+            std: cfg.std,
+        }
+    }
+
+    /// The resized (pre-crop) size: `floor(size / crop_pct)` per axis.
+    pub fn scale_size(&self) -> (usize, usize) {
+        ((self.size.0 as f64 / self.crop_pct).floor() as usize, (self.size.1 as f64 / self.crop_pct).floor() as usize)
+    }
+
+    /// Resize and crop, before normalisation.
+    pub fn crop(&self, img: &Rgb8) -> Rgb8 {
+        let (sh, sw) = self.scale_size();
+        let resized = if sh == sw {
+            resize_short_side(img, sh, self.interpolation)
+        } else {
+            // ResizeKeepRatio: scale so both sides cover the target, keeping the aspect
+            let ratio = (img.height as f64 / sh as f64).min(img.width as f64 / sw as f64);
+            let (nh, nw) = ((img.height as f64 / ratio).round() as usize, (img.width as f64 / ratio).round() as usize);
+            resize(img, nw, nh, self.interpolation)
+        };
+        center_crop(&resized, self.size.1, self.size.0)
+    }
+
+    /// `img` normalised, `[h, w, 3]`.
+    pub fn apply(&self, img: &Rgb8) -> ImageF32 {
+        normalize(&self.crop(img), self.mean, self.std)
+    }
+
+    /// Loads and transforms an image file.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<ImageF32> {
+        Ok(self.apply(&load_image(path)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(w: usize, h: usize) -> Rgb8 {
+        Rgb8 { width: w, height: h, data: (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect() }
+    }
+
+    #[test]
+    fn constant_images_stay_constant_and_sizes_follow_torchvision() {
+        let flat = Rgb8 { width: 40, height: 30, data: vec![77; 40 * 30 * 3] };
+        for interp in [Interpolation::Bilinear, Interpolation::Bicubic, Interpolation::Nearest] {
+            let r = resize(&flat, 17, 23, interp);
+            assert!(r.data.iter().all(|&v| v == 77), "{interp:?}");
+        }
+        let r = resize_short_side(&img(451, 300), 256, Interpolation::Bicubic);
+        assert_eq!((r.width, r.height), (384, 256));
+        let c = center_crop(&r, 224, 224);
+        assert_eq!((c.width, c.height), (224, 224));
+        assert_eq!(c.data[..3], r.data[(16 * 384 + 80) * 3..][..3]);
+    }
+
+    #[test]
+    fn small_images_are_padded_and_garbage_is_an_error() {
+        let c = center_crop(&img(3, 2), 5, 4);
+        assert_eq!((c.width, c.height), (5, 4));
+        assert_eq!(c.data[..3], [0, 0, 0]);
+        assert_eq!(c.data[(5 + 1) * 3..][..3], img(3, 2).data[..3]); // pixel (1, 1)
+        assert!(crate::decode_image(b"not an image").is_err());
+    }
+}
