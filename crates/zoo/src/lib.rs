@@ -51,6 +51,6 @@ pub use context::{Cx, Mode, TraceRow};
 pub use convnet_tensor::Tensor;
 pub use error::{Misshaped, Result, ZooError};
 pub use model::{Architecture, Model, ModelArgs, Summary, SummaryRow, ZooOpts, group_digits};
-pub use params::{Init, Layout, ParamEntry, ParamId, Params, Vb};
+pub use params::{Init, Layout, ParamEntry, ParamId, Params, TrainableMut, Vb};
 pub use pretrained::{Interpolation, PretrainedCfg};
 pub use registry::{ModelEntry, create_model, list_models};

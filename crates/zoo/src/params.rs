@@ -177,6 +177,17 @@ impl ParamEntry {
     }
 }
 
+/// One trainable parameter of [`Params::trainable_mut`].
+#[derive(Debug)]
+pub struct TrainableMut<'a> {
+    /// The state-dict key (`layer1.0.conv1.weight`).
+    pub key: &'a str,
+    /// The engine-layout shape.
+    pub dims: Vec<usize>,
+    /// The values, engine layout.
+    pub value: &'a mut [f32],
+}
+
 /// Handle of a parameter in a [`Params`] store (stable across loads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParamId(pub(crate) usize);
@@ -334,6 +345,24 @@ impl Params {
         self.version = next_version();
         let e = self.slots[id.0].as_mut().expect("parameter was removed from the store");
         e.value.data_mut()
+    }
+
+    /// Every trainable parameter at once, in creation order, with its values open for an
+    /// in-place update: what an optimizer step over the whole model needs (`convnet-nn`'s
+    /// `Optimizer::apply_updates` takes one `ParamUpdate` per entry). Values are in the
+    /// engine's layout, as are the gradients of the variables; each variable keeps its
+    /// identity.
+    pub fn trainable_mut(&mut self) -> Vec<TrainableMut<'_>> {
+        self.version = next_version();
+        self.slots
+            .iter_mut()
+            .flatten()
+            .filter(|e| e.trainable)
+            .map(|e| {
+                let dims = e.value.dims().to_vec();
+                TrainableMut { key: &e.key, dims, value: e.value.data_mut() }
+            })
+            .collect()
     }
 
     /// Fills every tensor with the timm parity formula (see [`crate::parity`]), in
