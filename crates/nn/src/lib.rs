@@ -58,10 +58,11 @@ pub use layers::{
 pub use losses::Loss;
 pub use metrics::Metric;
 pub use optimizers::{
-    Adam, AdamW, Optimizer, OptimizerConfig, OptimizerState, ParamUpdate, RmsProp, Sgd, UpdateRule, clip_grad_norm, decays,
+    Adam, AdamW, Optimizer, OptimizerConfig, OptimizerState, ParamUpdate, RmsProp, Sgd, UpdateRule, clip_grad_norm,
+    decays,
 };
-pub use schedules::{LrSchedule, Warmup};
 pub use param::Param;
+pub use schedules::{LrSchedule, Warmup};
 pub use sequential::{DEFAULT_SEED, ModelConfig, Sequential};
 pub use targets::Targets;
 pub use training::{CompileConfig, Evaluation, FitOptions, History, Logs, StepOutput};

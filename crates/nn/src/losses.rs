@@ -282,7 +282,9 @@ mod tests {
         // hand-computed: targets 0.1 off the label, 0.8 on it
         let lse0 = (1f32.exp() + 2f32.exp() + 0.5f32.exp()).ln();
         let lse1 = ((-1f32).exp() + 1.0 + 3f32.exp()).ln();
-        let want = (0.1 * (lse0 - 1.0) + 0.8 * (lse0 - 2.0) + 0.1 * (lse0 - 0.5)
+        let want = (0.1 * (lse0 - 1.0)
+            + 0.8 * (lse0 - 2.0)
+            + 0.1 * (lse0 - 0.5)
             + 0.1 * (lse1 + 1.0)
             + 0.1 * lse1
             + 0.8 * (lse1 - 3.0))

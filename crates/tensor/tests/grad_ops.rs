@@ -582,9 +582,7 @@ fn softmax_cross_entropy_with_label_smoothing() {
             |v| {
                 let ls = log_softmax_ref(&v[0], c);
                 let e = eps as f64;
-                let target = |i: usize, j: usize| {
-                    (1.0 - e) * f64::from(labels[i] as usize == j) + e / c as f64
-                };
+                let target = |i: usize, j: usize| (1.0 - e) * f64::from(labels[i] as usize == j) + e / c as f64;
                 mean_rows((0..n).map(|i| -(0..c).map(|j| target(i, j) * ls[i * c + j]).sum::<f64>()), n)
             },
         );

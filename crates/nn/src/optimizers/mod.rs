@@ -261,8 +261,7 @@ impl Optimizer {
         let decoupled = rule.decoupled_decay();
         let lr = rule.learning_rate();
         for u in updates {
-            let slots =
-                self.slots.entry(u.key.to_string()).or_insert_with(|| vec![vec![0.0; u.value.len()]; n_slots]);
+            let slots = self.slots.entry(u.key.to_string()).or_insert_with(|| vec![vec![0.0; u.value.len()]; n_slots]);
             let decay = u.decay && wd != 0.0;
             if decay && decoupled {
                 let keep = (1.0 - lr * wd) as f32;
@@ -428,12 +427,19 @@ mod tests {
                 _ => unreachable!(),
             };
             let (mut a, mut b) = (vec![1.0f32], vec![1.0f32]);
-            Optimizer::new(with).apply_updates(vec![ParamUpdate { key: "a", value: &mut a, grad: &[0.3], decay: true }]).unwrap();
-            Optimizer::new(cfg).apply_updates(vec![ParamUpdate { key: "b", value: &mut b, grad: &[0.8], decay: true }]).unwrap();
+            Optimizer::new(with)
+                .apply_updates(vec![ParamUpdate { key: "a", value: &mut a, grad: &[0.3], decay: true }])
+                .unwrap();
+            Optimizer::new(cfg)
+                .apply_updates(vec![ParamUpdate { key: "b", value: &mut b, grad: &[0.8], decay: true }])
+                .unwrap();
             assert_eq!(a, b);
         }
         // old JSON without the field loads with no decay
-        let old: OptimizerConfig = serde_json::from_str(r#"{"class_name":"SGD","config":{"learning_rate":0.1,"momentum":0.0,"nesterov":false}}"#).unwrap();
+        let old: OptimizerConfig = serde_json::from_str(
+            r#"{"class_name":"SGD","config":{"learning_rate":0.1,"momentum":0.0,"nesterov":false}}"#,
+        )
+        .unwrap();
         assert_eq!(old, Sgd::new(0.1).into());
     }
 
@@ -468,14 +474,17 @@ mod tests {
         opt.apply_updates(vec![ParamUpdate { key: "a", value: &mut a, grad: &[0.1; 3], decay: true }]).unwrap();
         // the same key with another length later: the slots no longer fit
         let mut c = vec![1.0f32; 4];
-        assert!(opt.apply_updates(vec![ParamUpdate { key: "a", value: &mut c, grad: &[0.1; 4], decay: true }]).is_err());
+        assert!(
+            opt.apply_updates(vec![ParamUpdate { key: "a", value: &mut c, grad: &[0.1; 4], decay: true }]).is_err()
+        );
         assert!(opt.set_state(1, vec![("a".into(), vec![vec![0.0; 3]])]).is_err());
         assert!(opt.set_state(1, vec![("a".into(), vec![vec![0.0; 3], vec![0.0; 2]])]).is_err());
     }
 
     #[test]
     fn resumed_state_continues_bit_identically() {
-        let grads: Vec<Vec<f32>> = (0..5).map(|s| (0..7).map(|i| ((s * 7 + i) as f32 * 0.37).sin()).collect()).collect();
+        let grads: Vec<Vec<f32>> =
+            (0..5).map(|s| (0..7).map(|i| ((s * 7 + i) as f32 * 0.37).sin()).collect()).collect();
         let w0: Vec<f32> = (0..7).map(|i| i as f32 * 0.1 - 0.3).collect();
         let cfg = AdamW::new(3e-3).with_weight_decay(0.05);
         let mut whole = Optimizer::new(cfg);
@@ -495,7 +504,10 @@ mod tests {
         for g in &grads[2..] {
             resumed.apply_updates(vec![ParamUpdate { key: "w", value: &mut r, grad: g, decay: true }]).unwrap();
         }
-        assert_eq!(r.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), w.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            r.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            w.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert_eq!(resumed.state(), whole.state());
     }
 
