@@ -11,11 +11,11 @@
 
 use crate::decode::{Rgb8, load_image};
 use crate::error::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Resampling filter of the transforms' resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
     /// Nearest neighbour.
@@ -52,7 +52,7 @@ pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// The preprocessing fields of timm's `resolve_data_config`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
     /// `[channels, height, width]` of the model input (channels is 3: images are RGB).
     pub input_size: [usize; 3],

@@ -3,7 +3,8 @@
 //! Layers with Keras' names, arguments and defaults ([`Conv2dConfig`], [`DenseConfig`],
 //! ...), a [`Sequential`] model whose [`summary`](Sequential::summary) prints Keras 3's
 //! table, `compile` with Keras' losses ([`Loss`]), optimizers ([`Adam`], [`Sgd`],
-//! [`RmsProp`], with Keras' exact update formulas) and the `"accuracy"` [`Metric`],
+//! [`RmsProp`], with Keras' exact update formulas, and PyTorch's [`AdamW`]), timm's
+//! learning-rate schedules ([`LrSchedule`]) and the `"accuracy"` [`Metric`],
 //! `fit` / `evaluate` / `predict`, [callbacks](EarlyStopping), and one-file `.safetensors`
 //! save/load. Weights use Keras' paths (`conv2d/kernel`) and layouts (HWIO conv kernels,
 //! `[in, out]` Dense kernels), so Keras weights load without conversion.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod optimizers;
 mod progress;
 pub mod saving;
+pub mod schedules;
 mod sequential;
 pub mod store;
 pub mod summary;
@@ -57,7 +59,11 @@ pub use layers::{
 };
 pub use losses::Loss;
 pub use metrics::Metric;
-pub use optimizers::{Adam, Optimizer, OptimizerConfig, ParamUpdate, RmsProp, Sgd, UpdateRule};
+pub use optimizers::{
+    Adam, AdamW, Optimizer, OptimizerConfig, OptimizerState, ParamUpdate, RmsProp, Sgd, UpdateRule, clip_grad_norm,
+    decays,
+};
+pub use schedules::{LrSchedule, Warmup};
 pub use sequential::{DEFAULT_SEED, ModelConfig, Sequential};
 pub use store::{Init, Layout, ParamEntry, ParamId, Params, Vb};
 pub use summary::{SummaryRow, SummaryTable};

@@ -5,6 +5,10 @@
 //! categorical (binary) cross-entropy on probabilities, the loss is computed from the
 //! pre-activation logits with the fused, numerically stable op; otherwise the probability
 //! form clips to `[1e-7, 1 - 1e-7]` as Keras does.
+//!
+//! The categorical losses take `label_smoothing` (Keras' `CategoricalCrossentropy`
+//! argument, PyTorch's `CrossEntropyLoss(label_smoothing=...)`, timm's `--smoothing`):
+//! each target row becomes `(1 - eps) * target + eps / classes`.
 
 use convnet_tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -13,7 +17,7 @@ use crate::{Activation, NnError, Result, Targets};
 
 /// A loss function, serialized as `{"name": "sparse_categorical_crossentropy",
 /// "from_logits": false}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum Loss {
     /// Cross-entropy against class indices (`Targets::Sparse`).
@@ -21,12 +25,18 @@ pub enum Loss {
         /// The model outputs logits rather than probabilities.
         #[serde(default)]
         from_logits: bool,
+        /// Label smoothing in `[0, 1]`, default 0 (absent from JSON saved before it existed).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        label_smoothing: f32,
     },
     /// Cross-entropy against one-hot or soft rows (`Targets::Dense`, or sparse indices).
     CategoricalCrossentropy {
         /// The model outputs logits rather than probabilities.
         #[serde(default)]
         from_logits: bool,
+        /// Label smoothing in `[0, 1]`, default 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        label_smoothing: f32,
     },
     /// Elementwise binary cross-entropy against 0/1 targets shaped like the output.
     BinaryCrossentropy {
@@ -39,11 +49,11 @@ pub enum Loss {
 impl Loss {
     /// `sparse_categorical_crossentropy` on probabilities.
     pub fn sparse_categorical_crossentropy() -> Loss {
-        Loss::SparseCategoricalCrossentropy { from_logits: false }
+        Loss::SparseCategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
     }
     /// `categorical_crossentropy` on probabilities.
     pub fn categorical_crossentropy() -> Loss {
-        Loss::CategoricalCrossentropy { from_logits: false }
+        Loss::CategoricalCrossentropy { from_logits: false, label_smoothing: 0.0 }
     }
     /// `binary_crossentropy` on probabilities.
     pub fn binary_crossentropy() -> Loss {
@@ -78,17 +88,44 @@ impl Loss {
     /// The same loss with `from_logits` set.
     pub fn with_from_logits(self, from_logits: bool) -> Loss {
         match self {
-            Loss::SparseCategoricalCrossentropy { .. } => Loss::SparseCategoricalCrossentropy { from_logits },
-            Loss::CategoricalCrossentropy { .. } => Loss::CategoricalCrossentropy { from_logits },
+            Loss::SparseCategoricalCrossentropy { label_smoothing, .. } => {
+                Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing }
+            }
+            Loss::CategoricalCrossentropy { label_smoothing, .. } => {
+                Loss::CategoricalCrossentropy { from_logits, label_smoothing }
+            }
             Loss::BinaryCrossentropy { .. } => Loss::BinaryCrossentropy { from_logits },
+        }
+    }
+
+    /// The same loss with `label_smoothing` set (checked, in `[0, 1]`, when computed). The
+    /// binary loss has no smoothing here and is returned unchanged.
+    pub fn with_label_smoothing(self, label_smoothing: f32) -> Loss {
+        match self {
+            Loss::SparseCategoricalCrossentropy { from_logits, .. } => {
+                Loss::SparseCategoricalCrossentropy { from_logits, label_smoothing }
+            }
+            Loss::CategoricalCrossentropy { from_logits, .. } => {
+                Loss::CategoricalCrossentropy { from_logits, label_smoothing }
+            }
+            Loss::BinaryCrossentropy { .. } => self,
+        }
+    }
+
+    /// The label smoothing (0 for the binary loss).
+    pub fn label_smoothing(&self) -> f32 {
+        match *self {
+            Loss::SparseCategoricalCrossentropy { label_smoothing, .. }
+            | Loss::CategoricalCrossentropy { label_smoothing, .. } => label_smoothing,
+            Loss::BinaryCrossentropy { .. } => 0.0,
         }
     }
 
     /// Whether the model output is taken as logits.
     pub fn from_logits(&self) -> bool {
         match *self {
-            Loss::SparseCategoricalCrossentropy { from_logits }
-            | Loss::CategoricalCrossentropy { from_logits }
+            Loss::SparseCategoricalCrossentropy { from_logits, .. }
+            | Loss::CategoricalCrossentropy { from_logits, .. }
             | Loss::BinaryCrossentropy { from_logits } => from_logits,
         }
     }
@@ -111,26 +148,35 @@ impl Loss {
     pub fn compute(&self, out: &Tensor, logits: bool, targets: &Targets) -> Result<Tensor> {
         let logits = logits || self.from_logits();
         check_batch(out, targets)?;
+        let eps = self.label_smoothing();
+        if !(0.0..=1.0).contains(&eps) {
+            return Err(NnError::arg("label_smoothing", format!("{eps} is outside [0, 1]")));
+        }
         Ok(match (self, targets) {
-            (Loss::SparseCategoricalCrossentropy { .. }, Targets::Sparse(l)) => {
-                let out = as_rows(out)?;
-                if logits { out.softmax_cross_entropy_sparse(l)? } else { out.probs_cross_entropy_sparse(l)? }
-            }
             (Loss::SparseCategoricalCrossentropy { .. }, Targets::Dense(_)) => {
                 return Err(NnError::targets(
                     "sparse_categorical_crossentropy needs class indices (Targets::Sparse); \
                      use categorical_crossentropy for one-hot targets",
                 ));
             }
-            (Loss::CategoricalCrossentropy { .. }, Targets::Sparse(l)) => {
+            (Loss::SparseCategoricalCrossentropy { .. } | Loss::CategoricalCrossentropy { .. }, Targets::Sparse(l)) => {
                 let out = as_rows(out)?;
-                if logits { out.softmax_cross_entropy_sparse(l)? } else { out.probs_cross_entropy_sparse(l)? }
+                match (logits, eps > 0.0) {
+                    (true, _) => out.softmax_cross_entropy_sparse_smoothed(l, eps)?,
+                    (false, false) => out.probs_cross_entropy_sparse(l)?,
+                    (false, true) => out.probs_cross_entropy(&smoothed_one_hot(l, out.dims()[1], eps)?)?,
+                }
             }
             (Loss::CategoricalCrossentropy { .. }, Targets::Dense(t)) => {
                 let out = as_rows(out)?;
-                let t = t.reshape(out.dims().to_vec()).map_err(|_| {
+                let mut t = t.reshape(out.dims().to_vec()).map_err(|_| {
                     NnError::targets(format!("targets {:?} for predictions {:?}", t.dims(), out.dims()))
                 })?;
+                if eps > 0.0 {
+                    let off = eps / out.dims()[1] as f32;
+                    let v = t.data().iter().map(|&y| y * (1.0 - eps) + off).collect();
+                    t = Tensor::from_vec(v, out.dims().to_vec())?;
+                }
                 if logits { out.softmax_cross_entropy(&t)? } else { out.probs_cross_entropy(&t)? }
             }
             (Loss::BinaryCrossentropy { .. }, _) => {
@@ -139,6 +185,24 @@ impl Loss {
             }
         })
     }
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
+/// `[n, classes]` rows `(1 - eps) * onehot(label) + eps / classes`; labels out of range
+/// are left to the loss op to report.
+fn smoothed_one_hot(labels: &[u32], classes: usize, eps: f32) -> Result<Tensor> {
+    if let Some(l) = labels.iter().find(|&&l| l as usize >= classes) {
+        return Err(NnError::targets(format!("label {l} is outside 0..{classes}")));
+    }
+    let off = eps / classes as f32;
+    let mut v = vec![off; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] += 1.0 - eps;
+    }
+    Ok(Tensor::from_vec(v, [labels.len(), classes])?)
 }
 
 impl std::str::FromStr for Loss {
@@ -207,6 +271,41 @@ mod tests {
         assert!((cce.item().unwrap() - want).abs() < 1e-6);
         let from_logits = loss.with_from_logits(true).compute(&z, false, &y).unwrap().item().unwrap();
         assert_eq!(from_logits, fused);
+    }
+
+    #[test]
+    fn label_smoothing_mixes_in_the_uniform_distribution() {
+        let z = Tensor::from_vec(vec![1.0, 2.0, 0.5, -1.0, 0.0, 3.0], [2, 3]).unwrap();
+        let y = Targets::Sparse(vec![1, 2]);
+        let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true).with_label_smoothing(0.3);
+        let got = loss.compute(&z, false, &y).unwrap().item().unwrap();
+        // hand-computed: targets 0.1 off the label, 0.8 on it
+        let lse0 = (1f32.exp() + 2f32.exp() + 0.5f32.exp()).ln();
+        let lse1 = ((-1f32).exp() + 1.0 + 3f32.exp()).ln();
+        let want = (0.1 * (lse0 - 1.0)
+            + 0.8 * (lse0 - 2.0)
+            + 0.1 * (lse0 - 0.5)
+            + 0.1 * (lse1 + 1.0)
+            + 0.1 * lse1
+            + 0.8 * (lse1 - 3.0))
+            / 2.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // the same from one-hot rows, from probabilities, and through the categorical loss
+        let onehot = Targets::Dense(Tensor::from_vec(vec![0.0, 1.0, 0.0, 0.0, 0.0, 1.0], [2, 3]).unwrap());
+        let cce = Loss::categorical_crossentropy().with_label_smoothing(0.3);
+        assert!((cce.compute(&z, true, &onehot).unwrap().item().unwrap() - want).abs() < 1e-6);
+        assert!((cce.compute(&z, true, &y).unwrap().item().unwrap() - want).abs() < 1e-6);
+        let p = z.softmax().unwrap();
+        assert!((loss.with_from_logits(false).compute(&p, false, &y).unwrap().item().unwrap() - want).abs() < 1e-5);
+        // saved without the field, loaded as 0; bad values are typed errors
+        let old: Loss = serde_json::from_str(r#"{"name":"categorical_crossentropy","from_logits":true}"#).unwrap();
+        assert_eq!(old.label_smoothing(), 0.0);
+        let json = serde_json::to_string(&cce).unwrap();
+        assert_eq!(serde_json::from_str::<Loss>(&json).unwrap(), cce);
+        assert!(matches!(
+            Loss::categorical_crossentropy().with_label_smoothing(1.5).compute(&z, true, &y),
+            Err(NnError::InvalidArgument { .. })
+        ));
     }
 
     #[test]

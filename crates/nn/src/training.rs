@@ -25,6 +25,7 @@ use crate::callbacks::{Callback, Control};
 use crate::metrics::accuracy_sum;
 use crate::optimizers::{Optimizer, OptimizerConfig, ParamUpdate};
 use crate::progress::Progress;
+use crate::schedules::LrSchedule;
 use crate::targets::{gather_rows, slice_rows};
 use crate::{Cx, Loss, Metric, Mode, NnError, Params, Result, Sequential, Targets};
 
@@ -145,6 +146,10 @@ pub struct TrainOptions {
     /// timm's `filter_bias_and_bn` does.
     #[serde(default)]
     pub no_decay_bias_and_norm: bool,
+    /// The learning rate over training, relative to the optimizer's own (the base rate),
+    /// applied by [`fit`] before every update.
+    #[serde(default)]
+    pub schedule: Option<LrSchedule>,
 }
 
 /// What `compile` sets: the loss, the optimizer with its state, the metrics and the
@@ -155,6 +160,8 @@ pub struct Trainer {
     pub(crate) optimizer: Optimizer,
     pub(crate) metrics: Vec<Metric>,
     pub(crate) options: TrainOptions,
+    /// The optimizer's learning rate at compile time: what the schedule scales.
+    base_lr: f64,
 }
 
 impl Trainer {
@@ -162,7 +169,24 @@ impl Trainer {
     pub fn new(loss: Loss, optimizer: impl Into<OptimizerConfig>, metrics: &[Metric]) -> Trainer {
         let mut metrics = metrics.to_vec();
         metrics.dedup();
-        Trainer { loss, optimizer: Optimizer::new(optimizer), metrics, options: TrainOptions::default() }
+        let optimizer = Optimizer::new(optimizer);
+        let base_lr = optimizer.learning_rate();
+        Trainer { loss, optimizer, metrics, options: TrainOptions::default(), base_lr }
+    }
+
+    /// The learning rate the schedule starts from.
+    pub fn base_lr(&self) -> f64 {
+        self.base_lr
+    }
+
+    /// Sets the optimizer's learning rate for an update in epoch `epoch` (1-based) from the
+    /// schedule, if there is one; returns the rate in use.
+    pub fn schedule_lr(&mut self, epoch: usize) -> f64 {
+        if let Some(s) = &self.options.schedule {
+            let lr = s.lr_for(self.base_lr, epoch.saturating_sub(1), self.optimizer.iterations() as usize);
+            self.optimizer.set_learning_rate(lr);
+        }
+        self.optimizer.learning_rate()
     }
 
     /// Sets the training options.
@@ -569,6 +593,9 @@ pub fn fit(
             let place = StepPlace { epoch, step: step + 1 };
             let out = compute_gradients_with(net, &xb, &yb, Mode::Train, rng.fork(), place)?;
             drop(xb);
+            if let Some(t) = net.parts_mut().1 {
+                t.schedule_lr(epoch);
+            }
             apply_gradients(net, out.gradients)?;
             loss_sum += out.loss as f64 * m as f64;
             correct += out.accuracy.unwrap_or(0.0) * m as f64;

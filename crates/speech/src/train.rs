@@ -38,8 +38,8 @@ impl OptimizerKind {
     fn config(self, lr: f64) -> OptimizerConfig {
         match self {
             OptimizerKind::Adam => Adam::new(lr).into(),
-            OptimizerKind::GradientDescent => Sgd { learning_rate: lr, momentum: 0.0, nesterov: false }.into(),
-            OptimizerKind::Momentum => Sgd { learning_rate: lr, momentum: 0.9, nesterov: true }.into(),
+            OptimizerKind::GradientDescent => Sgd::new(lr).into(),
+            OptimizerKind::Momentum => Sgd::new(lr).with_momentum(0.9).with_nesterov(true).into(),
         }
     }
 }

@@ -569,6 +569,49 @@ fn softmax_cross_entropy_sparse_and_dense() {
     }
 }
 
+#[test]
+fn softmax_cross_entropy_with_label_smoothing() {
+    let mut rng = Rng::new(13);
+    for &(n, c, eps) in &[(5, 7, 0.1f32), (3, 2, 0.25), (1, 1, 0.1), (4, 11, 1.0), (2, 3, 0.0)] {
+        let x: Vec<f32> = normal(&mut rng, n * c).iter().map(|v| v * 2.0).collect();
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+        check_op(
+            &format!("softmax_cross_entropy_sparse_smoothed {n}x{c} eps {eps}"),
+            &[var(x, &[n, c])],
+            |t| t[0].softmax_cross_entropy_sparse_smoothed(&labels, eps),
+            |v| {
+                let ls = log_softmax_ref(&v[0], c);
+                let e = eps as f64;
+                let target = |i: usize, j: usize| (1.0 - e) * f64::from(labels[i] as usize == j) + e / c as f64;
+                mean_rows((0..n).map(|i| -(0..c).map(|j| target(i, j) * ls[i * c + j]).sum::<f64>()), n)
+            },
+        );
+    }
+}
+
+#[test]
+fn label_smoothing_matches_hand_computed_values() {
+    // logits [[1, 2, 0.5], [-1, 0, 3]], labels [1, 2], eps 0.3: targets 0.1 off, 0.8 on
+    let z = Tensor::from_vec(vec![1.0, 2.0, 0.5, -1.0, 0.0, 3.0], [2, 3]).unwrap().var();
+    let loss = z.softmax_cross_entropy_sparse_smoothed(&[1, 2], 0.3).unwrap();
+    let lse0 = (1f64.exp() + 2f64.exp() + 0.5f64.exp()).ln();
+    let lse1 = ((-1f64).exp() + 1.0 + 3f64.exp()).ln();
+    let row0 = 0.1 * (lse0 - 1.0) + 0.8 * (lse0 - 2.0) + 0.1 * (lse0 - 0.5);
+    let row1 = 0.1 * (lse1 + 1.0) + 0.1 * lse1 + 0.8 * (lse1 - 3.0);
+    let want = (row0 + row1) / 2.0;
+    let got = loss.item().unwrap() as f64;
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    let g = loss.backward().unwrap();
+    let dz = g.get(&z).unwrap().data().to_vec();
+    // (softmax - target) / 2 for sample 0, class 1
+    let want = ((2f64 - lse0).exp() - 0.8) / 2.0;
+    assert!((dz[1] as f64 - want).abs() < 1e-6, "{} vs {want}", dz[1]);
+    // bad smoothing and labels are errors, not panics
+    assert!(z.softmax_cross_entropy_sparse_smoothed(&[1, 2], 1.5).is_err());
+    assert!(z.softmax_cross_entropy_sparse_smoothed(&[1, 2], f32::NAN).is_err());
+    assert!(z.softmax_cross_entropy_sparse_smoothed(&[1, 3], 0.1).is_err());
+}
+
 fn normalise_rows(mut v: Vec<f32>, c: usize, total: f32) -> Vec<f32> {
     for row in v.chunks_mut(c) {
         let s: f32 = row.iter().sum();

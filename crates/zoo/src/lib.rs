@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod checkpoint;
 mod error;
+pub mod finetune;
 pub mod labels;
 pub mod layers;
 mod model;

@@ -2,6 +2,7 @@
 //! `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`, `m += (g - m) * (1 - beta_1)`,
 //! `v += (g^2 - v) * (1 - beta_2)`, `w -= m * alpha / (sqrt(v) + epsilon)`, all in f32.
 //! Defaults: `learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False`.
+//! With `weight_decay` (PyTorch's L2 form, not AdamW's) the gradient is `g + weight_decay * w`.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +22,15 @@ pub struct Adam {
     /// Use the running maximum of `v` (AMSGrad), default false.
     #[serde(default)]
     pub amsgrad: bool,
+    /// L2 penalty added to the gradient (`g + weight_decay * w`, as PyTorch's
+    /// `weight_decay` argument), default 0: the Keras update is unchanged at 0.
+    #[serde(default)]
+    pub weight_decay: f64,
 }
 
 impl Default for Adam {
     fn default() -> Self {
-        Adam { learning_rate: 1e-3, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }
+        Adam { learning_rate: 1e-3, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false, weight_decay: 0.0 }
     }
 }
 
@@ -52,6 +57,11 @@ impl Adam {
     /// Sets AMSGrad.
     pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
         self.amsgrad = amsgrad;
+        self
+    }
+    /// Sets the L2 weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
         self
     }
 }
@@ -95,5 +105,8 @@ impl UpdateRule for Adam {
     }
     fn set_learning_rate(&mut self, lr: f64) {
         self.learning_rate = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
     }
 }

@@ -3,6 +3,7 @@
 //! denominator `v - a^2 + eps`, else `v + eps`; `inc = lr * g / sqrt(denominator)`; with
 //! momentum `m = momentum * m + inc; w -= m`, else `w -= inc`. Defaults:
 //! `learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False`.
+//! With `weight_decay` (PyTorch's L2 form) the gradient is `g + weight_decay * w`.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +22,15 @@ pub struct RmsProp {
     pub epsilon: f64,
     /// Divide by the gradient's variance instead of its second moment, default false.
     pub centered: bool,
+    /// L2 penalty added to the gradient (`g + weight_decay * w`, as PyTorch's
+    /// `weight_decay` argument), default 0: the Keras update is unchanged at 0.
+    #[serde(default)]
+    pub weight_decay: f64,
 }
 
 impl Default for RmsProp {
     fn default() -> Self {
-        RmsProp { learning_rate: 1e-3, rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false }
+        RmsProp { learning_rate: 1e-3, rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false, weight_decay: 0.0 }
     }
 }
 
@@ -52,6 +57,11 @@ impl RmsProp {
     /// Sets centered.
     pub fn with_centered(mut self, centered: bool) -> Self {
         self.centered = centered;
+        self
+    }
+    /// Sets the L2 weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
         self
     }
 }
@@ -99,5 +109,8 @@ impl UpdateRule for RmsProp {
     }
     fn set_learning_rate(&mut self, lr: f64) {
         self.learning_rate = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
     }
 }

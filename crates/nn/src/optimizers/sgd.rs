@@ -1,7 +1,7 @@
 //! Stochastic gradient descent as Keras 3 updates it. Without momentum `w -= lr * g`;
 //! with momentum `m = momentum * m - lr * g`, then `w += m` or, with Nesterov,
 //! `w += momentum * m - lr * g`. Defaults: `learning_rate=0.01, momentum=0.0,
-//! nesterov=False`.
+//! nesterov=False`. With `weight_decay` (PyTorch's L2 form) the gradient is `g + weight_decay * w`.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +16,15 @@ pub struct Sgd {
     pub momentum: f64,
     /// Nesterov momentum, default false.
     pub nesterov: bool,
+    /// L2 penalty added to the gradient (`g + weight_decay * w`, as PyTorch's
+    /// `weight_decay` argument), default 0: the Keras update is unchanged at 0.
+    #[serde(default)]
+    pub weight_decay: f64,
 }
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false }
+        Sgd { learning_rate: 0.01, momentum: 0.0, nesterov: false, weight_decay: 0.0 }
     }
 }
 
@@ -37,6 +41,11 @@ impl Sgd {
     /// Sets Nesterov momentum.
     pub fn with_nesterov(mut self, nesterov: bool) -> Self {
         self.nesterov = nesterov;
+        self
+    }
+    /// Sets the L2 weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
         self
     }
 }
@@ -68,5 +77,8 @@ impl UpdateRule for Sgd {
     }
     fn set_learning_rate(&mut self, lr: f64) {
         self.learning_rate = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.weight_decay
     }
 }

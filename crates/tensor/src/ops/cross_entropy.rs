@@ -2,6 +2,10 @@
 //! fuses it (a softmax or sigmoid output layer feeds the loss its logits), and
 //! the clipped probability forms Keras uses otherwise (epsilon 1e-7).
 //! All return the mean over the batch as a scalar.
+//!
+//! The sparse softmax form also takes label smoothing as PyTorch's
+//! `CrossEntropyLoss(label_smoothing=eps)` and Keras' `label_smoothing` define it: the
+//! target row is `(1 - eps) * onehot + eps / classes`.
 
 use super::constant;
 use super::softmax::softmax_rows;
@@ -32,6 +36,8 @@ fn check_labels(labels: &[u32], n: usize, c: usize, op: &'static str) -> Result<
 #[derive(Clone)]
 enum Targets {
     Sparse(Arc<Vec<u32>>),
+    /// Class indices with label smoothing `eps`.
+    Smoothed(Arc<Vec<u32>>, f32),
     Dense(Tensor),
 }
 
@@ -40,6 +46,10 @@ impl Targets {
     fn get(&self, i: usize, j: usize, c: usize) -> f32 {
         match self {
             Targets::Sparse(l) => (l[i] as usize == j) as u8 as f32,
+            Targets::Smoothed(l, eps) => {
+                let off = eps / c as f32;
+                if l[i] as usize == j { 1.0 - eps + off } else { off }
+            }
             Targets::Dense(t) => t.data()[i * c + j],
         }
     }
@@ -180,6 +190,25 @@ impl Tensor {
         let (n, c) = rows_classes(self, "sparse_categorical_crossentropy")?;
         check_labels(labels, n, c, "sparse_categorical_crossentropy")?;
         self.softmax_ce(Targets::Sparse(Arc::new(labels.to_vec())), None)
+    }
+
+    /// Mean cross-entropy of `softmax(self)` (`self: [n, classes]` logits) against class
+    /// indices smoothed by `smoothing` in `[0, 1]`: each target row is
+    /// `(1 - smoothing) * onehot + smoothing / classes` (PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=smoothing)`). The gradient is
+    /// `(softmax(self) - target) / n`. `smoothing = 0` is
+    /// [`Tensor::softmax_cross_entropy_sparse`].
+    pub fn softmax_cross_entropy_sparse_smoothed(&self, labels: &[u32], smoothing: f32) -> Result<Tensor> {
+        let op = "sparse_categorical_crossentropy";
+        let (n, c) = rows_classes(self, op)?;
+        check_labels(labels, n, c, op)?;
+        if !(0.0..=1.0).contains(&smoothing) {
+            return Err(TensorError::invalid(op, format!("label smoothing {smoothing} is outside [0, 1]")));
+        }
+        if smoothing == 0.0 {
+            return self.softmax_ce(Targets::Sparse(Arc::new(labels.to_vec())), None);
+        }
+        self.softmax_ce(Targets::Smoothed(Arc::new(labels.to_vec()), smoothing), None)
     }
 
     /// Mean cross-entropy of `softmax(self)` against target distributions
