@@ -1,6 +1,7 @@
 //! `convnet`: the command-line program. Thin: parses arguments and calls the libraries.
 
 mod bench;
+mod images;
 mod mnist;
 mod sound;
 mod speech;
@@ -27,11 +28,15 @@ enum Command {
         #[command(subcommand)]
         what: TrainWhat,
     },
-    /// Evaluate a saved MNIST model on the MNIST train and test sets.
+    /// Evaluate a saved MNIST model on the MNIST train and test sets (`convnet evaluate
+    /// --model F`), or a fine-tuned zoo model on an image folder (`convnet evaluate images`).
+    #[command(args_conflicts_with_subcommands = true)]
     Evaluate {
-        /// The saved model (.safetensors).
+        #[command(subcommand)]
+        what: Option<EvaluateWhat>,
+        /// The saved MNIST model (.safetensors).
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Folder with the four MNIST IDX files.
         #[arg(long, default_value = mnist::DEFAULT_DATA)]
         data: PathBuf,
@@ -85,6 +90,14 @@ enum Command {
 enum TrainWhat {
     /// The classic Keras MNIST CNN (the course's first example).
     Mnist(mnist::TrainArgs),
+    /// Fine-tune (or train from scratch) a zoo model on a folder of images: transfer learning.
+    Images(images::TrainImagesArgs),
+}
+
+#[derive(Subcommand)]
+enum EvaluateWhat {
+    /// Accuracy, per-class accuracy and confusion matrix of a `train images` checkpoint on an image folder.
+    Images(images::EvaluateImagesArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,7 +129,12 @@ fn main() -> Result<()> {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Train { what: TrainWhat::Mnist(args) } => mnist::train(&args),
-        Command::Evaluate { model, data, json } => mnist::evaluate(&model, &data, json),
+        Command::Train { what: TrainWhat::Images(args) } => images::train(&args),
+        Command::Evaluate { what: Some(EvaluateWhat::Images(args)), .. } => images::evaluate(&args),
+        Command::Evaluate { what: None, model, data, json } => {
+            let model = model.context("--model is required: the saved MNIST model (or use `evaluate images`)")?;
+            mnist::evaluate(&model, &data, json)
+        }
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),
         Command::Bench { what: BenchWhat::Mnist(args) } => bench::mnist(&args),
         Command::Bench { what: BenchWhat::Infer(args) } => zoo::bench_infer(&args),

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use convnet::nn::summary::thousands as group_digits;
+use convnet_zoo::finetune::Sidecar;
 use convnet_zoo::npy::{nchw_to_nhwc, nhwc_to_nchw, read_npy, write_npy};
 use convnet_zoo::transforms::EvalTransform;
 use convnet_zoo::{LoadOptions, Model, ZooOpts, create_model, list_models};
@@ -121,15 +122,44 @@ pub struct ClassifyArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// `convnet classify`: top-k ImageNet classes of each image, with timm's eval transform.
+/// `convnet classify`: top-k classes of each image, with timm's eval transform: ImageNet's,
+/// or those of a `train images` checkpoint (its `.json` sidecar).
 pub fn classify(args: &ClassifyArgs) -> Result<()> {
-    let model = create_model(&args.model, ZooOpts::new().with_pretrained(&args.weights))
-        .with_context(|| format!("loading {} from {}", args.model, args.weights.display()))?;
+    let sidecar = Sidecar::read_for(&args.weights)?;
+    let (model, classes, transform) = match &sidecar {
+        Some(s) => {
+            if s.model != args.model {
+                bail!("{} was trained as {}, not {}", args.weights.display(), s.model, args.model);
+            }
+            let mut model = create_model(&args.model, ZooOpts::new().with_num_classes(s.num_classes))?;
+            let strict = LoadOptions { strict: true, classifier: None, first_conv: None };
+            model
+                .load_checkpoint(&args.weights, &strict)
+                .with_context(|| format!("loading {} from {}", args.model, args.weights.display()))?;
+            let t = EvalTransform(convnet::data::EvalTransform::new(&s.data_config));
+            (model, s.classes.clone(), t)
+        }
+        None => {
+            let mut model = create_model(&args.model, ZooOpts::default())?;
+            let report = model
+                .load_pretrained(&args.weights)
+                .with_context(|| format!("loading {} from {}", args.model, args.weights.display()))?;
+            if report.dropped_classifier {
+                bail!(
+                    "{}: its classifier has another class count than ImageNet's 1000 and there is no sidecar {} \
+                     naming its classes (checkpoints from `convnet train images` have one)",
+                    args.weights.display(),
+                    Sidecar::path_for(&args.weights).display()
+                );
+            }
+            let labels = convnet_zoo::labels::imagenet_classes().iter().map(|c| c.label.to_string()).collect();
+            let t = EvalTransform::from_cfg(model.pretrained_cfg());
+            (model, labels, t)
+        }
+    };
     if model.in_chans() != 3 {
         bail!("{} takes {} input channels; classify reads RGB images", args.model, model.in_chans());
     }
-    let classes = convnet_zoo::labels::imagenet_classes();
-    let transform = EvalTransform::from_cfg(model.pretrained_cfg());
     let mut out = Vec::new();
     for path in &args.images {
         let x = transform.load(path)?;
@@ -137,7 +167,7 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         let p = probs.data();
         let mut idx: Vec<usize> = (0..p.len()).collect();
         idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-        let label = |i: usize| if p.len() == classes.len() { classes[i].label } else { "" };
+        let label = |i: usize| if p.len() == classes.len() { classes[i].as_str() } else { "" };
         let top: Vec<_> =
             idx.iter().take(args.top).map(|&i| json!({"index": i, "label": label(i), "prob": p[i]})).collect();
         if args.json {
@@ -184,9 +214,15 @@ pub struct ForwardArgs {
     pub non_strict: bool,
 }
 
-/// `convnet forward`: runs a model on an NCHW `.npy` tensor.
+/// `convnet forward`: runs a model on an NCHW `.npy` tensor. A `train images` checkpoint's
+/// sidecar gives the class count.
 pub fn forward(args: &ForwardArgs) -> Result<()> {
-    let mut model = create_model(&args.model, opts(args.num_classes))?;
+    let sidecar = match &args.weights {
+        Some(w) => Sidecar::read_for(w)?,
+        None => None,
+    };
+    let num_classes = args.num_classes.or(sidecar.as_ref().map(|s| s.num_classes));
+    let mut model = create_model(&args.model, opts(num_classes))?;
     if let Some(w) = &args.weights {
         let o = LoadOptions {
             strict: !args.non_strict,

@@ -527,8 +527,8 @@ impl FineTune {
     /// Trains on the image folder `data` (`train/` + `val/`, or one folder split by
     /// `val_split`), writing `out/best.safetensors` (timm layout) with `out/best.json`, and
     /// `out/last.state.safetensors` after every epoch. With `resume`, continues from such a
-    /// state (same recipe and data): the result equals the uninterrupted run's, bit for
-    /// bit, for the same thread count. `verbose` as `fit`'s.
+    /// state (same recipe and data; `epochs` may be larger): the result equals the
+    /// uninterrupted run's, bit for bit, for the same thread count. `verbose` as `fit`'s.
     pub fn run(&self, data: &Path, out: &Path, resume: Option<&Path>, verbose: u8) -> Result<FineTuneReport> {
         self.check()?;
         let (train_folder, val_folder) = open_folders(data, self.val_split, self.seed)?;
@@ -542,17 +542,25 @@ impl FineTune {
         let mut best = None;
         if let Some(state_path) = resume {
             let state = TrainState::load_into(state_path, &mut model)?;
-            if state.recipe != *self {
+            // more epochs may be asked for (the schedule then spans the new count)
+            if (FineTune { epochs: self.epochs, ..state.recipe.clone() }) != *self {
                 return Err(ZooError::bad_file(
                     state_path,
                     format!(
-                        "was written by another recipe ({} with other settings); resume with the same flags",
+                        "was written by another recipe ({} with other settings); resume with the same flags \
+                         (only --epochs may change)",
                         state.recipe.model
                     ),
                 ));
             }
             if state.classes != classes {
                 return Err(ZooError::bad_file(state_path, "was trained on other classes than this data folder's"));
+            }
+            if state.epoch >= self.epochs {
+                return Err(ZooError::arg(
+                    "epochs",
+                    format!("{} already has {} epochs; ask for more to resume", state_path.display(), state.epoch),
+                ));
             }
             initial_epoch = state.epoch;
             previous = state.history;
