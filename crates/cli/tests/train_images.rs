@@ -3,7 +3,7 @@
 //! works in `classify`, `forward` and `evaluate images`, and a run stopped after epoch 1
 //! and resumed ends bit for bit where the uninterrupted run ends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const CLASSES: [&str; 3] = ["circle", "square", "stripes"];
@@ -82,7 +82,7 @@ fn train(data: &Path, out: &Path, epochs: usize, resume: Option<&Path>) -> serde
     serde_json::from_str(&convnet(&args)).unwrap()
 }
 
-fn tensors(path: &PathBuf) -> Vec<(String, Vec<f32>)> {
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let (t, _) = convnet::nn::saving::read_safetensors(path).unwrap();
     t.into_iter().map(|(k, v)| (k, v.to_vec())).collect()
 }

@@ -19,13 +19,13 @@ use convnet_data::{DataConfig, EvalTransform, ImageFolder, Loader, LoaderConfig,
 use convnet_nn::callbacks::{Callback, Control};
 use convnet_nn::saving::{RawTensor, read_safetensors, write_raw_safetensors};
 use convnet_nn::schedules::LrSchedule;
-use convnet_nn::training::{self, Dataset, Trainable};
+use convnet_nn::training::{self, Batches, Dataset, Trainable};
 use convnet_nn::{
     Adam, AdamW, FitOptions, History, Logs, Loss, Metric, NnError, OptimizerConfig, Sgd, Targets, TrainOptions, Trainer,
 };
 use convnet_tensor::Tensor;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -72,7 +72,7 @@ impl Dataset for ImageData {
         batch_size: usize,
         epoch: usize,
         train: bool,
-    ) -> std::result::Result<Box<dyn Iterator<Item = convnet_nn::Result<(Tensor, Targets)>> + 'a>, NnError> {
+    ) -> std::result::Result<Batches<'a>, NnError> {
         let transform = if train { Transform::Train(self.train.clone()) } else { Transform::Eval(self.eval.clone()) };
         let config =
             LoaderConfig::new(batch_size).with_threads(self.threads).with_seed(self.seed).with_epoch(epoch as u64);
@@ -431,7 +431,7 @@ impl TrainState {
         let state: TrainState = serde_json::from_str(json)
             .map_err(|e| ZooError::bad_file(path, format!("training state metadata is not valid: {e}")))?;
         let mut weights = Vec::new();
-        let mut slots: Vec<(String, Vec<(usize, Vec<f32>)>)> = Vec::new();
+        let mut slots: BTreeMap<String, BTreeMap<usize, Vec<f32>>> = BTreeMap::new();
         for (name, t) in tensors {
             if let Some(key) = name.strip_prefix("model/") {
                 weights.push((key.to_string(), t));
@@ -440,10 +440,7 @@ impl TrainState {
                     .rsplit_once('/')
                     .and_then(|(k, i)| Some((k.to_string(), i.parse::<usize>().ok()?)))
                     .ok_or_else(|| ZooError::bad_file(path, format!("bad optimizer tensor name {name:?}")))?;
-                match slots.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => v.push((i, t.to_vec())),
-                    None => slots.push((key, vec![(i, t.to_vec())])),
-                }
+                slots.entry(key).or_default().insert(i, t.to_vec());
             } else {
                 return Err(ZooError::bad_file(path, format!("unexpected tensor {name:?} in a training state")));
             }
@@ -451,13 +448,7 @@ impl TrainState {
         let (store, trainer) = net.parts_mut();
         store.restore(&path.display().to_string(), &weights)?;
         let trainer = trainer.ok_or(NnError::NotCompiled)?;
-        let slots = slots
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.sort_by_key(|(i, _)| *i);
-                (k, v.into_iter().map(|(_, b)| b).collect())
-            })
-            .collect();
+        let slots = slots.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect();
         trainer.optimizer_mut().set_state(state.iterations, slots)?;
         Ok(state)
     }
