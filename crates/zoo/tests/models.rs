@@ -285,3 +285,69 @@ fn torchvision_names_are_remapped() {
     let v2 = create_model("vgg11", ZooOpts::new().with_num_classes(4).with_pretrained(&vtv)).unwrap();
     assert_eq!(v2.forward(&x).unwrap().data(), v.forward(&x).unwrap().data());
 }
+
+/// A frozen backbone is a fixed feature extractor: in training its weights and batch-norm
+/// running statistics stay as they are and only the classifier moves; unfrozen, all move.
+#[test]
+fn a_frozen_backbone_keeps_its_weights_and_statistics() {
+    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
+    let mut m = create_model("resnet18", ZooOpts::new().with_num_classes(3).with_seed(2)).unwrap();
+    let frozen = m.freeze_backbone();
+    assert_eq!(frozen, m.params().iter().filter(|(_, e)| !e.buffer() && !e.key().starts_with("fc.")).count());
+    assert_eq!(m.params().trainable_count(), 512 * 3 + 3);
+    assert_eq!(m.param_count(), 11_178_051, "timm's count includes frozen parameters");
+    let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+    m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.1), &[])));
+    let before = m.params().snapshot();
+    let (x, y) = (input(4, 32, 32, 3, 3), Targets::Sparse(vec![0, 1, 2, 1]));
+    training::train_on_batch(&mut m, &x, &y).unwrap();
+    let changed: Vec<String> = before
+        .iter()
+        .zip(m.params().snapshot())
+        .filter(|((_, a), (_, b))| a.data() != b.data())
+        .map(|((k, _), _)| k.clone())
+        .collect();
+    assert_eq!(changed, ["fc.weight", "fc.bias"], "only the classifier trains");
+    let summary = m.summary([3, 32, 32]).unwrap().to_string();
+    assert!(summary.contains(" Trainable params: 1,539 "), "{summary}");
+
+    m.unfreeze();
+    training::train_on_batch(&mut m, &x, &y).unwrap();
+    let after = m.params().snapshot();
+    let moved = |k: &str| before.iter().zip(&after).any(|((a, va), (_, vb))| a == k && va.data() != vb.data());
+    assert!(moved("conv1.weight") && moved("bn1.running_mean") && moved("layer4.1.bn2.weight"));
+}
+
+/// `fit` with its callbacks trains a zoo model as it trains a `Sequential`: history,
+/// validation, `ModelCheckpoint(save_best_only)` writing a checkpoint that loads.
+#[test]
+fn fit_and_callbacks_train_a_zoo_model() {
+    use convnet_nn::{Adam, FitOptions, Loss, Metric, ModelCheckpoint, TensorData, Trainable, Trainer, training};
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = create_model("lenet5", ZooOpts::new().with_num_classes(2).with_seed(1)).unwrap();
+    let c = m.in_chans();
+    // class = whether the image is bright or dark
+    let mut x = input(32, 32, 32, c, 4).to_vec();
+    let labels: Vec<u32> = (0..32).map(|i| (i % 2) as u32).collect();
+    for (i, px) in x.chunks_mut(32 * 32 * c).enumerate() {
+        let shift = if labels[i] == 1 { 1.0 } else { -1.0 };
+        px.iter_mut().for_each(|v| *v = *v * 0.3 + shift);
+    }
+    let x = Tensor::from_vec(x, [32, 32, 32, c]).unwrap();
+    let y = convnet_nn::Targets::Sparse(labels);
+    let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+    m.set_trainer(Some(Trainer::new(loss, Adam::new(0.01), &[Metric::Accuracy])));
+    let best = dir.path().join("best.safetensors");
+    let checkpoint =
+        ModelCheckpoint::new(best.to_str().unwrap()).with_monitor("val_accuracy").with_save_best_only(true);
+    let options = FitOptions::new(8, 4).with_seed(3).with_verbose(0).with_callback(checkpoint);
+    let (mut train, mut val) = (TensorData::new(&x, &y).unwrap(), TensorData::new(&x, &y).unwrap());
+    let h = training::fit(&mut m, &mut train, Some(&mut val), options).unwrap();
+    assert_eq!(h.epochs(), 4);
+    assert!(h.loss[3] < h.loss[0], "{h:?}");
+    assert!(*h.val_accuracy.last().unwrap() > 0.9, "{h:?}");
+    assert_eq!(m.trainer().unwrap().optimizer().iterations(), 16);
+    let mut back = create_model("lenet5", ZooOpts::new().with_num_classes(2)).unwrap();
+    back.load_checkpoint(&best, &LoadOptions::default()).unwrap();
+    assert_eq!(back.params().len(), m.params().len());
+}
