@@ -214,6 +214,20 @@ impl Sequential {
         &mut self.store
     }
 
+    /// Freezes (`false`) or unfreezes the weights of layer `name`, as Keras'
+    /// `layer.trainable = ...`: the optimizer leaves frozen weights alone, and a frozen
+    /// `BatchNormalization` normalises with its moving statistics even in training.
+    /// Returns how many weights changed.
+    pub fn set_trainable(&mut self, name: &str, trainable: bool) -> Result<usize> {
+        let layer = self.get_layer(name).ok_or_else(|| NnError::arg("layer", format!("no layer named {name:?}")))?;
+        let ids = layer.params().to_vec();
+        let changed = ids.iter().filter(|&&id| self.store.entry(id).trainable() != trainable).count();
+        for id in ids {
+            self.store.set_trainable(id, trainable);
+        }
+        Ok(changed)
+    }
+
     /// Total number of weights (trainable and not).
     pub fn count_params(&self) -> usize {
         self.store.iter().map(|(_, e)| e.value().numel()).sum()
@@ -377,6 +391,38 @@ mod tests {
         assert_eq!(whole.dims(), [5, 2]);
         assert_eq!(whole.data(), batched.data());
         assert!(matches!(m.call(&Tensor::zeros([2, 4])), Err(NnError::InputShape { .. })));
+    }
+
+    #[test]
+    fn frozen_layers_are_left_alone_by_training() {
+        use crate::{Adam, FitOptions, Loss, Metric, Targets};
+        let mut m = Sequential::new([3]).with_seed(2);
+        m.add(DenseConfig::new(4).with_activation(Activation::Relu))
+            .unwrap()
+            .add(BatchNormalizationConfig::new())
+            .unwrap()
+            .add(DenseConfig::new(2).with_activation(Activation::Softmax))
+            .unwrap();
+        assert_eq!(m.set_trainable("dense", false).unwrap(), 2);
+        assert_eq!(
+            m.set_trainable("batch_normalization", false).unwrap(),
+            2,
+            "gamma and beta; moving stats are buffers"
+        );
+        assert!(m.set_trainable("nope", false).is_err());
+        assert!(m.summary().contains(" Trainable params: 10 (40.00 B)"), "{}", m.summary());
+        m.compile(Loss::sparse_categorical_crossentropy(), Adam::new(0.1), &[Metric::Accuracy]).unwrap();
+        let before = m.weights();
+        let x = Tensor::from_vec((0..24).map(|v| v as f32 / 10.0 - 1.0).collect(), [8, 3]).unwrap();
+        let y = Targets::Sparse(vec![0, 1, 0, 1, 1, 0, 1, 0]);
+        m.fit(&x, &y, FitOptions::new(4, 2).with_verbose(0)).unwrap();
+        for ((k, a), (_, b)) in before.iter().zip(m.weights()) {
+            let moved = a.data() != b.data();
+            assert_eq!(moved, k.starts_with("dense_1/"), "{k}: only the trainable layer moves");
+        }
+        m.set_trainable("dense", true).unwrap();
+        m.fit(&x, &y, FitOptions::new(4, 1).with_verbose(0)).unwrap();
+        assert_ne!(m.get_weight("dense/kernel").unwrap().data(), before[0].1.data());
     }
 
     #[test]
