@@ -4,7 +4,8 @@
 //! with the shared training loop of `convnet-nn` ([`convnet_nn::training::fit`]).
 //!
 //! - [`ImageData`]: an image folder as a [`Dataset`], decoded on worker threads with
-//!   prefetch, timm's train transform (RandomResizedCrop, flip) or eval transform.
+//!   prefetch, timm's train transform (RandomResizedCrop, flip), its `--no-aug` train
+//!   transform (resize, center crop) or its eval transform.
 //! - [`FineTune`]: the whole recipe (optimizer, label smoothing, schedule with warmup,
 //!   frozen backbone, checkpoints, resume), what `convnet train images` runs.
 //! - Checkpoints: the best weights in timm's layout (they load in timm with the same
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex};
 /// transforms, and the decoding threads.
 pub struct ImageData {
     samples: Arc<[(PathBuf, usize)]>,
-    train: TrainTransform,
+    train: Transform,
     eval: EvalTransform,
     seed: u64,
     threads: usize,
@@ -42,11 +43,12 @@ pub struct ImageData {
 
 impl ImageData {
     /// The samples of `folder`, transformed for a model of data config `cfg`; `seed` seeds
-    /// the augmentation (with the epoch and the sample's index).
+    /// the augmentation (with the epoch and the sample's index). Training batches use
+    /// timm's train transform (RandomResizedCrop, flip).
     pub fn new(folder: &ImageFolder, cfg: &DataConfig, seed: u64) -> Self {
         ImageData {
             samples: folder.samples.clone().into(),
-            train: TrainTransform::new(cfg),
+            train: Transform::Train(TrainTransform::new(cfg)),
             eval: EvalTransform::new(cfg),
             seed,
             threads: 0,
@@ -57,6 +59,14 @@ impl ImageData {
     /// Decoding threads (0: one per core).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Training batches without augmentation, as timm's `--no-aug`
+    /// (`transforms_noaug_train`): resize the short side to the input size, center crop
+    /// it, normalise; the eval transform with `crop_pct` 1.
+    pub fn without_augmentation(mut self) -> Self {
+        self.train = Transform::Eval(EvalTransform { crop_pct: 1.0, ..self.eval.clone() });
         self
     }
 }
@@ -73,7 +83,7 @@ impl Dataset for ImageData {
         epoch: usize,
         train: bool,
     ) -> std::result::Result<Box<dyn Iterator<Item = convnet_nn::Result<(Tensor, Targets)>> + 'a>, NnError> {
-        let transform = if train { Transform::Train(self.train.clone()) } else { Transform::Eval(self.eval.clone()) };
+        let transform = if train { self.train.clone() } else { Transform::Eval(self.eval.clone()) };
         let config =
             LoaderConfig::new(batch_size).with_threads(self.threads).with_seed(self.seed).with_epoch(epoch as u64);
         let loader = Loader::new(self.samples.clone(), order, transform, config).map_err(NnError::model)?;
@@ -165,6 +175,10 @@ pub struct FineTune {
     pub freeze_backbone: bool,
     /// Square input size; default the model's pretrained config.
     pub img_size: Option<usize>,
+    /// No training augmentation, as timm's `--no-aug`: training images are resized and
+    /// center cropped to the input size (no RandomResizedCrop, no flip), then normalised.
+    #[serde(default)]
+    pub no_aug: bool,
     /// Validation fraction per class when the data folder has no `train/` and `val/`.
     pub val_split: f64,
     /// Seed of the new classifier, the split, the shuffles, augmentation and dropout.
@@ -196,6 +210,7 @@ impl FineTune {
             clip_grad: None,
             freeze_backbone: false,
             img_size: None,
+            no_aug: false,
             val_split: 0.2,
             seed: 42,
             workers: 0,
@@ -527,8 +542,10 @@ impl FineTune {
     /// Trains on the image folder `data` (`train/` + `val/`, or one folder split by
     /// `val_split`), writing `out/best.safetensors` (timm layout) with `out/best.json`, and
     /// `out/last.state.safetensors` after every epoch. With `resume`, continues from such a
-    /// state (same recipe and data): the result equals the uninterrupted run's, bit for
-    /// bit, for the same thread count. `verbose` as `fit`'s.
+    /// state (same recipe and data; only `epochs` may be larger): the result equals the
+    /// uninterrupted run's, bit for bit, for the same thread count, as long as the schedule
+    /// of the epochs already done does not depend on `epochs` (per-epoch cosine and step
+    /// schedules start the same for any count). `verbose` as `fit`'s.
     pub fn run(&self, data: &Path, out: &Path, resume: Option<&Path>, verbose: u8) -> Result<FineTuneReport> {
         self.check()?;
         let (train_folder, val_folder) = open_folders(data, self.val_split, self.seed)?;
@@ -542,7 +559,9 @@ impl FineTune {
         let mut best = None;
         if let Some(state_path) = resume {
             let state = TrainState::load_into(state_path, &mut model)?;
-            if state.recipe != *self {
+            // `epochs` may grow: a run stopped after epoch k continues with more epochs (the
+            // schedule is rebuilt for the new count, as timm's `--resume` does)
+            if (FineTune { epochs: self.epochs, ..state.recipe.clone() }) != *self {
                 return Err(ZooError::bad_file(
                     state_path,
                     format!(
@@ -553,6 +572,17 @@ impl FineTune {
             }
             if state.classes != classes {
                 return Err(ZooError::bad_file(state_path, "was trained on other classes than this data folder's"));
+            }
+            if state.epoch >= self.epochs {
+                return Err(ZooError::arg(
+                    "epochs",
+                    format!(
+                        "{} leaves nothing to do: {} was written after epoch {}; pass more epochs to continue",
+                        self.epochs,
+                        state_path.display(),
+                        state.epoch
+                    ),
+                ));
             }
             initial_epoch = state.epoch;
             previous = state.history;
@@ -583,6 +613,9 @@ impl FineTune {
             state_path: state_path.clone(),
         };
         let mut train = ImageData::new(&train_folder, &cfg, self.seed).with_threads(self.workers);
+        if self.no_aug {
+            train = train.without_augmentation();
+        }
         let mut val = ImageData::new(&val_folder, &cfg, self.seed).with_threads(self.workers);
         let options = FitOptions::new(self.batch_size, self.epochs)
             .with_initial_epoch(initial_epoch)
