@@ -175,6 +175,10 @@ pub struct FineTune {
     pub freeze_backbone: bool,
     /// Square input size; default the model's pretrained config.
     pub img_size: Option<usize>,
+    /// Center-crop fraction of the eval transform (timm's `--crop-pct`); default the
+    /// model's pretrained config. 1: validation images are resized to the input size, uncropped.
+    #[serde(default)]
+    pub crop_pct: Option<f64>,
     /// No training augmentation, as timm's `--no-aug`: training images are resized and
     /// center cropped to the input size (no RandomResizedCrop, no flip), then normalised.
     #[serde(default)]
@@ -210,6 +214,7 @@ impl FineTune {
             clip_grad: None,
             freeze_backbone: false,
             img_size: None,
+            crop_pct: None,
             no_aug: false,
             val_split: 0.2,
             seed: 42,
@@ -241,6 +246,11 @@ impl FineTune {
             && !(8..=2048).contains(&s)
         {
             return bad("img_size", format!("{s} must be in 8..=2048"));
+        }
+        if let Some(c) = self.crop_pct
+            && !(c > 0.0 && c <= 1.0)
+        {
+            return bad("crop_pct", format!("{c} must be in (0, 1]"));
         }
         Ok(())
     }
@@ -305,11 +315,15 @@ impl FineTune {
         Ok((model, note))
     }
 
-    /// The data config: the model's pretrained config, at `img_size` when set.
+    /// The data config: the model's pretrained config, at `img_size` and with `crop_pct`
+    /// when set.
     pub fn data_config(&self, model: &Model) -> DataConfig {
         let mut cfg = model.pretrained_cfg().data_config();
         if let Some(s) = self.img_size {
             cfg.input_size = [cfg.input_size[0], s, s];
+        }
+        if let Some(c) = self.crop_pct {
+            cfg.crop_pct = c;
         }
         cfg
     }
