@@ -53,6 +53,9 @@ pub trait Trainable {
     fn save_model_weights(&self, path: &Path) -> Result<()>;
 }
 
+/// The batches of a [`Dataset`]: `(x, targets)` pairs, or the error that stopped one.
+pub type Batches<'a> = Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>;
+
 /// Samples a model trains or is evaluated on, in batches.
 pub trait Dataset {
     /// Number of samples.
@@ -71,7 +74,7 @@ pub trait Dataset {
         batch_size: usize,
         epoch: usize,
         train: bool,
-    ) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>>;
+    ) -> Result<Batches<'a>>;
     /// Files or samples the dataset skipped so far (undecodable images), with why.
     fn skipped(&self) -> Vec<String> {
         Vec::new()
@@ -105,7 +108,7 @@ impl Dataset for TensorData<'_> {
         batch_size: usize,
         _epoch: usize,
         _train: bool,
-    ) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'b>> {
+    ) -> Result<Batches<'b>> {
         let (x, y) = (self.x, self.y);
         let contiguous = order.iter().enumerate().all(|(i, &j)| i == j);
         let n = order.len();

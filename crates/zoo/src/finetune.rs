@@ -82,7 +82,7 @@ impl Dataset for ImageData {
         batch_size: usize,
         epoch: usize,
         train: bool,
-    ) -> std::result::Result<Box<dyn Iterator<Item = convnet_nn::Result<(Tensor, Targets)>> + 'a>, NnError> {
+    ) -> convnet_nn::Result<training::Batches<'a>> {
         let transform = if train { self.train.clone() } else { Transform::Eval(self.eval.clone()) };
         let config =
             LoaderConfig::new(batch_size).with_threads(self.threads).with_seed(self.seed).with_epoch(epoch as u64);
@@ -460,7 +460,9 @@ impl TrainState {
         let state: TrainState = serde_json::from_str(json)
             .map_err(|e| ZooError::bad_file(path, format!("training state metadata is not valid: {e}")))?;
         let mut weights = Vec::new();
-        let mut slots: Vec<(String, Vec<(usize, Vec<f32>)>)> = Vec::new();
+        // optimizer buffers by parameter key: (slot index, values)
+        type Slots = Vec<(usize, Vec<f32>)>;
+        let mut slots: Vec<(String, Slots)> = Vec::new();
         for (name, t) in tensors {
             if let Some(key) = name.strip_prefix("model/") {
                 weights.push((key.to_string(), t));
