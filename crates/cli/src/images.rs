@@ -88,6 +88,12 @@ pub struct TrainImagesArgs {
     /// Square input size (default: the model's pretrained input size).
     #[arg(long)]
     pub img_size: Option<usize>,
+    /// Eval center-crop fraction (default: the model's; 1 resizes validation images uncropped).
+    #[arg(long)]
+    pub crop_pct: Option<f64>,
+    /// No training augmentation (timm's --no-aug): resize and center crop instead of RandomResizedCrop and flip.
+    #[arg(long)]
+    pub no_aug: bool,
     /// Validation fraction per class, when the folder has no train/ and val/.
     #[arg(long, default_value_t = 0.2)]
     pub val_split: f64,
@@ -135,6 +141,8 @@ impl TrainImagesArgs {
             clip_grad: self.clip_grad,
             freeze_backbone: self.freeze_backbone,
             img_size: self.img_size,
+            crop_pct: self.crop_pct,
+            no_aug: self.no_aug,
             val_split: self.val_split,
             seed: self.seed,
             workers: self.workers,

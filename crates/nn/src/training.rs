@@ -53,7 +53,7 @@ pub trait Trainable {
     fn save_model_weights(&self, path: &Path) -> Result<()>;
 }
 
-/// The batches of one pass over a [`Dataset`]: inputs and their targets.
+/// The batches of a [`Dataset`]: `(x, targets)` pairs, or the error that stopped one.
 pub type Batches<'a> = Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>;
 
 /// Samples a model trains or is evaluated on, in batches.

@@ -4,7 +4,8 @@
 //! with the shared training loop of `convnet-nn` ([`convnet_nn::training::fit`]).
 //!
 //! - [`ImageData`]: an image folder as a [`Dataset`], decoded on worker threads with
-//!   prefetch, timm's train transform (RandomResizedCrop, flip) or eval transform.
+//!   prefetch, timm's train transform (RandomResizedCrop, flip), its `--no-aug` train
+//!   transform (resize, center crop) or its eval transform.
 //! - [`FineTune`]: the whole recipe (optimizer, label smoothing, schedule with warmup,
 //!   frozen backbone, checkpoints, resume), what `convnet train images` runs.
 //! - Checkpoints: the best weights in timm's layout (they load in timm with the same
@@ -19,7 +20,7 @@ use convnet_data::{DataConfig, EvalTransform, ImageFolder, Loader, LoaderConfig,
 use convnet_nn::callbacks::{Callback, Control};
 use convnet_nn::saving::{RawTensor, read_safetensors, write_raw_safetensors};
 use convnet_nn::schedules::LrSchedule;
-use convnet_nn::training::{self, Batches, Dataset, Trainable};
+use convnet_nn::training::{self, Dataset, Trainable};
 use convnet_nn::{
     Adam, AdamW, FitOptions, History, Logs, Loss, Metric, NnError, OptimizerConfig, Sgd, Targets, TrainOptions, Trainer,
 };
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex};
 /// transforms, and the decoding threads.
 pub struct ImageData {
     samples: Arc<[(PathBuf, usize)]>,
-    train: TrainTransform,
+    train: Transform,
     eval: EvalTransform,
     seed: u64,
     threads: usize,
@@ -42,11 +43,12 @@ pub struct ImageData {
 
 impl ImageData {
     /// The samples of `folder`, transformed for a model of data config `cfg`; `seed` seeds
-    /// the augmentation (with the epoch and the sample's index).
+    /// the augmentation (with the epoch and the sample's index). Training batches use
+    /// timm's train transform (RandomResizedCrop, flip).
     pub fn new(folder: &ImageFolder, cfg: &DataConfig, seed: u64) -> Self {
         ImageData {
             samples: folder.samples.clone().into(),
-            train: TrainTransform::new(cfg),
+            train: Transform::Train(TrainTransform::new(cfg)),
             eval: EvalTransform::new(cfg),
             seed,
             threads: 0,
@@ -57,6 +59,14 @@ impl ImageData {
     /// Decoding threads (0: one per core).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Training batches without augmentation, as timm's `--no-aug`
+    /// (`transforms_noaug_train`): resize the short side to the input size, center crop
+    /// it, normalise; the eval transform with `crop_pct` 1.
+    pub fn without_augmentation(mut self) -> Self {
+        self.train = Transform::Eval(EvalTransform { crop_pct: 1.0, ..self.eval.clone() });
         self
     }
 }
@@ -72,8 +82,8 @@ impl Dataset for ImageData {
         batch_size: usize,
         epoch: usize,
         train: bool,
-    ) -> std::result::Result<Batches<'a>, NnError> {
-        let transform = if train { Transform::Train(self.train.clone()) } else { Transform::Eval(self.eval.clone()) };
+    ) -> convnet_nn::Result<training::Batches<'a>> {
+        let transform = if train { self.train.clone() } else { Transform::Eval(self.eval.clone()) };
         let config =
             LoaderConfig::new(batch_size).with_threads(self.threads).with_seed(self.seed).with_epoch(epoch as u64);
         let loader = Loader::new(self.samples.clone(), order, transform, config).map_err(NnError::model)?;
@@ -165,6 +175,14 @@ pub struct FineTune {
     pub freeze_backbone: bool,
     /// Square input size; default the model's pretrained config.
     pub img_size: Option<usize>,
+    /// Center-crop fraction of the eval transform (timm's `--crop-pct`); default the
+    /// model's pretrained config. 1: validation images are resized to the input size, uncropped.
+    #[serde(default)]
+    pub crop_pct: Option<f64>,
+    /// No training augmentation, as timm's `--no-aug`: training images are resized and
+    /// center cropped to the input size (no RandomResizedCrop, no flip), then normalised.
+    #[serde(default)]
+    pub no_aug: bool,
     /// Validation fraction per class when the data folder has no `train/` and `val/`.
     pub val_split: f64,
     /// Seed of the new classifier, the split, the shuffles, augmentation and dropout.
@@ -196,6 +214,8 @@ impl FineTune {
             clip_grad: None,
             freeze_backbone: false,
             img_size: None,
+            crop_pct: None,
+            no_aug: false,
             val_split: 0.2,
             seed: 42,
             workers: 0,
@@ -226,6 +246,11 @@ impl FineTune {
             && !(8..=2048).contains(&s)
         {
             return bad("img_size", format!("{s} must be in 8..=2048"));
+        }
+        if let Some(c) = self.crop_pct
+            && !(c > 0.0 && c <= 1.0)
+        {
+            return bad("crop_pct", format!("{c} must be in (0, 1]"));
         }
         Ok(())
     }
@@ -290,11 +315,15 @@ impl FineTune {
         Ok((model, note))
     }
 
-    /// The data config: the model's pretrained config, at `img_size` when set.
+    /// The data config: the model's pretrained config, at `img_size` and with `crop_pct`
+    /// when set.
     pub fn data_config(&self, model: &Model) -> DataConfig {
         let mut cfg = model.pretrained_cfg().data_config();
         if let Some(s) = self.img_size {
             cfg.input_size = [cfg.input_size[0], s, s];
+        }
+        if let Some(c) = self.crop_pct {
+            cfg.crop_pct = c;
         }
         cfg
     }
@@ -431,6 +460,7 @@ impl TrainState {
         let state: TrainState = serde_json::from_str(json)
             .map_err(|e| ZooError::bad_file(path, format!("training state metadata is not valid: {e}")))?;
         let mut weights = Vec::new();
+        // optimizer buffers by parameter key, then slot index
         let mut slots: BTreeMap<String, BTreeMap<usize, Vec<f32>>> = BTreeMap::new();
         for (name, t) in tensors {
             if let Some(key) = name.strip_prefix("model/") {
@@ -518,8 +548,10 @@ impl FineTune {
     /// Trains on the image folder `data` (`train/` + `val/`, or one folder split by
     /// `val_split`), writing `out/best.safetensors` (timm layout) with `out/best.json`, and
     /// `out/last.state.safetensors` after every epoch. With `resume`, continues from such a
-    /// state (same recipe and data; `epochs` may be larger): the result equals the
-    /// uninterrupted run's, bit for bit, for the same thread count. `verbose` as `fit`'s.
+    /// state (same recipe and data; only `epochs` may be larger): the result equals the
+    /// uninterrupted run's, bit for bit, for the same thread count, as long as the schedule
+    /// of the epochs already done does not depend on `epochs` (per-epoch cosine and step
+    /// schedules start the same for any count). `verbose` as `fit`'s.
     pub fn run(&self, data: &Path, out: &Path, resume: Option<&Path>, verbose: u8) -> Result<FineTuneReport> {
         self.check()?;
         let (train_folder, val_folder) = open_folders(data, self.val_split, self.seed)?;
@@ -533,7 +565,8 @@ impl FineTune {
         let mut best = None;
         if let Some(state_path) = resume {
             let state = TrainState::load_into(state_path, &mut model)?;
-            // more epochs may be asked for (the schedule then spans the new count)
+            // `epochs` may grow: a run stopped after epoch k continues with more epochs (the
+            // schedule is rebuilt for the new count, as timm's `--resume` does)
             if (FineTune { epochs: self.epochs, ..state.recipe.clone() }) != *self {
                 return Err(ZooError::bad_file(
                     state_path,
@@ -550,7 +583,12 @@ impl FineTune {
             if state.epoch >= self.epochs {
                 return Err(ZooError::arg(
                     "epochs",
-                    format!("{} already has {} epochs; ask for more to resume", state_path.display(), state.epoch),
+                    format!(
+                        "{} leaves nothing to do: {} was written after epoch {}; pass more epochs to continue",
+                        self.epochs,
+                        state_path.display(),
+                        state.epoch
+                    ),
                 ));
             }
             initial_epoch = state.epoch;
@@ -582,6 +620,9 @@ impl FineTune {
             state_path: state_path.clone(),
         };
         let mut train = ImageData::new(&train_folder, &cfg, self.seed).with_threads(self.workers);
+        if self.no_aug {
+            train = train.without_augmentation();
+        }
         let mut val = ImageData::new(&val_folder, &cfg, self.seed).with_threads(self.workers);
         let options = FitOptions::new(self.batch_size, self.epochs)
             .with_initial_epoch(initial_epoch)
