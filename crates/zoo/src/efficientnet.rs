@@ -316,7 +316,7 @@ impl EfficientNet {
             cfg.bn_eps,
             cfg.act,
         );
-        let head = ClassifierHead::goog(&vb.pp("classifier"), cfg.num_features, cfg.num_classes, cfg.drop_rate);
+        let head = ClassifierHead::new(&vb.pp("classifier"), cfg.num_features, cfg.num_classes, cfg.drop_rate);
         Ok(EfficientNet { stem: stem_conv, blocks, conv_head, head })
     }
 }
@@ -346,8 +346,7 @@ impl Architecture for EfficientNet {
         self.head.num_classes
     }
     fn reset_classifier(&mut self, vb: &Vb, num_classes: usize) {
-        self.head =
-            ClassifierHead::goog(&vb.pp("classifier"), self.head.num_features, num_classes, self.head.drop_rate);
+        self.head = ClassifierHead::new(&vb.pp("classifier"), self.head.num_features, num_classes, self.head.drop_rate);
     }
 }
 

@@ -372,18 +372,6 @@ impl Linear {
         }
     }
 
-    /// A linear map with the init of timm's EfficientNet family (`_init_weight_goog`):
-    /// weights uniform in `±1/sqrt(fout)`, zero bias. For a new 10-class head that is 11x
-    /// wider than PyTorch's default over 1280 features, which matters for how fast a linear
-    /// probe converges.
-    pub fn goog(vb: &Vb, fin: usize, fout: usize) -> Self {
-        let bound = 1.0 / (fout.max(1) as f32).sqrt();
-        Linear {
-            weight: vb.param("weight", &[fin, fout], Layout::Linear, true, Init::Uniform(bound)),
-            bias: Some(vb.param("bias", &[fout], Layout::Plain, true, Init::Const(0.0))),
-        }
-    }
-
     /// `x: [n, in] -> [n, out]`.
     pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
         let w = cx.param(self.weight);
@@ -591,20 +579,6 @@ impl ClassifierHead {
             num_features,
             num_classes,
         }
-    }
-
-    /// As [`ClassifierHead::new`] with timm's EfficientNet-family init ([`Linear::goog`]).
-    pub fn goog(vb: &Vb, num_features: usize, num_classes: usize, drop_rate: f32) -> Self {
-        ClassifierHead {
-            fc: (num_classes > 0).then(|| Linear::goog(vb, num_features, num_classes)),
-            ..Self::new(vb, num_features, 0, drop_rate)
-        }
-        .with_classes(num_classes)
-    }
-
-    fn with_classes(mut self, num_classes: usize) -> Self {
-        self.num_classes = num_classes;
-        self
     }
 
     /// `[n, h, w, c]` (or already pooled `[n, c]`) -> `[n, classes]`, or `[n, c]` with `pre_logits`.
