@@ -8,7 +8,7 @@
 use crate::error::{Result, ZooError};
 use crate::model::Model;
 use convnet_nn::context::{Cx, Mode};
-use convnet_nn::training::{self, StepPlace, Trainable, TrainOptions, Trainer};
+use convnet_nn::training::{self, StepPlace, TrainOptions, Trainable, Trainer};
 use convnet_nn::{AdamW, Loss, Targets};
 use convnet_tensor::Tensor;
 use convnet_tensor::rng::Rng;
@@ -152,7 +152,10 @@ pub fn train_step_bench(
     if h == 0 || w == 0 || h > MAX_TRAIN_SIDE || w > MAX_TRAIN_SIDE {
         return Err(ZooError::arg(
             "image size",
-            format!("{h}x{w} is outside 1..={MAX_TRAIN_SIDE} pixels a side; the model's own is {:?}", model.pretrained_cfg().input_size),
+            format!(
+                "{h}x{w} is outside 1..={MAX_TRAIN_SIDE} pixels a side; the model's own is {:?}",
+                model.pretrained_cfg().input_size
+            ),
         ));
     }
     let floats = batch.checked_mul(c * h * w).filter(|&n| n <= MAX_TRAIN_INPUT).ok_or_else(|| {
