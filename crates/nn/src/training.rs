@@ -53,6 +53,9 @@ pub trait Trainable {
     fn save_model_weights(&self, path: &Path) -> Result<()>;
 }
 
+/// The batches a [`Dataset`] yields: inputs and their targets, or why a batch failed.
+pub type Batches<'a> = Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>;
+
 /// Samples a model trains or is evaluated on, in batches.
 pub trait Dataset {
     /// Number of samples.
@@ -71,7 +74,7 @@ pub trait Dataset {
         batch_size: usize,
         epoch: usize,
         train: bool,
-    ) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Targets)>> + 'a>>;
+    ) -> Result<Batches<'a>>;
     /// Files or samples the dataset skipped so far (undecodable images), with why.
     fn skipped(&self) -> Vec<String> {
         Vec::new()

@@ -170,7 +170,7 @@ pub fn train_step_bench(
     if num_classes == 0 {
         return Err(ZooError::arg("model", format!("{} has no classifier (num_classes 0) to train", model.name())));
     }
-    let mut rng = Rng::new(0x7472_6169_6e);
+    let mut rng = Rng::new(0x74_7261_696e);
     let data: Vec<f32> = (0..floats).map(|_| rng.uniform_range(-1.0, 1.0)).collect();
     let x = Tensor::from_vec(data, [batch, h, w, c])?;
     let y = Targets::Sparse((0..batch).map(|_| rng.below(num_classes) as u32).collect());

@@ -431,7 +431,9 @@ impl TrainState {
         let state: TrainState = serde_json::from_str(json)
             .map_err(|e| ZooError::bad_file(path, format!("training state metadata is not valid: {e}")))?;
         let mut weights = Vec::new();
-        let mut slots: Vec<(String, Vec<(usize, Vec<f32>)>)> = Vec::new();
+        // per parameter key, its optimizer slots by index
+        type Slots = Vec<(String, Vec<(usize, Vec<f32>)>)>;
+        let mut slots: Slots = Vec::new();
         for (name, t) in tensors {
             if let Some(key) = name.strip_prefix("model/") {
                 weights.push((key.to_string(), t));

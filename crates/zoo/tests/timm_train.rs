@@ -231,7 +231,7 @@ fn check_model(dir: &Path, model: &str) -> Vec<String> {
         .iter_mut()
         .filter_map(|(key, _, value)| {
             let grad = grad_of.get(*key)?;
-            Some(ParamUpdate { key, value: &mut **value, grad, decay: true })
+            Some(ParamUpdate { key, value, grad, decay: true })
         })
         .collect();
     opt.apply_updates(updates).unwrap();
