@@ -106,6 +106,8 @@ enum BenchWhat {
     Mnist(bench::MnistBenchArgs),
     /// Inference speed of a zoo model: median ms per batch, images/s, GFLOP/s.
     Infer(zoo::InferBenchArgs),
+    /// Training speed of a zoo model: images/s of full AdamW steps on random data, peak memory.
+    Train(zoo::TrainBenchArgs),
     /// Speech-commands training steps per second and streaming real-time factor.
     Speech(speech::SpeechBenchArgs),
 }
@@ -138,6 +140,7 @@ fn run(command: Command) -> Result<()> {
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),
         Command::Bench { what: BenchWhat::Mnist(args) } => bench::mnist(&args),
         Command::Bench { what: BenchWhat::Infer(args) } => zoo::bench_infer(&args),
+        Command::Bench { what: BenchWhat::Train(args) } => zoo::bench_train(&args),
         Command::Bench { what: BenchWhat::Speech(args) } => speech::bench(&args),
         Command::Models(args) => zoo::models(&args),
         Command::SoundDigit { what } => sound::sound_digit(&what),

@@ -307,3 +307,86 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Options of `convnet bench train`.
+#[derive(Args, Debug)]
+pub struct TrainBenchArgs {
+    /// Model name.
+    pub model: String,
+    /// Images per training step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Image side in pixels (default: the model's pretrained input size).
+    #[arg(long)]
+    pub img_size: Option<usize>,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Classes of the classifier (default: the model's, usually 1000).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `convnet bench train MODEL --batch 32 --img-size 224`: images per second of full
+/// training steps (train-mode forward, label-smoothed cross-entropy, backward, AdamW) on
+/// random data, and peak memory.
+pub fn bench_train(args: &TrainBenchArgs) -> Result<()> {
+    let mut model = create_model(&args.model, opts(args.num_classes))?;
+    let size = match args.img_size {
+        None => model.pretrained_cfg().input_size,
+        Some(s) => [model.in_chans(), s, s],
+    };
+    let threads = rayon::current_num_threads();
+    if !args.json {
+        eprintln!("timing {} step(s) after {} warm-up step(s)...", args.steps, args.warmup);
+    }
+    let r = convnet_zoo::bench::train_step_bench(&mut model, args.batch, size, args.steps, args.warmup)?;
+    let peak = crate::bench::peak_rss_bytes();
+    if args.json {
+        let out = json!({
+            "model": model.name(),
+            "threads": threads,
+            "batch": r.batch,
+            "input_size": r.size,
+            "num_classes": r.num_classes,
+            "trainable_params": r.trainable_params,
+            "warmup": args.warmup,
+            "step_seconds": r.step_s,
+            "median_s": r.median_s,
+            "min_s": r.min_s,
+            "max_s": r.max_s,
+            "images_per_sec": r.images_per_s,
+            "median_gradients_s": r.median_gradients_s,
+            "median_update_s": r.median_update_s,
+            "last_loss": r.last_loss,
+            "peak_rss_bytes": peak,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let [c, h, w] = r.size;
+    println!(
+        "{} training at {c}x{h}x{w}, {threads} threads, {} trainable parameters, AdamW, label smoothing 0.1, median of {} steps",
+        model.name(),
+        group_digits(r.trainable_params),
+        r.step_s.len()
+    );
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "batch", "s/step", "min s", "max s", "images/s", "fwd+bwd s", "update s"
+    );
+    println!(
+        "{:>6} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>12.3} {:>10.3}",
+        r.batch, r.median_s, r.min_s, r.max_s, r.images_per_s, r.median_gradients_s, r.median_update_s
+    );
+    if let Some(p) = peak {
+        println!("peak memory {:.0} MB", p as f64 / 1e6);
+    }
+    Ok(())
+}

@@ -20,6 +20,8 @@
 //!   AVX-512 2x2 path.
 //! * [`elementwise`]: activations (AVX-512 exp for sigmoid and SiLU), the
 //!   relu backward mask, per-channel scaling, dropout.
+//! * [`norm`]: batch-norm statistics, normalisation and backward, in bands of
+//!   rows with f64 partial sums.
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -41,6 +43,7 @@ mod conv_igemm;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+pub mod norm;
 pub mod pool;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]

@@ -4,10 +4,12 @@
 //! In training the batch's own mean and biased variance normalise it and are
 //! returned so the layer can update its running statistics (the layer owns
 //! the momentum convention: Keras' 0.99 or PyTorch's 0.1). In inference the
-//! running statistics are constants.
+//! running statistics are constants. The passes over the data are
+//! `convnet_kernels::norm`'s (parallel, vectorised, f64 sums).
 
 use super::constant;
 use crate::{Backward, Result, Tensor, TensorError};
+use convnet_kernels::norm;
 
 /// Per-channel statistics of a training batch.
 #[derive(Clone, Debug)]
@@ -34,28 +36,9 @@ impl Backward for BatchNormBackward {
         let gamma = inputs[1].data();
         let c = gamma.len();
         let g = grad.data();
-        let rows = g.len() / c;
-        let mut dgamma = vec![0.0f64; c];
-        let mut dbeta = vec![0.0f64; c];
-        for (gr, xr) in g.chunks_exact(c).zip(self.xhat.chunks_exact(c)) {
-            for j in 0..c {
-                dgamma[j] += (gr[j] * xr[j]) as f64;
-                dbeta[j] += gr[j] as f64;
-            }
-        }
+        let (dgamma, dbeta) = norm::backward_sums(g, &self.xhat, c);
         let dx = needs[0].then(|| {
-            let mut dx = vec![0.0; g.len()];
-            let n = rows as f32;
-            for ((d, gr), xr) in dx.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(self.xhat.chunks_exact(c)) {
-                for j in 0..c {
-                    let k = gamma[j] * self.inv_std[j];
-                    d[j] = if self.training {
-                        k * (gr[j] - (dbeta[j] as f32 + xr[j] * dgamma[j] as f32) / n)
-                    } else {
-                        k * gr[j]
-                    };
-                }
-            }
+            let dx = norm::backward_input(g, &self.xhat, gamma, &self.inv_std, &dgamma, &dbeta, self.training);
             constant(dx, inputs[0].dims())
         });
         let to_t = |v: Vec<f64>| constant(v.into_iter().map(|x| x as f32).collect(), &[c]);
@@ -75,15 +58,7 @@ fn check(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<usize> {
 }
 
 fn normalise(x: &Tensor, gamma: &Tensor, beta: &Tensor, mean: &[f32], inv_std: &[f32], training: bool) -> Tensor {
-    let c = mean.len();
-    let mut xhat = vec![0.0; x.numel()];
-    let mut y = vec![0.0; x.numel()];
-    for ((xr, hr), yr) in x.data().chunks_exact(c).zip(xhat.chunks_exact_mut(c)).zip(y.chunks_exact_mut(c)) {
-        for j in 0..c {
-            hr[j] = (xr[j] - mean[j]) * inv_std[j];
-            yr[j] = hr[j] * gamma.data()[j] + beta.data()[j];
-        }
-    }
+    let (xhat, y) = norm::normalise(x.data(), mean, inv_std, gamma.data(), beta.data());
     let op = BatchNormBackward { xhat, inv_std: inv_std.to_vec(), training };
     Tensor::from_op(y, x.shape().clone(), &[x, gamma, beta], op)
 }
@@ -96,23 +71,7 @@ impl Tensor {
         if rows == 0 {
             return Err(TensorError::invalid("batch_norm", "cannot normalise an empty batch"));
         }
-        let mut mean = vec![0.0f64; c];
-        for r in self.data().chunks_exact(c) {
-            for j in 0..c {
-                mean[j] += r[j] as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= rows as f64);
-        let mut var = vec![0.0f64; c];
-        for r in self.data().chunks_exact(c) {
-            for j in 0..c {
-                let d = r[j] as f64 - mean[j];
-                var[j] += d * d;
-            }
-        }
-        var.iter_mut().for_each(|v| *v /= rows as f64);
-        let mean: Vec<f32> = mean.into_iter().map(|m| m as f32).collect();
-        let var: Vec<f32> = var.into_iter().map(|v| v as f32).collect();
+        let (mean, var) = norm::batch_stats(self.data(), c);
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let y = normalise(self, gamma, beta, &mean, &inv_std, true);
         Ok((y, BatchStats { mean, var, count: rows }))
