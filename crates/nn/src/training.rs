@@ -51,6 +51,11 @@ pub trait Trainable {
     fn save_model(&self, path: &Path) -> Result<()>;
     /// Saves only the weights, atomically.
     fn save_model_weights(&self, path: &Path) -> Result<()>;
+    /// Seed of training-mode passes outside `fit` (`train_on_batch`, `compute_gradients`),
+    /// mixed with the optimizer's step count.
+    fn train_seed(&self) -> u64 {
+        0
+    }
 }
 
 /// The batches of a [`Dataset`]: `(x, targets)` pairs, or the error that stopped one.
@@ -485,7 +490,7 @@ pub fn compute_gradients_with(
 /// Keras' `training=False` gradients (dropout off, running statistics).
 pub fn compute_gradients(net: &mut dyn Trainable, x: &Tensor, y: &Targets, mode: Mode) -> Result<StepOutput> {
     let step = trainer(net)?.optimizer.iterations();
-    let rng = epoch_rng(step ^ 0x7261_696E, 0);
+    let rng = epoch_rng(net.train_seed() ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
     compute_gradients_with(net, x, y, mode, rng, StepPlace { epoch: 0, step: step as usize + 1 })
 }
 
@@ -663,6 +668,9 @@ impl Trainable for Sequential {
     }
     fn save_model_weights(&self, path: &Path) -> Result<()> {
         self.save_weights(path)
+    }
+    fn train_seed(&self) -> u64 {
+        self.train_seed
     }
 }
 
