@@ -130,6 +130,46 @@ pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<
     }
 }
 
+/// `f(a, b, c)` elementwise over three equal-length slices into a new vector, as [`map`].
+pub fn zip3_map(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert!(a.len() == b.len() && a.len() == c.len(), "zip3_map: lengths differ");
+    let body = |a: &[f32], b: &[f32], c: &[f32], out: &mut [MaybeUninit<f32>]| {
+        vectorised(|| {
+            for (((o, x), y), z) in out.iter_mut().zip(a).zip(b).zip(c) {
+                o.write(f(*x, *y, *z));
+            }
+        })
+    };
+    const PART: usize = TASK / 2;
+    // SAFETY: the chunks cover the output and `body` writes every element.
+    unsafe {
+        crate::alloc::filled_vec(a.len(), |out| {
+            if a.len() < TASK {
+                body(a, b, c, out);
+            } else {
+                out.par_chunks_mut(PART)
+                    .zip(a.par_chunks(PART).zip(b.par_chunks(PART).zip(c.par_chunks(PART))))
+                    .for_each(|(o, (a, (b, c)))| body(a, b, c, o));
+            }
+        })
+    }
+}
+
+/// The SiLU backward `g * s * (1 + x (1 - s))` with `s = sigmoid(x)` recovered from the
+/// forward's output as `y / x` (`1/2` at `x = 0`): one vectorisable pass over `(x, y, g)`
+/// without an exponential. A libm `expf` per element to recompute the sigmoid was 28% of
+/// an EfficientNet-B0 training step on a machine without AVX-512.
+pub fn silu_backward(x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
+    zip3_map(x, y, g, silu_backward_one)
+}
+
+/// One element of [`silu_backward`].
+#[inline(always)]
+pub fn silu_backward_one(x: f32, y: f32, g: f32) -> f32 {
+    let s = if x != 0.0 { y / x } else { 0.5 };
+    g * (s * (1.0 + x * (1.0 - s)))
+}
+
 /// `y[n, p, ch] *= g[n, ch]` in place, for `y: [n, pixels, c]` and `g: [n, c]`:
 /// squeeze-excitation's excite (a gate per image and channel) without a new buffer.
 pub fn scale_channels_in_place(y: &mut [f32], g: &[f32], pixels: usize, channels: usize) {
