@@ -100,7 +100,12 @@ pub fn write_raw_safetensors(path: &Path, tensors: Vec<RawTensor>, metadata: Has
         .collect::<Result<Vec<_>>>()?;
     let buffer = safetensors::serialize(views, Some(metadata))
         .map_err(|e| NnError::bad_file(path, format!("cannot serialize: {e}")))?;
-    let io = |source| NnError::Io { path: path.to_path_buf(), source };
+    write_atomic(path, &buffer)
+}
+
+/// Writes `bytes` to a temporary file in `path`'s folder, syncs it, then renames it over
+/// `path`: a crash or a kill at any moment leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -109,13 +114,13 @@ pub fn write_raw_safetensors(path: &Path, tensors: Vec<RawTensor>, metadata: Has
     let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
     let written = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buffer)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if let Err(e) = written {
+    if let Err(source) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
+        return Err(NnError::Io { path: path.to_path_buf(), source });
     }
     Ok(())
 }

@@ -52,7 +52,8 @@ pub struct LoadReport {
     pub adapted_first_conv: bool,
 }
 
-fn is_under(key: &str, prefix: &str) -> bool {
+/// `key` lies under the module `prefix` (`fc` holds `fc.weight`).
+pub(crate) fn is_under(key: &str, prefix: &str) -> bool {
     key == prefix || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))
 }
 

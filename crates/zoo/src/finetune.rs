@@ -18,7 +18,7 @@ use crate::model::{Model, ZooOpts};
 use crate::registry::create_model;
 use convnet_data::{DataConfig, EvalTransform, ImageFolder, Loader, LoaderConfig, TrainTransform, Transform};
 use convnet_nn::callbacks::{Callback, Control};
-use convnet_nn::saving::{RawTensor, read_safetensors, write_raw_safetensors};
+use convnet_nn::saving::{RawTensor, read_safetensors, write_atomic, write_raw_safetensors};
 use convnet_nn::schedules::LrSchedule;
 use convnet_nn::training::{self, Dataset, Trainable};
 use convnet_nn::{
@@ -385,25 +385,8 @@ impl Sidecar {
     pub fn write_for(&self, checkpoint: &Path) -> Result<()> {
         let path = Self::path_for(checkpoint);
         let json = serde_json::to_string_pretty(self).map_err(|e| ZooError::bad_file(&path, e.to_string()))?;
-        write_atomic(&path, json.as_bytes())
+        Ok(write_atomic(&path, json.as_bytes())?)
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ZooError::io(path, e)
-    })
 }
 
 /// Metadata key of a training state's JSON.

@@ -331,7 +331,7 @@ impl Model {
     /// many tensors were frozen.
     pub fn freeze_backbone(&mut self) -> usize {
         let head = self.cfg.classifier;
-        self.params.set_trainable_where(false, |k| !is_under(k, head))
+        self.params.set_trainable_where(false, |k| !checkpoint::is_under(k, head))
     }
 
     /// Makes every parameter trainable again.
@@ -413,11 +413,6 @@ impl Model {
         self.forward_with(&cx, &Tensor::zeros([1, h, w, c]))?;
         Ok(cx.macs() as f64 / 1e9)
     }
-}
-
-/// `key` lies under the module `prefix` (`fc` holds `fc.weight`).
-fn is_under(key: &str, prefix: &str) -> bool {
-    key == prefix || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))
 }
 
 impl Trainable for Model {
