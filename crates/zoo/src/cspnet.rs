@@ -14,6 +14,7 @@ use crate::error::{Result, ZooError};
 use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, drop_path, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -367,7 +368,7 @@ const RESNET_DEPTHS: &[usize] = &[3, 3, 5, 2];
 const LEAKY: Activation = Activation::LeakyRelu;
 
 /// CSPResNet-50: 7x7 stem and max pool, bottlenecks at half width, expansion x2.
-pub const CSPRESNET50: CspModelCfg = CspModelCfg {
+pub const CSPRESNET50_ARCH: CspModelCfg = CspModelCfg {
     stem: CspStemCfg { out_chs: &[64], stride: 4, kernel_size: 7, pool: true },
     stages: CspStagesCfg {
         stride: &[1, 2],
@@ -380,11 +381,13 @@ pub const CSPRESNET50: CspModelCfg = CspModelCfg {
 };
 
 /// CSPResNet-50-D: CSPResNet-50 with a deep stem of three 3x3 convs.
-pub const CSPRESNET50D: CspModelCfg =
-    CspModelCfg { stem: CspStemCfg { out_chs: &[32, 32, 64], stride: 4, kernel_size: 3, pool: true }, ..CSPRESNET50 };
+pub const CSPRESNET50D_ARCH: CspModelCfg = CspModelCfg {
+    stem: CspStemCfg { out_chs: &[32, 32, 64], stride: 4, kernel_size: 3, pool: true },
+    ..CSPRESNET50_ARCH
+};
 
 /// CSPResNet-50-W: deep stem, twice the stage widths, no expansion, quarter-width bottlenecks.
-pub const CSPRESNET50W: CspModelCfg = CspModelCfg {
+pub const CSPRESNET50W_ARCH: CspModelCfg = CspModelCfg {
     stem: CspStemCfg { out_chs: &[32, 32, 64], stride: 4, kernel_size: 3, pool: true },
     stages: CspStagesCfg {
         stride: &[1, 2],
@@ -398,7 +401,7 @@ pub const CSPRESNET50W: CspModelCfg = CspModelCfg {
 };
 
 /// CSPResNeXt-50: CSPResNet-50-W's widths with 32-group 3x3 convs at full bottleneck width.
-pub const CSPRESNEXT50: CspModelCfg = CspModelCfg {
+pub const CSPRESNEXT50_ARCH: CspModelCfg = CspModelCfg {
     stem: CspStemCfg { out_chs: &[64], stride: 4, kernel_size: 7, pool: true },
     stages: CspStagesCfg {
         stride: &[1, 2],
@@ -414,7 +417,7 @@ pub const CSPRESNEXT50: CspModelCfg = CspModelCfg {
 
 /// CSPDarkNet-53: one 3x3 stem conv at stride 1, five cross stages of dark blocks, the
 /// first expanded x2 with half-width bottlenecks.
-pub const CSPDARKNET53: CspModelCfg = CspModelCfg {
+pub const CSPDARKNET53_ARCH: CspModelCfg = CspModelCfg {
     stem: CspStemCfg { out_chs: &[32], stride: 1, kernel_size: 3, pool: false },
     stages: CspStagesCfg {
         expand_ratio: &[2.0, 1.0],
@@ -434,11 +437,11 @@ const fn cfg(tag: &'static str) -> PretrainedCfg {
     PretrainedCfg::imagenet(tag, "stem.conv1.conv", "head.fc").size(256).crop(0.887)
 }
 
-pub(crate) static CSPRESNET50_CFGS: &[PretrainedCfg] = &[cfg("ra_in1k")];
-pub(crate) static CSPRESNET50D_CFGS: &[PretrainedCfg] = &[cfg("untrained")];
-pub(crate) static CSPRESNET50W_CFGS: &[PretrainedCfg] = &[cfg("untrained")];
-pub(crate) static CSPRESNEXT50_CFGS: &[PretrainedCfg] = &[cfg("ra_in1k")];
-pub(crate) static CSPDARKNET53_CFGS: &[PretrainedCfg] = &[cfg("ra_in1k")];
+pub(crate) static CSPRESNET50: &[PretrainedCfg] = &[cfg("ra_in1k")];
+pub(crate) static CSPRESNET50D: &[PretrainedCfg] = &[cfg("untrained")];
+pub(crate) static CSPRESNET50W: &[PretrainedCfg] = &[cfg("untrained")];
+pub(crate) static CSPRESNEXT50: &[PretrainedCfg] = &[cfg("ra_in1k")];
+pub(crate) static CSPDARKNET53: &[PretrainedCfg] = &[cfg("ra_in1k")];
 
 // ---------------------------------------------------------------- entry points
 
@@ -448,21 +451,32 @@ fn cspnet(arch: &'static str, opts: ZooOpts, model: CspModelCfg) -> Result<Model
 
 /// CSPResNet-50.
 pub fn cspresnet50(opts: ZooOpts) -> Result<Model> {
-    cspnet("cspresnet50", opts, CSPRESNET50)
+    cspnet("cspresnet50", opts, CSPRESNET50_ARCH)
 }
 /// CSPResNet-50-D (untrained in timm).
 pub fn cspresnet50d(opts: ZooOpts) -> Result<Model> {
-    cspnet("cspresnet50d", opts, CSPRESNET50D)
+    cspnet("cspresnet50d", opts, CSPRESNET50D_ARCH)
 }
 /// CSPResNet-50-W (untrained in timm).
 pub fn cspresnet50w(opts: ZooOpts) -> Result<Model> {
-    cspnet("cspresnet50w", opts, CSPRESNET50W)
+    cspnet("cspresnet50w", opts, CSPRESNET50W_ARCH)
 }
 /// CSPResNeXt-50.
 pub fn cspresnext50(opts: ZooOpts) -> Result<Model> {
-    cspnet("cspresnext50", opts, CSPRESNEXT50)
+    cspnet("cspresnext50", opts, CSPRESNEXT50_ARCH)
 }
 /// CSPDarkNet-53.
 pub fn cspdarknet53(opts: ZooOpts) -> Result<Model> {
-    cspnet("cspdarknet53", opts, CSPDARKNET53)
+    cspnet("cspdarknet53", opts, CSPDARKNET53_ARCH)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(cspresnet50, CSPRESNET50),
+    register!(cspresnet50d, CSPRESNET50D),
+    register!(cspresnet50w, CSPRESNET50W),
+    register!(cspresnext50, CSPRESNEXT50),
+    register!(cspdarknet53, CSPDARKNET53),
+];

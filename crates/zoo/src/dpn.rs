@@ -11,6 +11,7 @@ use crate::error::{Result, ZooError};
 use crate::layers::{BatchNorm2d, Conv2d, ConvBnAct, ConvOpts, dropout, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -373,3 +374,16 @@ pub fn dpn131(opts: ZooOpts) -> Result<Model> {
         ..c
     })
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(dpn48b, DPN48B),
+    register!(dpn68, DPN68),
+    register!(dpn68b, DPN68B),
+    register!(dpn92, DPN92),
+    register!(dpn98, DPN98),
+    register!(dpn107, DPN107),
+    register!(dpn131, DPN131),
+];
