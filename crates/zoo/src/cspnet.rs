@@ -279,7 +279,7 @@ impl CspNet {
             let exp_chs = scaled(out, pad(sc.expand_ratio, s, "expand_ratio")?);
             let block_chs = scaled(out, pad(sc.block_ratio, s, "block_ratio")?);
             let bottle_ratio = pad(sc.bottle_ratio, s, "bottle_ratio")?;
-            if groups == 0 || exp_chs < 2 || exp_chs % 2 != 0 {
+            if groups == 0 || exp_chs < 2 || !exp_chs.is_multiple_of(2) {
                 return Err(ZooError::arg(
                     "stages",
                     format!("stage {s}: {exp_chs} expanded channels, {groups} groups"),
@@ -480,3 +480,57 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(cspresnext50, CSPRESNEXT50),
     register!(cspdarknet53, CSPDARKNET53),
 ];
+
+// ---------------------------------------------------------------- tests
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
+    use convnet_tensor::rng::Rng;
+
+    fn input(n: usize, size: usize, seed: u64) -> Tensor {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
+        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
+    }
+
+    #[test]
+    fn stage_arguments_pad_with_their_last_value() {
+        let s = CSPDARKNET53_ARCH.stages;
+        assert_eq!(pad(s.expand_ratio, 0, "e").unwrap(), 2.0);
+        assert_eq!(pad(s.expand_ratio, 4, "e").unwrap(), 1.0);
+        assert_eq!(pad(s.stride, 3, "s").unwrap(), 2);
+        assert!(pad::<usize>(&[], 0, "s").is_err());
+        // Python's round: halves go to the even neighbour
+        assert_eq!(scaled(5, 0.5), 2);
+        assert_eq!(scaled(7, 0.5), 4);
+    }
+
+    #[test]
+    fn cspresnet50_trains() {
+        // leaky relu, the split and the concatenation all have gradients
+        let mut m = cspresnet50(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
+        let x = input(4, 32, 9);
+        let y = Targets::Sparse(vec![1, 7, 3, 9]);
+        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
+        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
+        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+    }
+
+    #[test]
+    fn darknet_features_and_bad_configs() {
+        let m = cspdarknet53(ZooOpts::new().with_num_classes(3)).unwrap();
+        let f = m.forward_features(&input(1, 64, 2)).unwrap();
+        assert_eq!(f.dims(), [1, 2, 2, 1024]);
+        // blocks whose width differs from the split half have no shortcut to add to
+        let a = ModelArgs { num_classes: 10, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
+        let bad = CspModelCfg {
+            stages: CspStagesCfg { block_ratio: &[1.0], ..CSPRESNEXT50_ARCH.stages },
+            ..CSPRESNEXT50_ARCH
+        };
+        let store = std::cell::RefCell::new(convnet_nn::store::Params::new());
+        let err = CspNet::new(&Vb::root(&store, 0), CspNetConfig::new(bad, &a)).unwrap_err();
+        assert!(err.to_string().contains("no shortcut"), "{err}");
+    }
+}

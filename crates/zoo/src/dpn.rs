@@ -213,7 +213,7 @@ impl Dpn {
         for (s, (&depth, &inc)) in cfg.k_sec.iter().zip(&cfg.inc_sec).enumerate() {
             let base = 64 << s;
             let mid = cfg.k_r * base / 64;
-            if mid % cfg.groups != 0 {
+            if !mid.is_multiple_of(cfg.groups) {
                 return Err(ZooError::arg(
                     "k_r",
                     format!("width {mid} of stage {} not divisible by {} groups", s + 2, cfg.groups),
@@ -387,3 +387,55 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(dpn107, DPN107),
     register!(dpn131, DPN131),
 ];
+
+// ---------------------------------------------------------------- tests
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
+    use convnet_tensor::rng::Rng;
+
+    fn input(n: usize, size: usize, seed: u64) -> Tensor {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
+        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
+    }
+
+    #[test]
+    fn paths_grow_by_inc_and_the_head_is_a_1x1_conv() {
+        let mut m = dpn68(ZooOpts::new().with_num_classes(7)).unwrap();
+        // the last stage (3 blocks): residual 512, dense 3 * 64 from its projection + 64 per later block
+        assert_eq!(m.num_features(), 512 + 3 * 64 + 2 * 64);
+        let x = input(2, 64, 1);
+        let f = m.forward_features(&x).unwrap();
+        assert_eq!(f.dims(), [2, 2, 2, 832]);
+        assert_eq!(m.forward_head(&f, true).unwrap().dims(), [2, 832]);
+        assert_eq!(m.forward(&x).unwrap().dims(), [2, 7]);
+        assert_eq!(m.params().by_key("classifier.weight").unwrap().torch_shape(), vec![7, 832, 1, 1]);
+        m.reset_classifier(0, 3);
+        assert_eq!(m.forward(&x).unwrap().dims(), [2, 832]);
+        assert!(m.params().by_key("classifier.weight").is_none());
+    }
+
+    #[test]
+    fn the_b_variant_trains() {
+        // dpn48b: separate residual and dense convs, SiLU; gradients flow through the
+        // channel slices of both paths
+        let mut m = dpn48b(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
+        let x = input(4, 32, 9);
+        let y = Targets::Sparse(vec![1, 7, 3, 9]);
+        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
+        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
+        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+    }
+
+    #[test]
+    fn bad_widths_are_errors() {
+        let a = ModelArgs { num_classes: 10, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
+        let store = std::cell::RefCell::new(convnet_nn::store::Params::new());
+        let vb = Vb::root(&store, 0);
+        let err = Dpn::new(&vb, DpnConfig { groups: 7, ..(&a).into() }).unwrap_err();
+        assert!(err.to_string().contains("groups"), "{err}");
+    }
+}
