@@ -54,14 +54,14 @@ pub(crate) fn permute_data(x: &[f32], dims: &[usize], perm: &[usize]) -> Vec<f32
     let in_strides = strides(&d);
     let out_dims: Vec<usize> = p.iter().map(|&a| d[a]).collect();
     let out_strides = strides(&out_dims);
-    let mut y = vec![0.0; x.len()];
     if p[r - 1] == r - 1 {
-        // the innermost axis stays: copy its runs in output order
+        // the innermost axis stays: append its runs in output order (no zeroing pass)
         let run = d[r - 1];
+        let mut y = Vec::with_capacity(x.len());
         let mut idx = vec![0; r - 1];
         let mut src = 0;
-        for yr in y.chunks_exact_mut(run) {
-            yr.copy_from_slice(&x[src..src + run]);
+        for _ in 0..x.len() / run {
+            y.extend_from_slice(&x[src..src + run]);
             for j in (0..r - 1).rev() {
                 idx[j] += 1;
                 src += in_strides[p[j]];
@@ -76,6 +76,7 @@ pub(crate) fn permute_data(x: &[f32], dims: &[usize], perm: &[usize]) -> Vec<f32
     }
     // the input's innermost axis (output position q) trades places with the
     // output's innermost (input axis b): one 2-D transpose per other index
+    let mut y = vec![0.0; x.len()];
     let q = p.iter().position(|&a| a == r - 1).expect("a permutation holds every axis");
     let b = p[r - 1];
     let (rows, cols) = (d[r - 1], d[b]);
@@ -101,17 +102,24 @@ pub(crate) fn permute_data(x: &[f32], dims: &[usize], perm: &[usize]) -> Vec<f32
     y
 }
 
-/// `y[i * ys + j] = x[j * xs + i]` for `i < rows`, `j < cols`, in square tiles.
+/// `y[i * ys + j] = x[j * xs + i]` for `i < rows`, `j < cols`, in square tiles:
+/// each tile's input rows are read whole (contiguous) into a local block, whose
+/// columns are then written as whole output rows.
 fn transpose(x: &[f32], xs: usize, y: &mut [f32], ys: usize, rows: usize, cols: usize) {
     const TILE: usize = 16;
+    let mut block = [[0.0f32; TILE]; TILE];
     for i0 in (0..rows).step_by(TILE) {
-        let i1 = (i0 + TILE).min(rows);
+        let ni = TILE.min(rows - i0);
         for j0 in (0..cols).step_by(TILE) {
-            let j1 = (j0 + TILE).min(cols);
-            for i in i0..i1 {
-                let yr = &mut y[i * ys + j0..i * ys + j1];
-                for (o, j) in yr.iter_mut().zip(j0..j1) {
-                    *o = x[j * xs + i];
+            let nj = TILE.min(cols - j0);
+            for (jj, b) in block.iter_mut().enumerate().take(nj) {
+                let src = (j0 + jj) * xs + i0;
+                b[..ni].copy_from_slice(&x[src..src + ni]);
+            }
+            for ii in 0..ni {
+                let dst = (i0 + ii) * ys + j0;
+                for (o, b) in y[dst..dst + nj].iter_mut().zip(&block) {
+                    *o = b[ii];
                 }
             }
         }

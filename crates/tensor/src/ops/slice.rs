@@ -144,7 +144,7 @@ mod tests {
             let x: Vec<f32> = (0..a * b * c).map(|i| i as f32 * 0.5 - 3.0).collect();
             for axis in 0..3 {
                 let d = dims[axis];
-                for (start, len) in [(0, d), (0, 1.min(d)), (d / 3, d - d / 3), (d / 2, (d + 1) / 2 - d % 2)] {
+                for (start, len) in [(0, d), (0, 1.min(d)), (d / 3, d - d / 3), (d / 2, d.div_ceil(2) - d % 2)] {
                     let y = Tensor::from_vec(x.clone(), dims).unwrap().narrow(axis, start, len).unwrap();
                     let mut out = dims;
                     out[axis] = len;
