@@ -421,7 +421,7 @@ impl AttnLayer {
     pub fn build(&self, vb: &Vb, c: usize) -> Option<Attention> {
         match self {
             AttnLayer::None => None,
-            AttnLayer::Se(cfg) => Some(Attention::Se(SqueezeExcite::new(vb, c, cfg))),
+            AttnLayer::Se(cfg) => Some(Attention::Se(Box::new(SqueezeExcite::new(vb, c, cfg)))),
             AttnLayer::Eca(cfg) => Some(Attention::Eca(Eca::new(vb, c, cfg))),
         }
     }
@@ -430,8 +430,8 @@ impl AttnLayer {
 /// A built channel attention.
 #[derive(Debug)]
 pub enum Attention {
-    /// Squeeze-excitation.
-    Se(SqueezeExcite),
+    /// Squeeze-excitation (boxed: the norm makes it several times ECA's size).
+    Se(Box<SqueezeExcite>),
     /// Efficient channel attention.
     Eca(Eca),
 }

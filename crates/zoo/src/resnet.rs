@@ -839,3 +839,83 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(resnetrs350, RESNETRS350),
     register!(resnetrs420, RESNETRS420),
 ];
+
+// ---------------------------------------------------------------- tests
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::context::Mode;
+    use convnet_nn::store::Params;
+    use std::cell::RefCell;
+
+    /// A block another family might plug in: one conv-norm-ReLU of twice `planes`, plus
+    /// the network's shortcut.
+    #[derive(Debug)]
+    struct Wide;
+
+    #[derive(Debug)]
+    struct WideBlock {
+        conv: ConvBnAct,
+        downsample: Option<Downsample>,
+    }
+
+    impl ResidualBlock for WideBlock {
+        fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
+            let s = match &self.downsample {
+                Some(d) => d.forward(cx, x)?,
+                None => x.clone(),
+            };
+            Ok(self.conv.forward(cx, x)?.add(&s)?)
+        }
+    }
+
+    impl BlockFactory for Wide {
+        fn expansion(&self) -> usize {
+            2
+        }
+        fn build(&self, a: BlockArgs<'_>) -> Result<Box<dyn ResidualBlock>> {
+            let o = ConvOpts::stride(a.stride);
+            let conv = ConvBnAct::new(
+                &a.vb.pp("conv"),
+                &a.vb.pp("bn"),
+                a.inplanes,
+                a.planes * 2,
+                (3, 3),
+                o,
+                EPS,
+                Activation::Relu,
+            );
+            Ok(Box::new(WideBlock { conv, downsample: a.downsample }))
+        }
+    }
+
+    #[test]
+    fn another_family_plugs_its_block_into_the_resnet() {
+        let args = ModelArgs { num_classes: 5, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
+        let cfg = ResNetConfig {
+            layers: [1, 2, 1, 1],
+            block: BlockType::Custom(Arc::new(Wide)),
+            stem_type: StemType::DeepTiered,
+            stem_width: 32,
+            avg_down: true,
+            ..ResNetConfig::from(&args)
+        };
+        assert_eq!(cfg.block, BlockType::Custom(Arc::new(Wide)));
+        assert_ne!(cfg.block, BlockType::Basic);
+        let store = RefCell::new(Params::new());
+        let net = ResNet::new(&Vb::root(&store, 1), cfg).unwrap();
+        let params = store.into_inner();
+        let keys = params.key_shape_lines();
+        for k in
+            ["conv1.0.weight:24,3,3,3", "layer2.0.conv.weight:256,128,3,3", "layer2.0.downsample.1.weight:256,128,1,1"]
+        {
+            assert!(keys.iter().any(|l| l == k), "{k}");
+        }
+        assert!(!keys.iter().any(|l| l.starts_with("layer2.1.downsample")), "only a block that changes shape projects");
+        let cx = Cx::new(&params, Mode::Eval, 0);
+        let f = net.forward_features(&cx, &Tensor::zeros([1, 65, 65, 3])).unwrap();
+        assert_eq!(f.dims(), [1, 3, 3, 1024]);
+        assert_eq!(net.forward_head(&cx, &f, false).unwrap().dims(), [1, 5]);
+    }
+}

@@ -69,6 +69,9 @@ fn batches_run_in_parts_give_the_whole_batch_logits() {
 fn small_inputs_run_through_every_family() {
     for (name, size) in [
         ("efficientnet_b0", 64),
+        ("resnet10t", 33),
+        ("ecaresnetlight", 47),
+        ("resnetrs50", 64),
         ("tf_efficientnet_lite0", 65),
         ("vgg11_bn", 32),
         ("densenet121", 64),
