@@ -265,10 +265,12 @@ impl SqueezeExcite {
 /// Whether the gate may be computed outside autograd in f64: an inference pass (no graph,
 /// running statistics) with an activation [`act64`] has.
 fn exact(cx: &Cx, a: Activation) -> bool {
-    !cx.is_recording() && !cx.training() && a != Activation::Gelu
+    use Activation::*;
+    let known = matches!(a, Linear | Relu | Relu6 | Sigmoid | Tanh | Silu | HardSwish | HardSigmoid);
+    known && !cx.is_recording() && !cx.training()
 }
 
-/// An activation in f64, as the tensor op defines it (not for GELU).
+/// An activation in f64, as the tensor op defines it (those [`exact`] accepts).
 fn act64(x: f64, a: Activation) -> f64 {
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
     match a {
@@ -279,21 +281,7 @@ fn act64(x: f64, a: Activation) -> f64 {
         Activation::Silu => x * sigmoid(x),
         Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        Activation::LeakyRelu => {
-            if x >= 0.0 {
-                x
-            } else {
-                x * f64::from(convnet_tensor::ops::activation::LEAKY_RELU_SLOPE)
-            }
-        }
-        Activation::Elu => {
-            if x > 0.0 {
-                x
-            } else {
-                f64::from(convnet_tensor::ops::activation::ELU_ALPHA) * x.exp_m1()
-            }
-        }
-        Activation::Linear | Activation::Gelu => x,
+        _ => x,
     }
 }
 

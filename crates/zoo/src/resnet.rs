@@ -49,6 +49,9 @@ pub struct BlockArgs<'a> {
     pub downsample: Option<Downsample>,
     /// Stochastic-depth rate of this block.
     pub drop_path: f32,
+    /// Pruned widths of this block's convs (`conv1`, `conv2`, `conv3` outputs), when the
+    /// network is a pruned one ([`ResNetConfig::pruned`]).
+    pub widths: Option<[usize; 3]>,
     /// The network's config (cardinality, base width, reduce-first, attention).
     pub cfg: &'a ResNetConfig,
 }
@@ -168,19 +171,19 @@ impl Block {
         };
         let reduce = cfg.block_reduce_first.max(1);
         let (kind, convs) = if *t == BlockType::Basic {
-            let first = a.planes / reduce;
+            let (first, out) = a.widths.map_or((a.planes / reduce, outplanes), |w| (w[0], w[1]));
             let convs = vec![
                 cba(1, a.inplanes, first, 3, ConvOpts::stride(a.stride), relu),
-                cba(2, first, outplanes, 3, ConvOpts::default(), Activation::Linear),
+                cba(2, first, out, 3, ConvOpts::default(), Activation::Linear),
             ];
             ("BasicBlock", convs)
         } else {
             let width = a.planes * cfg.base_width / 64 * cfg.cardinality;
-            let first = width / reduce;
+            let [first, width, out] = a.widths.unwrap_or([width / reduce, width, outplanes]);
             let convs = vec![
                 cba(1, a.inplanes, first, 1, ConvOpts::default(), relu),
                 cba(2, first, width, 3, ConvOpts::stride(a.stride).with_groups(cfg.cardinality), relu),
-                cba(3, width, outplanes, 1, ConvOpts::default(), Activation::Linear),
+                cba(3, width, out, 1, ConvOpts::default(), Activation::Linear),
             ];
             ("Bottleneck", convs)
         };
@@ -188,6 +191,7 @@ impl Block {
             path: vb.prefix().to_string(),
             kind,
             convs,
+            // sized from the unpruned width: timm's pruning leaves ECA's Conv1d as it was
             attn: cfg.attn_layer.build(&vb.pp("se"), outplanes),
             downsample: a.downsample,
             drop_path: a.drop_path,
@@ -264,6 +268,12 @@ pub struct ResNetConfig {
     pub avg_down: bool,
     /// Channel attention on each block's output, before the residual sum.
     pub attn_layer: AttnLayer,
+    /// Per-block conv widths of a pruned network (Aflalo et al. 2020, "Knapsack Pruning
+    /// with Inner Distillation"; timm's `_pruned/*.txt`), in network order: `conv1`,
+    /// `conv2`, `conv3` outputs (a basic block uses the first two). The shortcuts follow
+    /// the last width; which blocks have one is decided by the unpruned widths, as timm
+    /// prunes a built network.
+    pub pruned: Option<&'static [[usize; 3]]>,
     /// Classes (0: no classifier).
     pub num_classes: usize,
     /// Input channels.
@@ -288,6 +298,7 @@ impl From<&ModelArgs> for ResNetConfig {
             down_kernel_size: 1,
             avg_down: false,
             attn_layer: AttnLayer::None,
+            pruned: None,
             num_classes: a.num_classes,
             in_chans: a.in_chans,
             drop_rate: a.drop_rate,
@@ -336,16 +347,24 @@ impl ResNet {
         });
         let expansion = cfg.block.expansion();
         let total: usize = cfg.layers.iter().sum();
+        if let Some(p) = cfg.pruned
+            && p.len() != total
+        {
+            return Err(crate::ZooError::arg("pruned", format!("{} block widths for {total} blocks", p.len())));
+        }
         let mut idx = 0;
         let mut layers = Vec::new();
+        let mut unpruned_in = inplanes;
         for (s, &n) in cfg.layers.iter().enumerate() {
             let planes = 64 << s;
             let mut stage = Vec::new();
             for b in 0..n {
                 let stride = if b == 0 && s > 0 { 2 } else { 1 };
                 let vbb = vb.pp(format!("layer{}", s + 1)).pp(b);
-                let outplanes = planes * expansion;
-                let downsample = (b == 0 && (stride != 1 || inplanes != outplanes))
+                let widths = cfg.pruned.map(|p| p[idx]);
+                let basic = cfg.block == BlockType::Basic;
+                let outplanes = widths.map_or(planes * expansion, |w| if basic { w[1] } else { w[2] });
+                let downsample = (b == 0 && (stride != 1 || unpruned_in != planes * expansion))
                     .then(|| Downsample::new(&vbb, inplanes, outplanes, stride, &cfg));
                 let args = BlockArgs {
                     vb: &vbb,
@@ -354,10 +373,12 @@ impl ResNet {
                     stride,
                     downsample,
                     drop_path: cfg.drop_path_rate * idx as f32 / (total - 1).max(1) as f32,
+                    widths,
                     cfg: &cfg,
                 };
                 stage.push(cfg.block.build(args)?);
                 inplanes = outplanes;
+                unpruned_in = planes * expansion;
                 idx += 1;
             }
             layers.push(stage);
@@ -484,6 +505,8 @@ pub(crate) static ECARESNET50T: &[PretrainedCfg] = &[deep(bic("ra2_in1k").size(2
 pub(crate) static ECARESNET101D: &[PretrainedCfg] = &[deep(bic("miil_in1k").test_size(288))];
 pub(crate) static ECARESNET200D: &[PretrainedCfg] = &[deep(tt("untrained").size(256).crop(0.95))];
 pub(crate) static ECARESNET269D: &[PretrainedCfg] = &[deep(tt("ra2_in1k").size(320).crop(0.95).test_size(352))];
+pub(crate) static ECARESNET50D_PRUNED: &[PretrainedCfg] = &[deep(bic("miil_in1k").test_size(288))];
+pub(crate) static ECARESNET101D_PRUNED: &[PretrainedCfg] = &[deep(bic("miil_in1k").test_size(288))];
 pub(crate) static ECARESNEXT26T_32X4D: &[PretrainedCfg] = &[deep(bic("untrained"))];
 pub(crate) static ECARESNEXT50T_32X4D: &[PretrainedCfg] = &[deep(bic("untrained"))];
 pub(crate) static ECARESNETLIGHT: &[PretrainedCfg] = &[bic("miil_in1k").test_size(288)];
@@ -733,6 +756,37 @@ pub fn senet154(opts: ZooOpts) -> Result<Model> {
     })
 }
 
+/// ECA-ResNet-50-D pruned to 20M parameters (timm's `_pruned/ecaresnet50d_pruned.txt`).
+pub fn ecaresnet50d_pruned(opts: ZooOpts) -> Result<Model> {
+    v(R34, true).d().eca().build("ecaresnet50d_pruned", opts, |c| c.pruned = Some(&ECARESNET50D_PRUNED_WIDTHS))
+}
+
+/// ECA-ResNet-101-D pruned to 25M parameters (timm's `_pruned/ecaresnet101d_pruned.txt`).
+pub fn ecaresnet101d_pruned(opts: ZooOpts) -> Result<Model> {
+    v(R101, true).d().eca().build("ecaresnet101d_pruned", opts, |c| c.pruned = Some(&ECARESNET101D_PRUNED_WIDTHS))
+}
+
+/// `conv1`, `conv2`, `conv3` widths of each block of `ecaresnet50d_pruned`.
+#[rustfmt::skip]
+const ECARESNET50D_PRUNED_WIDTHS: [[usize; 3]; 16] = [
+    [47, 18, 19], [52, 22, 19], [64, 35, 19],
+    [85, 37, 171], [107, 80, 171], [120, 85, 171], [125, 87, 171],
+    [198, 126, 818], [255, 232, 818], [256, 233, 818], [253, 235, 818], [256, 225, 818], [256, 239, 818],
+    [492, 237, 2022], [512, 500, 2022], [512, 490, 2022],
+];
+
+/// `conv1`, `conv2`, `conv3` widths of each block of `ecaresnet101d_pruned`.
+#[rustfmt::skip]
+const ECARESNET101D_PRUNED_WIDTHS: [[usize; 3]; 33] = [
+    [45, 25, 26], [53, 20, 26], [60, 27, 26],
+    [81, 24, 142], [93, 49, 142], [102, 54, 142], [122, 78, 142],
+    [101, 25, 278], [239, 160, 278], [234, 156, 278], [250, 176, 278], [253, 191, 278], [251, 175, 278],
+    [230, 128, 278], [244, 154, 278], [244, 159, 278], [238, 97, 278], [244, 149, 278], [253, 181, 278],
+    [245, 119, 278], [255, 216, 278], [256, 201, 278], [253, 149, 278], [254, 141, 278], [256, 190, 278],
+    [256, 217, 278], [255, 156, 278], [256, 155, 278], [256, 232, 278], [256, 214, 278],
+    [499, 289, 2042], [512, 512, 2042], [512, 502, 2042],
+];
+
 /// ResNet-RS (Bello et al. 2021): `d` shortcuts, a 32-32-64 deep stem whose max pool is a
 /// strided conv, squeeze-excitation at a quarter of the width.
 fn resnetrs(arch: &'static str, layers: [usize; 4], opts: ZooOpts) -> Result<Model> {
@@ -825,6 +879,8 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(ecaresnet50d, ECARESNET50D),
     register!(ecaresnet50t, ECARESNET50T),
     register!(ecaresnet101d, ECARESNET101D),
+    register!(ecaresnet50d_pruned, ECARESNET50D_PRUNED),
+    register!(ecaresnet101d_pruned, ECARESNET101D_PRUNED),
     register!(ecaresnet200d, ECARESNET200D),
     register!(ecaresnet269d, ECARESNET269D),
     register!(ecaresnext26t_32x4d, ECARESNEXT26T_32X4D),
