@@ -397,10 +397,16 @@ pub struct SqueezeExcite {
 impl SqueezeExcite {
     /// SE over `c` channels reduced to `rd`.
     pub fn new(vb: &Vb, c: usize, rd: usize, a: Activation) -> Self {
+        Self::with_keys(vb, ("conv_reduce", "conv_expand"), c, rd, a)
+    }
+
+    /// SE whose reducing and expanding convs live under other keys (timm's `SEModule` and
+    /// legacy SENet name them `fc1`, `fc2`).
+    pub fn with_keys(vb: &Vb, keys: (&str, &str), c: usize, rd: usize, a: Activation) -> Self {
         let o = ConvOpts::default().with_bias(true);
         SqueezeExcite {
-            conv_reduce: Conv2d::square(&vb.pp("conv_reduce"), c, rd, 1, o),
-            conv_expand: Conv2d::square(&vb.pp("conv_expand"), rd, c, 1, o),
+            conv_reduce: Conv2d::square(&vb.pp(keys.0), c, rd, 1, o),
+            conv_expand: Conv2d::square(&vb.pp(keys.1), rd, c, 1, o),
             act: a,
             gate: Activation::Sigmoid,
         }
