@@ -6,7 +6,7 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, densenet, efficientnet as eff, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{lenet, resnet, vgg, xception};
+use crate::{lenet, regnet, resnet, senet, vgg, xception};
 
 /// One registered architecture.
 pub struct ModelEntry {
@@ -84,6 +84,42 @@ pub static MODELS: &[ModelEntry] = &[
     entry!("resnet", resnet::resnext101_32x4d, resnet::RESNEXT101_32X4D, 44_177_704, 7.970),
     entry!("resnet", resnet::resnext101_32x8d, resnet::RESNEXT101_32X8D, 88_791_336, 16.414),
     entry!("resnet", resnet::resnext101_64x4d, resnet::RESNEXT101_64X4D, 83_455_272, 15.460),
+    entry!("regnet", regnet::regnetx_002, regnet::PYCLS, 2_684_792, 0.199),
+    entry!("regnet", regnet::regnetx_004, regnet::PYCLS, 5_157_512, 0.398),
+    entry!("regnet", regnet::regnetx_004_tv, regnet::TV2, 5_495_976, 0.414),
+    entry!("regnet", regnet::regnetx_006, regnet::PYCLS, 6_196_040, 0.601),
+    entry!("regnet", regnet::regnetx_008, regnet::TV2_PYCLS, 7_259_656, 0.800),
+    entry!("regnet", regnet::regnetx_016, regnet::TV2_PYCLS, 9_190_136, 1.603),
+    entry!("regnet", regnet::regnetx_032, regnet::TV2_PYCLS, 15_296_552, 3.177),
+    entry!("regnet", regnet::regnetx_040, regnet::PYCLS, 22_118_248, 3.964),
+    entry!("regnet", regnet::regnetx_064, regnet::PYCLS, 26_209_256, 6.460),
+    entry!("regnet", regnet::regnetx_080, regnet::TV2_PYCLS, 39_572_648, 7.995),
+    entry!("regnet", regnet::regnetx_120, regnet::PYCLS, 46_106_056, 12.087),
+    entry!("regnet", regnet::regnetx_160, regnet::TV2_PYCLS, 54_278_536, 15.941),
+    entry!("regnet", regnet::regnetx_320, regnet::TV2_PYCLS, 107_811_560, 31.736),
+    entry!("regnet", regnet::regnety_002, regnet::PYCLS, 3_162_996, 0.200),
+    entry!("regnet", regnet::regnety_004, regnet::TV2_PYCLS, 4_344_144, 0.402),
+    entry!("regnet", regnet::regnety_006, regnet::PYCLS, 6_055_160, 0.601),
+    entry!("regnet", regnet::regnety_008, regnet::PYCLS, 6_263_168, 0.797),
+    entry!("regnet", regnet::regnety_008_tv, regnet::TV2, 6_432_512, 0.834),
+    entry!("regnet", regnet::regnety_016, regnet::TV2_PYCLS, 11_202_430, 1.612),
+    entry!("regnet", regnet::regnety_032, regnet::REGNETY_032, 19_436_338, 3.176),
+    entry!("regnet", regnet::regnety_040, regnet::RA3_PYCLS, 20_646_656, 3.973),
+    entry!("regnet", regnet::regnety_064, regnet::RA3_PYCLS, 30_583_252, 6.355),
+    entry!("regnet", regnet::regnety_080, regnet::RA3_PYCLS, 39_180_068, 7.963),
+    entry!("regnet", regnet::regnety_080_tv, regnet::TV2, 39_381_472, 8.473),
+    entry!("regnet", regnet::regnety_120, regnet::REGNETY_120, 51_822_544, 12.092),
+    entry!("regnet", regnet::regnety_160, regnet::REGNETY_160, 83_590_140, 15.912),
+    entry!("regnet", regnet::regnety_320, regnet::REGNETY_320, 145_046_770, 32.280),
+    entry!("senet", senet::legacy_seresnet18, senet::BICUBIC, 11_778_592, 1.814),
+    entry!("senet", senet::legacy_seresnet34, senet::BILINEAR, 21_958_868, 3.664),
+    entry!("senet", senet::legacy_seresnet50, senet::BILINEAR, 28_088_024, 3.860),
+    entry!("senet", senet::legacy_seresnet101, senet::BILINEAR, 49_326_872, 7.575),
+    entry!("senet", senet::legacy_seresnet152, senet::BILINEAR, 66_821_848, 11.289),
+    entry!("senet", senet::legacy_senet154, senet::BILINEAR, 115_088_984, 20.688),
+    entry!("senet", senet::legacy_seresnext26_32x4d, senet::BICUBIC, 16_790_280, 2.472),
+    entry!("senet", senet::legacy_seresnext50_32x4d, senet::BILINEAR, 27_559_896, 4.233),
+    entry!("senet", senet::legacy_seresnext101_32x4d, senet::BILINEAR, 48_955_416, 7.975),
     entry!("vgg", vgg::vgg11, vgg::VGG11, 132_863_336, 7.609),
     entry!("vgg", vgg::vgg11_bn, vgg::VGG11_BN, 132_868_840, 7.609),
     entry!("vgg", vgg::vgg13, vgg::VGG13, 133_047_848, 11.308),
