@@ -1,7 +1,7 @@
 //! convnet-zoo: timm-compatible models with timm's names, configs and checkpoints.
 //!
 //! `create_model("resnet50.a1_in1k", opts)` builds a [`Model`] from an explicit registry
-//! ([`registry::MODELS`]) of entry points, one file per family. Parameter paths are timm's
+//! ([`registry::models`]) of entry points, one file per family. Parameter paths are timm's
 //! state-dict keys, so timm `.safetensors` checkpoints load as they are (PyTorch layouts
 //! are converted once, at the checkpoint boundary) and checkpoints saved here load in timm.
 //! Activations are NHWC.
@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod bench;
 pub mod checkpoint;
 mod error;
@@ -34,7 +35,9 @@ pub mod transforms;
 
 pub mod alexnet;
 mod branches;
+pub mod cspnet;
 pub mod densenet;
+pub mod dpn;
 pub mod efficientnet;
 pub mod googlenet;
 pub mod inception_resnet_v2;

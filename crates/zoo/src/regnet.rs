@@ -10,10 +10,12 @@
 //! nearest multiple (`group_min_ratio`), which gives some stages other widths.
 
 use crate::Model;
+use crate::attention::{SeConfig, SeReduce, SqueezeExcite};
 use crate::error::{Result, ZooError};
-use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SqueezeExcite, drop_path, make_divisible};
+use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -170,7 +172,7 @@ impl Bottleneck {
         // timm sizes the squeeze from the block's input width, not the bottleneck's
         let se = (d.se_ratio > 0.0).then(|| {
             let rd = (cin as f64 * d.se_ratio).round_ties_even() as usize;
-            SqueezeExcite::with_keys(&vb.pp("se"), ("fc1", "fc2"), mid, rd.max(1), relu)
+            SqueezeExcite::new(&vb.pp("se"), mid, &SeConfig::timm().with_reduce(SeReduce::Channels(rd)))
         });
         Bottleneck {
             path: vb.prefix().to_string(),
@@ -462,6 +464,41 @@ pub fn regnety_160(opts: ZooOpts) -> Result<Model> {
 pub fn regnety_320(opts: ZooOpts) -> Result<Model> {
     regnet("regnety_320", opts, y(232, 115.89, 2.53, 232, 20))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+/// Not registered: `regnety_040_sgn` (group norm, which the engine lacks) and
+/// `regnety_640`/`1280`/`2560` (281M to 1.3B parameters, too large to test here).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(regnetx_002, PYCLS),
+    register!(regnetx_004, PYCLS),
+    register!(regnetx_004_tv, TV2),
+    register!(regnetx_006, PYCLS),
+    register!(regnetx_008, TV2_PYCLS),
+    register!(regnetx_016, TV2_PYCLS),
+    register!(regnetx_032, TV2_PYCLS),
+    register!(regnetx_040, PYCLS),
+    register!(regnetx_064, PYCLS),
+    register!(regnetx_080, TV2_PYCLS),
+    register!(regnetx_120, PYCLS),
+    register!(regnetx_160, TV2_PYCLS),
+    register!(regnetx_320, TV2_PYCLS),
+    register!(regnety_002, PYCLS),
+    register!(regnety_004, TV2_PYCLS),
+    register!(regnety_006, PYCLS),
+    register!(regnety_008, PYCLS),
+    register!(regnety_008_tv, TV2),
+    register!(regnety_016, TV2_PYCLS),
+    register!(regnety_032, REGNETY_032),
+    register!(regnety_040, RA3_PYCLS),
+    register!(regnety_064, RA3_PYCLS),
+    register!(regnety_080, RA3_PYCLS),
+    register!(regnety_080_tv, TV2),
+    register!(regnety_120, REGNETY_120),
+    register!(regnety_160, REGNETY_160),
+    register!(regnety_320, REGNETY_320),
+];
 
 #[cfg(test)]
 mod tests {

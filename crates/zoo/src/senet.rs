@@ -10,10 +10,12 @@
 //! `se_module.fc1`/`fc2` and the classifier is `last_linear`.
 
 use crate::Model;
+use crate::attention::{SeConfig, SqueezeExcite};
 use crate::error::Result;
-use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SqueezeExcite, max_pool};
+use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Padding2d, Tensor};
@@ -99,7 +101,7 @@ impl Block {
                 cba(3, planes * 4, out, 1, one, linear),
             ],
         };
-        let se = SqueezeExcite::with_keys(&vb.pp("se_module"), ("fc1", "fc2"), out, out / SE_REDUCTION, relu);
+        let se = SqueezeExcite::new(&vb.pp("se_module"), out, &SeConfig::legacy(SE_REDUCTION));
         Block { path: vb.prefix().to_string(), convs, se, downsample }
     }
 
@@ -332,3 +334,18 @@ pub fn legacy_seresnext50_32x4d(opts: ZooOpts) -> Result<Model> {
 pub fn legacy_seresnext101_32x4d(opts: ZooOpts) -> Result<Model> {
     senet("legacy_seresnext101_32x4d", opts, SeBlock::ResNeXtBottleneck, [3, 4, 23, 3], 32, plain)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(legacy_seresnet18, BICUBIC),
+    register!(legacy_seresnet34, BILINEAR),
+    register!(legacy_seresnet50, BILINEAR),
+    register!(legacy_seresnet101, BILINEAR),
+    register!(legacy_seresnet152, BILINEAR),
+    register!(legacy_senet154, BILINEAR),
+    register!(legacy_seresnext26_32x4d, BICUBIC),
+    register!(legacy_seresnext50_32x4d, BILINEAR),
+    register!(legacy_seresnext101_32x4d, BILINEAR),
+];
