@@ -349,3 +349,56 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(legacy_seresnext50_32x4d, BILINEAR),
     register!(legacy_seresnext101_32x4d, BILINEAR),
 ];
+
+// ---------------------------------------------------------------- tests
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
+    use convnet_tensor::rng::Rng;
+
+    fn input(n: usize, size: usize, seed: u64) -> Tensor {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
+        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
+    }
+
+    #[test]
+    fn pool0_rounds_up_and_the_head_is_last_linear() {
+        // 67 -> 34 after the stem; Caffe's pool gives 17 (PyTorch's floor would give 16),
+        // then 17 -> 9 -> 5 -> 3 through the strided stages
+        let mut m = legacy_seresnet18(ZooOpts::new().with_num_classes(5)).unwrap();
+        let x = input(2, 67, 1);
+        let f = m.forward_features(&x).unwrap();
+        assert_eq!(f.dims(), [2, 3, 3, 512]);
+        assert_eq!(m.forward(&x).unwrap().dims(), [2, 5]);
+        assert_eq!(m.params().by_key("last_linear.weight").unwrap().torch_shape(), vec![5, 512]);
+        assert_eq!(m.params().by_key("layer1.0.se_module.fc1.weight").unwrap().torch_shape(), vec![4, 64, 1, 1]);
+        m.reset_classifier(0, 3);
+        assert_eq!(m.forward(&x).unwrap().dims(), [2, 512]);
+        assert!(m.params().by_key("last_linear.weight").is_none());
+    }
+
+    #[test]
+    fn senet154_has_a_three_conv_stem_and_3x3_shortcuts() {
+        let m = legacy_senet154(ZooOpts::new()).unwrap();
+        let shape = |k: &str| m.params().by_key(k).unwrap().torch_shape();
+        assert_eq!(shape("layer0.conv3.weight"), vec![128, 64, 3, 3]);
+        assert_eq!(shape("layer1.0.downsample.0.weight"), vec![256, 128, 1, 1]);
+        assert_eq!(shape("layer2.0.downsample.0.weight"), vec![512, 256, 3, 3]);
+        assert_eq!(shape("layer2.0.conv2.weight"), vec![512, 4, 3, 3]); // 64 groups
+    }
+
+    #[test]
+    fn an_se_resnext_trains() {
+        // the excitation scales the residual branch before the sum; gradients flow through
+        // the gate and the grouped convs
+        let mut m = legacy_seresnext26_32x4d(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
+        let x = input(4, 32, 9);
+        let y = Targets::Sparse(vec![1, 7, 3, 9]);
+        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
+        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
+        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+    }
+}
