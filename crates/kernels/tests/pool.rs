@@ -223,16 +223,16 @@ fn global_average_matches_a_plain_loop_for_any_thread_count() {
     let mut rng = Rng::new(41);
     for &(batch, pixels, c) in &[(1, 49, 1152), (3, 7, 17), (1, 1, 67), (2, 196, 40), (1, 3136, 24), (5, 2, 1)] {
         let x = rng.vec(batch * pixels * c);
-        // the plain loop: channels summed over pixels in order, then scaled
-        let mut want = vec![0.0f32; batch * c];
+        // the plain loop: channels summed over pixels in order in f64, then scaled
+        let mut sum = vec![0.0f64; batch * c];
         for (b, img) in x.chunks_exact(pixels * c).enumerate() {
             for px in img.chunks_exact(c) {
-                for (a, v) in want[b * c..(b + 1) * c].iter_mut().zip(px) {
-                    *a += v;
+                for (a, v) in sum[b * c..(b + 1) * c].iter_mut().zip(px) {
+                    *a += f64::from(*v);
                 }
             }
         }
-        want.iter_mut().for_each(|a| *a *= 1.0 / pixels as f32);
+        let want: Vec<f32> = sum.iter().map(|a| (a * (1.0 / pixels as f64)) as f32).collect();
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let got = pool.install(|| pool::global_avg_pool(&x, batch, pixels, c));

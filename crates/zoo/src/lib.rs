@@ -44,7 +44,9 @@ pub mod inception_resnet_v2;
 pub mod inception_v3;
 pub mod inception_v4;
 pub mod lenet;
+pub mod regnet;
 pub mod resnet;
+pub mod senet;
 pub mod vgg;
 pub mod xception;
 

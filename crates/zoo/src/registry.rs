@@ -6,7 +6,7 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{lenet, resnet, vgg, xception};
+use crate::{lenet, regnet, resnet, senet, vgg, xception};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -76,6 +76,8 @@ pub(crate) use register;
 static FAMILIES: &[&[ModelEntry]] = &[
     efficientnet::MODELS,
     resnet::MODELS,
+    senet::MODELS,
+    regnet::MODELS,
     vgg::MODELS,
     densenet::MODELS,
     dpn::MODELS,
