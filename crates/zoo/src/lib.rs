@@ -42,6 +42,7 @@ pub mod inception_v3;
 pub mod inception_v4;
 pub mod lenet;
 pub mod resnet;
+pub mod rexnet;
 pub mod vgg;
 pub mod xception;
 

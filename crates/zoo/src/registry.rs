@@ -6,7 +6,7 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, densenet, efficientnet as eff, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{lenet, resnet, vgg, xception};
+use crate::{lenet, resnet, rexnet, vgg, xception};
 
 /// One registered architecture.
 pub struct ModelEntry {
@@ -84,6 +84,11 @@ pub static MODELS: &[ModelEntry] = &[
     entry!("resnet", resnet::resnext101_32x4d, resnet::RESNEXT101_32X4D, 44_177_704, 7.970),
     entry!("resnet", resnet::resnext101_32x8d, resnet::RESNEXT101_32X8D, 88_791_336, 16.414),
     entry!("resnet", resnet::resnext101_64x4d, resnet::RESNEXT101_64X4D, 83_455_272, 15.460),
+    entry!("rexnet", rexnet::rexnet_100, rexnet::REXNET_100, 4_796_873, 0.0),
+    entry!("rexnet", rexnet::rexnet_130, rexnet::REXNET_130, 7_557_091, 0.0),
+    entry!("rexnet", rexnet::rexnet_150, rexnet::REXNET_150, 9_728_593, 0.0),
+    entry!("rexnet", rexnet::rexnet_200, rexnet::REXNET_200, 16_366_620, 0.0),
+    entry!("rexnet", rexnet::rexnet_300, rexnet::REXNET_300, 34_708_792, 0.0),
     entry!("vgg", vgg::vgg11, vgg::VGG11, 132_863_336, 7.609),
     entry!("vgg", vgg::vgg11_bn, vgg::VGG11_BN, 132_868_840, 7.609),
     entry!("vgg", vgg::vgg13, vgg::VGG13, 133_047_848, 11.308),

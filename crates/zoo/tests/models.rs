@@ -351,3 +351,31 @@ fn fit_and_callbacks_train_a_zoo_model() {
     back.load_checkpoint(&best, &LoadOptions::default()).unwrap();
     assert_eq!(back.params().len(), m.params().len());
 }
+
+/// One training step of ReXNet-1.0 at 64x64: the forward and backward pass run through
+/// the partial residual (`x[:, :in_chs] += shortcut`) and the squeeze-excitations' batch
+/// norms, every trainable tensor gets a finite gradient, and the optimizer steps.
+#[test]
+fn rexnet_100_takes_a_training_step_with_finite_gradients() {
+    use convnet_nn::{Loss, Mode, Sgd, Targets, Trainable, Trainer, training};
+    let mut m = create_model("rexnet_100", ZooOpts::new().with_num_classes(10).with_seed(3)).unwrap();
+    let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+    m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.01), &[])));
+    let (x, y) = (input(2, 64, 64, 3, 6), Targets::Sparse(vec![4, 8]));
+    let out = training::compute_gradients(&mut m, &x, &y, Mode::Train).unwrap();
+    assert!(out.loss.is_finite(), "loss {}", out.loss);
+    assert_eq!(out.gradients.len(), m.params().iter().filter(|(_, e)| e.trainable()).count());
+    for (k, g) in &out.gradients {
+        assert!(g.data().iter().all(|v| v.is_finite()), "{k}: non-finite gradient");
+    }
+    let norm = |k: &str| {
+        let g = &out.gradients.iter().find(|(p, _)| p == k).unwrap_or_else(|| panic!("no gradient for {k}")).1;
+        g.data().iter().map(|v| v * v).sum::<f32>().sqrt()
+    };
+    // the stem sits below every partial residual, the SE norm inside the last block
+    for k in ["stem.conv.weight", "features.1.conv_exp.conv.weight", "features.15.se.bn.weight", "head.fc.weight"] {
+        assert!(norm(k) > 0.0, "{k}: zero gradient");
+    }
+    training::apply_gradients(&mut m, out.gradients).unwrap();
+    assert_eq!(m.trainer().unwrap().optimizer().iterations(), 1);
+}
