@@ -32,7 +32,8 @@ pub fn models(args: &ModelsArgs) -> Result<()> {
             .iter()
             .map(|e| {
                 let c = e.default_cfg();
-                json!({"name": e.name, "family": e.family, "params": e.params, "gmacs": e.gmacs,
+                let s = e.stats();
+                json!({"name": e.name, "family": e.family(), "params": s.map(|s| s.params), "gmacs": s.map(|s| s.gmacs),
                        "input_size": c.input_size, "default_tag": c.tag, "tags": e.cfgs.iter().map(|c| c.tag).collect::<Vec<_>>()})
             })
             .collect();
@@ -53,7 +54,11 @@ pub fn models(args: &ModelsArgs) -> Result<()> {
         let size = format!("{}x{}x{}", c.input_size[0], c.input_size[1], c.input_size[2]);
         let names = if args.tags { e.tagged_names() } else { vec![e.name.to_string()] };
         for n in names {
-            println!("{:<34} {:>13} {:>9.3} {:>13}  {}", n, group_digits(e.params), e.gmacs, size, e.family);
+            let (params, gmacs) = match e.stats() {
+                Some(s) => (group_digits(s.params), format!("{:.3}", s.gmacs)),
+                None => ("?".to_string(), "?".to_string()),
+            };
+            println!("{:<34} {:>13} {:>9} {:>13}  {}", n, params, gmacs, size, e.family());
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::layers::{Conv2d, ConvOpts, Linear, adaptive_avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Padding2d, Tensor};
@@ -104,3 +105,8 @@ pub(crate) static ALEXNET: &[PretrainedCfg] =
 pub fn alexnet(opts: ZooOpts) -> Result<Model> {
     build("alexnet", opts, |vb, a| Ok(Box::new(AlexNet::new(vb, a.num_classes, a.in_chans, a.drop_rate)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(alexnet, ALEXNET)];

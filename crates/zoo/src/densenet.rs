@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::{BatchNorm2d, ClassifierHead, Conv2d, ConvBnAct, ConvOpts, avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -234,3 +235,13 @@ pub fn densenet169(opts: ZooOpts) -> Result<Model> {
 pub fn densenet201(opts: ZooOpts) -> Result<Model> {
     densenet("densenet201", opts, 32, [6, 12, 48, 32])
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(densenet121, DENSENET121),
+    register!(densenet161, DENSENET161),
+    register!(densenet169, DENSENET169),
+    register!(densenet201, DENSENET201),
+];

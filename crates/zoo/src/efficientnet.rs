@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SqueezeExcite, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -504,6 +505,30 @@ pub fn efficientnet_lite0(opts: ZooOpts) -> Result<Model> {
 pub fn tf_efficientnet_lite0(opts: ZooOpts) -> Result<Model> {
     efficientnet_lite("tf_efficientnet_lite0", opts, 1.0, 1.0, true)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(efficientnet_b0, EFFICIENTNET_B0),
+    register!(efficientnet_b1, EFFICIENTNET_B1),
+    register!(efficientnet_b2, EFFICIENTNET_B2),
+    register!(efficientnet_b3, EFFICIENTNET_B3),
+    register!(efficientnet_b4, EFFICIENTNET_B4),
+    register!(efficientnet_b5, EFFICIENTNET_B5),
+    register!(efficientnet_b6, EFFICIENTNET_B6),
+    register!(efficientnet_b7, EFFICIENTNET_B7),
+    register!(tf_efficientnet_b0, TF_EFFICIENTNET_B0),
+    register!(tf_efficientnet_b1, TF_EFFICIENTNET_B1),
+    register!(tf_efficientnet_b2, TF_EFFICIENTNET_B2),
+    register!(tf_efficientnet_b3, TF_EFFICIENTNET_B3),
+    register!(tf_efficientnet_b4, TF_EFFICIENTNET_B4),
+    register!(tf_efficientnet_b5, TF_EFFICIENTNET_B5),
+    register!(tf_efficientnet_b6, TF_EFFICIENTNET_B6),
+    register!(tf_efficientnet_b7, TF_EFFICIENTNET_B7),
+    register!(efficientnet_lite0, EFFICIENTNET_LITE0),
+    register!(tf_efficientnet_lite0, TF_EFFICIENTNET_LITE0),
+];
 
 #[cfg(test)]
 mod tests {

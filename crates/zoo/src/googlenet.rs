@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
@@ -116,3 +117,8 @@ pub(crate) static GOOGLENET: &[PretrainedCfg] = &[PretrainedCfg::imagenet("tv_in
 pub fn googlenet(opts: ZooOpts) -> Result<Model> {
     build("googlenet", opts, |vb, a| Ok(Box::new(GoogLeNet::new(vb, a.num_classes, a.in_chans, a.drop_rate)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(googlenet, GOOGLENET)];

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
@@ -220,3 +221,8 @@ pub fn inception_resnet_v2(opts: ZooOpts) -> Result<Model> {
         Ok(Box::new(InceptionResnetV2::new(vb, a.num_classes, a.in_chans, a.drop_rate)?))
     })
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(inception_resnet_v2, INCEPTION_RESNET_V2)];

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, avg_pool, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
@@ -248,3 +249,8 @@ pub(crate) static INCEPTION_V3: &[PretrainedCfg] =
 pub fn inception_v3(opts: ZooOpts) -> Result<Model> {
     build("inception_v3", opts, |vb, a| Ok(Box::new(InceptionV3::new(vb, a.num_classes, a.in_chans, a.drop_rate)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(inception_v3, INCEPTION_V3)];

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::ClassifierHead;
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::Tensor;
@@ -203,3 +204,8 @@ pub(crate) static INCEPTION_V4: &[PretrainedCfg] =
 pub fn inception_v4(opts: ZooOpts) -> Result<Model> {
     build("inception_v4", opts, |vb, a| Ok(Box::new(InceptionV4::new(vb, a.num_classes, a.in_chans, a.drop_rate)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(inception_v4, INCEPTION_V4)];

@@ -11,6 +11,7 @@ use crate::error::{Result, ZooError};
 use crate::layers::{Conv2d, ConvOpts, Linear, avg_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::{Interpolation, PretrainedCfg};
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Padding2d, Tensor};
@@ -109,3 +110,8 @@ pub(crate) static LENET5: &[PretrainedCfg] = &[PretrainedCfg {
 pub fn lenet5(opts: ZooOpts) -> Result<Model> {
     build("lenet5", opts, |vb, a| Ok(Box::new(LeNet5::new(vb, a.num_classes, a.in_chans)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(lenet5, LENET5)];

@@ -1,7 +1,7 @@
 //! convnet-zoo: timm-compatible models with timm's names, configs and checkpoints.
 //!
 //! `create_model("resnet50.a1_in1k", opts)` builds a [`Model`] from an explicit registry
-//! ([`registry::MODELS`]) of entry points, one file per family. Parameter paths are timm's
+//! ([`registry::models`]) of entry points, one file per family. Parameter paths are timm's
 //! state-dict keys, so timm `.safetensors` checkpoints load as they are (PyTorch layouts
 //! are converted once, at the checkpoint boundary) and checkpoints saved here load in timm.
 //! Activations are NHWC.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, drop_path, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -242,7 +243,7 @@ pub(crate) static RESNET50: &[PretrainedCfg] = &[rsb("a1_in1k"), rsb("a2_in1k"),
 pub(crate) static RESNET101: &[PretrainedCfg] = &[rsb("a1h_in1k"), rsb("a1_in1k"), tv("tv_in1k")];
 pub(crate) static RESNET152: &[PretrainedCfg] = &[rsb("a1h_in1k"), rsb("a1_in1k"), tv("tv_in1k")];
 pub(crate) static RESNEXT50_32X4D: &[PretrainedCfg] = &[rsb("a1h_in1k"), rsb("a1_in1k"), tt("ra_in1k"), tv("tv_in1k")];
-pub(crate) static RESNEXT101_32X4D: &[PretrainedCfg] = &[tt("untrained"), tv("fb_ssl_yfcc100m_ft_in1k")];
+pub(crate) static RESNEXT101_32X4D: &[PretrainedCfg] = &[tv("fb_ssl_yfcc100m_ft_in1k"), tt("untrained")];
 pub(crate) static RESNEXT101_32X8D: &[PretrainedCfg] = &[tv("tv_in1k"), tv("fb_wsl_ig1b_ft_in1k")];
 pub(crate) static RESNEXT101_64X4D: &[PretrainedCfg] = &[rsb("c1_in1k"), tv("tv_in1k")];
 
@@ -298,3 +299,18 @@ pub fn resnext101_32x8d(opts: ZooOpts) -> Result<Model> {
 pub fn resnext101_64x4d(opts: ZooOpts) -> Result<Model> {
     resnet("resnext101_64x4d", opts, [3, 4, 23, 3], BlockType::Bottleneck, 64, 4)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(resnet18, RESNET18),
+    register!(resnet34, RESNET34),
+    register!(resnet50, RESNET50),
+    register!(resnet101, RESNET101),
+    register!(resnet152, RESNET152),
+    register!(resnext50_32x4d, RESNEXT50_32X4D),
+    register!(resnext101_32x4d, RESNEXT101_32X4D),
+    register!(resnext101_32x8d, RESNEXT101_32X8D),
+    register!(resnext101_64x4d, RESNEXT101_64X4D),
+];

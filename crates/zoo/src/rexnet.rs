@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::layers::{BatchNorm2d, ClassifierHead, Conv2d, ConvBnAct, ConvOpts, act, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -340,6 +341,17 @@ pub fn rexnet_200(opts: ZooOpts) -> Result<Model> {
 pub fn rexnet_300(opts: ZooOpts) -> Result<Model> {
     rexnet("rexnet_300", opts, 3.0)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(rexnet_100, REXNET_100),
+    register!(rexnet_130, REXNET_130),
+    register!(rexnet_150, REXNET_150),
+    register!(rexnet_200, REXNET_200),
+    register!(rexnet_300, REXNET_300),
+];
 
 #[cfg(test)]
 mod tests {

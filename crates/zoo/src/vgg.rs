@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, adaptive_avg_pool, dropout, max_pool};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
@@ -280,3 +281,17 @@ pub fn vgg19(opts: ZooOpts) -> Result<Model> {
 pub fn vgg19_bn(opts: ZooOpts) -> Result<Model> {
     vgg("vgg19_bn", opts, VGG19_CFG, true)
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[
+    register!(vgg11, VGG11),
+    register!(vgg11_bn, VGG11_BN),
+    register!(vgg13, VGG13),
+    register!(vgg13_bn, VGG13_BN),
+    register!(vgg16, VGG16),
+    register!(vgg16_bn, VGG16_BN),
+    register!(vgg19, VGG19),
+    register!(vgg19_bn, VGG19_BN),
+];

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::layers::{ClassifierHead, Conv2d, ConvBnAct, ConvOpts, max_pool};
 use crate::model::{Architecture, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
+use crate::registry::{ModelEntry, register};
 use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Padding2d, Tensor};
@@ -173,3 +174,8 @@ pub(crate) static LEGACY_XCEPTION: &[PretrainedCfg] =
 pub fn legacy_xception(opts: ZooOpts) -> Result<Model> {
     build("legacy_xception", opts, |vb, a| Ok(Box::new(Xception::new(vb, a.num_classes, a.in_chans, a.drop_rate)?)))
 }
+
+// ---------------------------------------------------------------- registry
+
+/// The registered variants of this family, each one line (`name`, pretrained configs).
+pub(crate) static MODELS: &[ModelEntry] = &[register!(legacy_xception, LEGACY_XCEPTION)];

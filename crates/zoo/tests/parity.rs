@@ -4,7 +4,7 @@
 //! Needs `CONVNET_SHARED`; `CONVNET_PARITY=name,name` restricts the models checked.
 
 use convnet_zoo::parity::check_fixture;
-use convnet_zoo::registry::MODELS;
+use convnet_zoo::registry::models;
 use std::path::PathBuf;
 
 fn fixtures() -> Option<PathBuf> {
@@ -24,7 +24,7 @@ fn registered_models_match_timm_fixtures() {
         std::env::var("CONVNET_PARITY").ok().map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
     let mut failures = Vec::new();
     let mut checked = 0;
-    for e in MODELS {
+    for e in models() {
         if !fx.join("timm_parity").join(format!("{}.json", e.name)).exists() {
             continue;
         }
