@@ -34,6 +34,11 @@ pub enum Activation {
     HardSwish,
     /// `relu6(x + 3) / 6`.
     HardSigmoid,
+    /// `x` for `x > 0`, else `0.01 x`. The slope is PyTorch's default (timm's
+    /// models use it), not Keras' 0.2.
+    LeakyRelu,
+    /// `x` for `x > 0`, else `e^x - 1` (alpha 1).
+    Elu,
     /// Softmax over the last axis.
     Softmax,
 }
@@ -57,7 +62,7 @@ impl Activation {
                 "activation",
                 format!(
                     "unknown activation {name:?}; use one of linear, relu, relu6, sigmoid, tanh, \
-                     silu, gelu, hard_swish, hard_sigmoid, softmax"
+                     silu, gelu, hard_swish, hard_sigmoid, leaky_relu, elu, softmax"
                 ),
             )
         })?;
@@ -76,6 +81,8 @@ impl Activation {
             Activation::Gelu => Pointwise::Gelu,
             Activation::HardSwish => Pointwise::HardSwish,
             Activation::HardSigmoid => Pointwise::HardSigmoid,
+            Activation::LeakyRelu => Pointwise::LeakyRelu,
+            Activation::Elu => Pointwise::Elu,
             Activation::Softmax => return None,
         })
     }
@@ -91,6 +98,8 @@ impl Activation {
             Pointwise::Gelu => Activation::Gelu,
             Pointwise::HardSwish => Activation::HardSwish,
             Pointwise::HardSigmoid => Activation::HardSigmoid,
+            Pointwise::LeakyRelu => Activation::LeakyRelu,
+            Pointwise::Elu => Activation::Elu,
         }
     }
 
@@ -138,6 +147,8 @@ mod tests {
             Activation::Gelu,
             Activation::HardSwish,
             Activation::HardSigmoid,
+            Activation::LeakyRelu,
+            Activation::Elu,
             Activation::Softmax,
         ] {
             assert_eq!(Activation::from_name(a.name()).unwrap(), a);

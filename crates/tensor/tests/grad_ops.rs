@@ -2,8 +2,9 @@
 //! against an f64 reference forward written here, its backward against f64
 //! finite differences of that reference (see `common/mod.rs` for the method
 //! and tolerances): matmul, linear, activations, softmax, log-softmax,
-//! dropout, reshape, flatten, concat, broadcasting arithmetic, affine,
-//! batch norm, reductions and the cross-entropy losses.
+//! dropout, reshape, flatten, concat, narrow / split / chunk, permute,
+//! softmax over any axis, broadcasting arithmetic, affine, batch norm,
+//! reductions and the cross-entropy losses.
 
 mod common;
 
@@ -65,7 +66,17 @@ fn activation_ref(act: Activation, x: f64) -> f64 {
         Activation::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
         Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::LeakyRelu => leaky_relu_ref(x, 0.01),
+        Activation::Elu => elu_ref(x, 1.0),
     }
+}
+
+fn leaky_relu_ref(x: f64, slope: f64) -> f64 {
+    if x > 0.0 { x } else { slope * x }
+}
+
+fn elu_ref(x: f64, alpha: f64) -> f64 {
+    if x > 0.0 { x } else { alpha * x.exp_m1() }
 }
 
 #[test]
@@ -99,6 +110,8 @@ fn activations() {
         Activation::Gelu,
         Activation::HardSwish,
         Activation::HardSigmoid,
+        Activation::LeakyRelu,
+        Activation::Elu,
     ];
     for act in all {
         check_op(
@@ -111,7 +124,7 @@ fn activations() {
     }
     // the named shortcuts are the same functions
     let t = Tensor::from_vec(x.clone(), [2, 3, 9]).unwrap();
-    let named: [(Activation, Tensor); 8] = [
+    let named: [(Activation, Tensor); 10] = [
         (Activation::Relu, t.relu()),
         (Activation::Relu6, t.relu6()),
         (Activation::Sigmoid, t.sigmoid()),
@@ -120,6 +133,8 @@ fn activations() {
         (Activation::Gelu, t.gelu()),
         (Activation::HardSwish, t.hard_swish()),
         (Activation::HardSigmoid, t.hard_sigmoid()),
+        (Activation::LeakyRelu, t.leaky_relu(0.01)),
+        (Activation::Elu, t.elu(1.0)),
     ];
     for (act, y) in named {
         assert_eq!(y.data(), t.activation(act).data(), "{}", act.name());
@@ -133,6 +148,33 @@ fn activations() {
     assert_eq!(tails.gelu().data(), [0.0, 0.0, 30.0, 100.0]);
     assert_eq!(tails.silu().data()[3], 100.0);
     assert_eq!(tails.tanh().data(), [-1.0, -1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn leaky_relu_and_elu_with_parameters() {
+    let mut rng = Rng::new(21);
+    let x = away_from(&mut rng, 3 * 5 * 7, -6.0, 4.0, &[0.0], 0.05);
+    for slope in [0.0f32, 0.2, -0.3, 1.5] {
+        check_op(
+            &format!("leaky_relu {slope}"),
+            &[var(x.clone(), &[3, 5, 7])],
+            |t| Ok(t[0].leaky_relu(slope)),
+            |v| v[0].iter().map(|&x| leaky_relu_ref(x, slope as f64)).collect(),
+        );
+    }
+    for alpha in [1.0f32, 0.5, 2.0] {
+        check_op(
+            &format!("elu {alpha}"),
+            &[var(x.clone(), &[3, 5, 7])],
+            |t| Ok(t[0].elu(alpha)),
+            |v| v[0].iter().map(|&x| elu_ref(x, alpha as f64)).collect(),
+        );
+    }
+    // NaN propagates; tails stay finite
+    let t = Tensor::from_vec(vec![f32::NAN, -100.0, 100.0], [3]).unwrap();
+    assert!(t.leaky_relu(0.01).data()[0].is_nan() && t.elu(1.0).data()[0].is_nan());
+    assert_eq!(t.elu(1.0).data()[1..], [-1.0, 100.0]);
+    assert_eq!(t.leaky_relu(0.01).data()[1..], [-1.0, 100.0]);
 }
 
 // ---------------------------------------------------------------- softmax
@@ -170,6 +212,56 @@ fn softmax_and_log_softmax() {
     let big = Tensor::from_vec(vec![1000.0, 0.0, -1000.0], [1, 3]).unwrap();
     assert_eq!(big.softmax().unwrap().data(), [1.0, 0.0, 0.0]);
     assert_eq!(big.log_softmax().unwrap().data(), [0.0, -1000.0, -2000.0]);
+}
+
+/// Softmax along `axis` in f64, by explicit `[outer, n, inner]` indices.
+fn softmax_axis_ref(x: &[f64], dims: &[usize], axis: usize) -> Vec<f64> {
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut y = vec![0.0; x.len()];
+    for o in 0..x.len() / (n * inner) {
+        for i in 0..inner {
+            let at = |k: usize| o * n * inner + k * inner + i;
+            let m = (0..n).map(|k| x[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = (0..n).map(|k| (x[at(k)] - m).exp()).sum();
+            for k in 0..n {
+                y[at(k)] = (x[at(k)] - m).exp() / s;
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn softmax_over_any_axis() {
+    let mut rng = Rng::new(22);
+    for dims in [vec![2, 3, 5], vec![3, 1, 4, 5], vec![5], vec![1, 7, 2]] {
+        let x: Vec<f32> = normal(&mut rng, dims.iter().product()).iter().map(|v| v * 2.0).collect();
+        for axis in 0..dims.len() {
+            check_op(
+                &format!("softmax_axis {dims:?} axis {axis}"),
+                &[var(x.clone(), &dims)],
+                |t| t[0].softmax_axis(axis),
+                |v| softmax_axis_ref(&v[0], &dims, axis),
+            );
+        }
+    }
+    // the last axis is softmax(); another axis is softmax of the permuted tensor
+    let t = Tensor::from_vec(normal(&mut rng, 2 * 67 * 3), [2, 67, 3]).unwrap();
+    assert_eq!(t.softmax_axis(2).unwrap().data(), t.softmax().unwrap().data());
+    let via = t.permute(&[0, 2, 1]).unwrap().softmax().unwrap().permute(&[0, 2, 1]).unwrap();
+    let direct = t.softmax_axis(1).unwrap();
+    assert_close(
+        "softmax_axis 1 vs permuted",
+        direct.data(),
+        &via.data().iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        1e-6,
+    );
+    // large values do not overflow
+    let big = Tensor::from_vec(vec![1000.0, 0.0, -1000.0], [3, 1]).unwrap();
+    assert_eq!(big.softmax_axis(0).unwrap().data(), [1.0, 0.0, 0.0]);
+    assert!(t.softmax_axis(3).is_err());
+    assert!(Tensor::zeros([2, 0, 3]).softmax_axis(1).is_err());
 }
 
 // ---------------------------------------------------------------- dropout
@@ -268,6 +360,131 @@ fn concat_on_channels_and_rows() {
             |v| concat_ref(v, &dims, axis),
         );
     }
+}
+
+/// `x[.., start..start + len, ..]` on `axis`, in f64, by explicit indices.
+fn narrow_ref(x: &[f64], dims: &[usize], axis: usize, start: usize, len: usize) -> Vec<f64> {
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    let mut y = Vec::new();
+    for o in 0..outer {
+        for k in start..start + len {
+            for i in 0..inner {
+                y.push(x[(o * n + k) * inner + i]);
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn narrow_split_and_chunk() {
+    let mut rng = Rng::new(23);
+    let dims = vec![2, 3, 5, 7];
+    let x = normal(&mut rng, dims.iter().product());
+    for axis in 0..4 {
+        let d = dims[axis];
+        for (start, len) in [(0, d), (1, d - 1), (d / 2, 1), (0, 1)] {
+            check_op(
+                &format!("narrow axis {axis} {start}+{len}"),
+                &[var(x.clone(), &dims)],
+                |t| t[0].narrow(axis, start, len),
+                |v| narrow_ref(&v[0], &dims, axis, start, len),
+            );
+        }
+    }
+    // split: every part's gradient lands in its own slice; all parts together
+    // (joined back with concat) give the input's gradient in full
+    for (axis, sizes) in [(3, vec![2, 4, 1]), (1, vec![1, 2]), (0, vec![2]), (2, vec![0, 5])] {
+        check_op(
+            &format!("split axis {axis} {sizes:?}, joined"),
+            &[var(x.clone(), &dims)],
+            |t| {
+                let parts = t[0].split(axis, &sizes)?;
+                Tensor::concat(&parts.iter().collect::<Vec<_>>(), axis)
+            },
+            |v| v[0].clone(),
+        );
+        let mut start = 0;
+        for (k, &len) in sizes.iter().enumerate() {
+            let s0 = start;
+            check_op(
+                &format!("split axis {axis} {sizes:?}, part {k}"),
+                &[var(x.clone(), &dims)],
+                |t| Ok(t[0].split(axis, &sizes)?.swap_remove(k)),
+                |v| narrow_ref(&v[0], &dims, axis, s0, len),
+            );
+            start += len;
+        }
+    }
+    // parts used differently: 2 * a + b^2 through chunk on channels
+    check_op(
+        "chunk axis 2 then 2a + b*b",
+        &[var(normal(&mut rng, 3 * 2 * 6), &[3, 2, 6])],
+        |t| {
+            let p = t[0].chunk(2, 2)?;
+            p[0].add(&p[0])?.add(&p[1].mul(&p[1])?)
+        },
+        |v| v[0].chunks(6).flat_map(|r| (0..3).map(move |i| 2.0 * r[i] + r[3 + i] * r[3 + i])).collect(),
+    );
+    let t = Tensor::from_vec(x, dims.clone()).unwrap();
+    let parts = t.chunk(1, 3).unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p.dims() == [2, 1, 5, 7]));
+    assert!(t.chunk(3, 2).is_err(), "7 channels into 2");
+    assert!(t.chunk(3, 0).is_err());
+    assert!(t.split(3, &[3, 3]).is_err(), "sizes short of the axis");
+    assert!(t.split(4, &[1]).is_err());
+    assert!(t.narrow(2, 3, 3).is_err() && t.narrow(2, usize::MAX, 2).is_err());
+    assert_eq!(t.narrow(2, 5, 0).unwrap().dims(), [2, 3, 0, 7]);
+}
+
+/// Axis permutation in f64, by explicit multi-indices.
+fn permute_ref(x: &[f64], dims: &[usize], perm: &[usize]) -> Vec<f64> {
+    let strides: Vec<usize> = (0..dims.len()).map(|a| dims[a + 1..].iter().product()).collect();
+    let out: Vec<usize> = perm.iter().map(|&a| dims[a]).collect();
+    let mut idx = vec![0; out.len()];
+    let mut y = Vec::with_capacity(x.len());
+    for _ in 0..x.len() {
+        y.push(x[idx.iter().zip(perm).map(|(&i, &a)| i * strides[a]).sum::<usize>()]);
+        for j in (0..out.len()).rev() {
+            idx[j] += 1;
+            if idx[j] < out[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+    y
+}
+
+#[test]
+fn permute_any_rank() {
+    let mut rng = Rng::new(24);
+    let cases: [(Vec<usize>, Vec<usize>); 8] = [
+        (vec![2, 3, 5, 7], vec![0, 3, 1, 2]), // NHWC -> NCHW
+        (vec![2, 7, 3, 5], vec![0, 2, 3, 1]), // and back
+        (vec![3, 5], vec![1, 0]),
+        (vec![2, 3, 5, 7], vec![3, 2, 1, 0]),
+        (vec![2, 3, 5, 7], vec![1, 0, 2, 3]), // innermost axis stays
+        (vec![3, 1, 5], vec![1, 2, 0]),
+        (vec![2, 3, 1, 5, 3], vec![4, 1, 3, 0, 2]),
+        (vec![7], vec![0]),
+    ];
+    for (dims, perm) in cases {
+        check_op(
+            &format!("permute {dims:?} by {perm:?}"),
+            &[var(normal(&mut rng, dims.iter().product()), &dims)],
+            |t| t[0].permute(&perm),
+            |v| permute_ref(&v[0], &dims, &perm),
+        );
+    }
+    let t = Tensor::zeros([2, 3, 4]);
+    assert_eq!(t.permute(&[2, 0, 1]).unwrap().dims(), [4, 2, 3]);
+    assert!(t.permute(&[0, 1]).is_err());
+    assert!(t.permute(&[0, 1, 1]).is_err());
+    assert!(t.permute(&[0, 1, 3]).is_err());
 }
 
 // ---------------------------------------------------------------- broadcasting arithmetic

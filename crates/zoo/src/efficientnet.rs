@@ -8,7 +8,7 @@
 
 use crate::Model;
 use crate::error::Result;
-use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SqueezeExcite, drop_path, make_divisible};
+use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SeConfig, SqueezeExcite, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
 use crate::registry::{ModelEntry, register};
@@ -120,7 +120,7 @@ impl Block {
         let se = |c: usize| {
             (a.se_ratio > 0.0).then(|| {
                 let rd = (c as f64 * (a.se_ratio / a.expand)).round_ties_even() as usize;
-                SqueezeExcite::new(&vb.pp("se"), c, rd, cfg.act)
+                SqueezeExcite::new(&vb.pp("se"), c, &SeConfig::efficientnet(rd, cfg.act))
             })
         };
         let (first, dw, se, project) = match kind {

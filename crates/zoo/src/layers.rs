@@ -1,7 +1,8 @@
 //! Building blocks shared by the model families, named and shaped as timm's
 //! (`timm/layers`): [`Conv2d`], [`BatchNorm2d`] (with timm's optional fused activation,
-//! `BatchNormAct2d`), [`ConvBnAct`] (`ConvNormAct`), [`Linear`], [`SqueezeExcite`],
-//! [`ClassifierHead`], drop-path and [`make_divisible`].
+//! `BatchNormAct2d`), [`ConvBnAct`] (`ConvNormAct`), [`Linear`], [`ClassifierHead`],
+//! drop-path and [`make_divisible`]; channel attention ([`SqueezeExcite`], ECA) lives in
+//! [`crate::attention`].
 //!
 //! Batch norm follows PyTorch: running statistics are constants in eval mode; in training
 //! the batch's biased variance normalises and the running variance is updated with the
@@ -14,6 +15,8 @@ use convnet_nn::context::{BnUpdate, Cx, RunningStats};
 use convnet_nn::store::{Init, Layout, ParamId, Params, Vb};
 use convnet_tensor::{Activation, Conv2dArgs, Padding2d, Pool2dArgs, Tensor};
 use std::sync::Mutex;
+
+pub use crate::attention::{SeConfig, SqueezeExcite};
 
 /// PyTorch/timm symmetric padding for a kernel `k`, stride `s`, dilation `d`:
 /// `((s - 1) + d * (k - 1)) / 2`.
@@ -29,10 +32,17 @@ pub fn conv_padding(k: (usize, usize), s: usize, d: usize, tf_same: bool) -> Pad
 /// timm's `make_divisible`: `v` rounded to a multiple of `divisor`, never below
 /// `min_value` (default `divisor`) nor under 90% of `v`.
 pub fn make_divisible(v: f64, divisor: usize, min_value: Option<usize>) -> usize {
+    make_divisible_limit(v, divisor, min_value, 0.9)
+}
+
+/// [`make_divisible`] with timm's `round_limit`: one `divisor` is added when rounding
+/// fell under `round_limit * v` (0 never adds; timm's `SEModule` passes 0).
+pub fn make_divisible_limit(v: f64, divisor: usize, min_value: Option<usize>, round_limit: f64) -> usize {
+    let divisor = divisor.max(1);
     let min_value = min_value.unwrap_or(divisor);
     let d = divisor as f64;
     let mut new_v = min_value.max(((v + d / 2.0) as usize) / divisor * divisor);
-    if (new_v as f64) < 0.9 * v {
+    if (new_v as f64) < round_limit * v {
         new_v += divisor;
     }
     new_v
@@ -377,56 +387,6 @@ impl Linear {
         let w = cx.param(self.weight);
         cx.add_macs((x.dims()[0] * w.numel()) as u64);
         Ok(x.linear(&w, self.bias.map(|b| cx.param(b)).as_ref())?)
-    }
-}
-
-/// Squeeze-and-excitation (Hu et al. 2018) as timm's EfficientNet has it: global average,
-/// `conv_reduce` (1x1, bias), activation, `conv_expand` (1x1, bias), sigmoid gate.
-#[derive(Debug)]
-pub struct SqueezeExcite {
-    /// `[c -> rd]` 1x1 conv.
-    pub conv_reduce: Conv2d,
-    /// `[rd -> c]` 1x1 conv.
-    pub conv_expand: Conv2d,
-    /// Activation between them.
-    pub act: Activation,
-    /// The gate.
-    pub gate: Activation,
-}
-
-impl SqueezeExcite {
-    /// SE over `c` channels reduced to `rd`.
-    pub fn new(vb: &Vb, c: usize, rd: usize, a: Activation) -> Self {
-        let o = ConvOpts::default().with_bias(true);
-        SqueezeExcite {
-            conv_reduce: Conv2d::square(&vb.pp("conv_reduce"), c, rd, 1, o),
-            conv_expand: Conv2d::square(&vb.pp("conv_expand"), rd, c, 1, o),
-            act: a,
-            gate: Activation::Sigmoid,
-        }
-    }
-
-    /// `x * gate(x)`, `x: [n, h, w, c]` (taken by value: without autograd the gate is
-    /// applied in place).
-    pub fn forward(&self, cx: &Cx, x: Tensor) -> Result<Tensor> {
-        let s = x.global_avg_pool()?;
-        self.excite(cx, x, &s)
-    }
-
-    /// [`forward`](Self::forward) given the mean of `x` over height and width
-    /// (`mean: [n, c]`, from [`ConvBnAct::forward_mean`]).
-    pub fn excite(&self, cx: &Cx, x: Tensor, mean: &Tensor) -> Result<Tensor> {
-        let s = mean;
-        let n = x.dims()[0];
-        let fc = |conv: &Conv2d, s: &Tensor| -> Result<Tensor> {
-            let w = cx.param(conv.weight);
-            let w = w.reshape(vec![w.dims()[2], w.dims()[3]])?;
-            cx.add_macs((n * w.numel()) as u64);
-            Ok(s.linear(&w, conv.bias.map(|b| cx.param(b)).as_ref())?)
-        };
-        let s = act(&fc(&self.conv_reduce, s)?, self.act);
-        let g = act(&fc(&self.conv_expand, &s)?, self.gate);
-        Ok(x.mul_channels(&g)?)
     }
 }
 

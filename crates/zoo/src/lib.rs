@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod bench;
 pub mod checkpoint;
 mod error;

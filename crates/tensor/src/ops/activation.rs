@@ -1,6 +1,9 @@
 //! Pointwise activations: relu, relu6, sigmoid, tanh, silu (swish), gelu
 //! (exact, erf form, as Keras' default and PyTorch's `nn.GELU()`), hard-swish
-//! (MobileNet-V3's `x * relu6(x + 3) / 6`), hard-sigmoid and identity.
+//! (MobileNet-V3's `x * relu6(x + 3) / 6`), hard-sigmoid, leaky relu, ELU and
+//! identity. Leaky relu and ELU also take their slope / alpha as an argument
+//! ([`Tensor::leaky_relu`], [`Tensor::elu`]); as an [`Activation`] they have
+//! PyTorch's defaults.
 
 use super::{constant, map, zip_map};
 use crate::{Backward, Tensor};
@@ -22,6 +25,30 @@ pub enum Activation {
     Gelu,
     HardSwish,
     HardSigmoid,
+    /// `x` for `x > 0`, else `0.01 x`: PyTorch's `nn.LeakyReLU()` default slope,
+    /// the one timm's models use (Keras' `leaky_relu` defaults to 0.2; call
+    /// [`Tensor::leaky_relu`] for another slope).
+    LeakyRelu,
+    /// `x` for `x > 0`, else `e^x - 1` (alpha 1, PyTorch's and Keras' default;
+    /// [`Tensor::elu`] takes another).
+    Elu,
+}
+
+/// The slope of [`Activation::LeakyRelu`] (PyTorch's `nn.LeakyReLU` default).
+pub const LEAKY_RELU_SLOPE: f32 = 0.01;
+/// The alpha of [`Activation::Elu`] (PyTorch's `nn.ELU` default).
+pub const ELU_ALPHA: f32 = 1.0;
+
+/// `x` for `x > 0`, else `slope * x` (NaN propagates).
+#[inline]
+pub fn leaky_relu(x: f32, slope: f32) -> f32 {
+    if x > 0.0 { x } else { x * slope }
+}
+
+/// `x` for `x > 0`, else `alpha * (e^x - 1)` (`exp_m1`: exact near zero).
+#[inline]
+pub fn elu(x: f32, alpha: f32) -> f32 {
+    if x > 0.0 { x } else { alpha * x.exp_m1() }
 }
 
 impl Activation {
@@ -37,6 +64,8 @@ impl Activation {
             Activation::Gelu => "gelu",
             Activation::HardSwish => "hard_swish",
             Activation::HardSigmoid => "hard_sigmoid",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Elu => "elu",
         }
     }
 
@@ -52,6 +81,8 @@ impl Activation {
             "gelu" => Activation::Gelu,
             "hard_swish" | "hardswish" => Activation::HardSwish,
             "hard_sigmoid" | "hardsigmoid" => Activation::HardSigmoid,
+            "leaky_relu" | "leakyrelu" => Activation::LeakyRelu,
+            "elu" => Activation::Elu,
             _ => return None,
         })
     }
@@ -75,6 +106,8 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::LeakyRelu => leaky_relu(x, LEAKY_RELU_SLOPE),
+            Activation::Elu => elu(x, ELU_ALPHA),
         }
     }
 
@@ -112,6 +145,21 @@ impl Activation {
                     0.0
                 }
             }
+            Activation::LeakyRelu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_RELU_SLOPE
+                }
+            }
+            // alpha * e^x = y + alpha below zero
+            Activation::Elu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + ELU_ALPHA
+                }
+            }
         }
     }
 }
@@ -142,6 +190,36 @@ pub fn erf(x: f32) -> f32 {
                                     + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
             .exp();
     (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+/// Leaky relu's backward: `g` where `x > 0`, `slope * g` elsewhere.
+struct LeakyReluBackward(f32);
+
+impl Backward for LeakyReluBackward {
+    fn name(&self) -> &'static str {
+        "leaky_relu"
+    }
+    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        let slope = self.0;
+        let dx = zip_map(inputs[0].data(), grad.data(), move |x, g| if x > 0.0 { g } else { g * slope });
+        vec![Some(constant(dx, grad.dims()))]
+    }
+}
+
+/// ELU's backward: `g` where `x > 0`, `g * alpha * e^x = g * (y + alpha)`
+/// elsewhere (read from the output: no exponential).
+struct EluBackward(f32);
+
+impl Backward for EluBackward {
+    fn name(&self) -> &'static str {
+        "elu"
+    }
+    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        let alpha = self.0;
+        let d = zip_map(inputs[0].data(), output.data(), move |x, y| if x > 0.0 { 1.0 } else { y + alpha });
+        let dx = zip_map(&d, grad.data(), |d, g| d * g);
+        vec![Some(constant(dx, grad.dims()))]
+    }
 }
 
 struct ActivationBackward(Activation);
@@ -196,6 +274,9 @@ impl Tensor {
             Activation::Gelu => map(x, |v| Activation::Gelu.apply(v)),
             Activation::HardSwish => map(x, |v| Activation::HardSwish.apply(v)),
             Activation::HardSigmoid => map(x, |v| Activation::HardSigmoid.apply(v)),
+            // their own ops, which take the parameter
+            Activation::LeakyRelu => return self.leaky_relu(LEAKY_RELU_SLOPE),
+            Activation::Elu => return self.elu(ELU_ALPHA),
         };
         Tensor::from_op(y, self.shape().clone(), &[self], ActivationBackward(act))
     }
@@ -230,6 +311,18 @@ impl Tensor {
     /// `relu6(x + 3) / 6`.
     pub fn hard_sigmoid(&self) -> Tensor {
         self.activation(Activation::HardSigmoid)
+    }
+    /// `x` for `x > 0`, else `slope * x` (PyTorch's `F.leaky_relu`;
+    /// [`Activation::LeakyRelu`] is slope 0.01).
+    pub fn leaky_relu(&self, slope: f32) -> Tensor {
+        let y = map(self.data(), move |v| leaky_relu(v, slope));
+        Tensor::from_op(y, self.shape().clone(), &[self], LeakyReluBackward(slope))
+    }
+    /// `x` for `x > 0`, else `alpha * (e^x - 1)` (PyTorch's `F.elu`;
+    /// [`Activation::Elu`] is alpha 1).
+    pub fn elu(&self, alpha: f32) -> Tensor {
+        let y = map(self.data(), move |v| elu(v, alpha));
+        Tensor::from_op(y, self.shape().clone(), &[self], EluBackward(alpha))
     }
 }
 

@@ -12,9 +12,11 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod global_pool;
 pub mod matmul;
+pub mod permute;
 pub mod pool;
 pub mod reduce;
 pub mod reshape;
+pub mod slice;
 pub mod softmax;
 
 use crate::Tensor;
