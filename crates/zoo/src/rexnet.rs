@@ -6,8 +6,9 @@
 //! the first `in_chs` channels of its wider output, the remaining channels pass unchanged.
 
 use crate::Model;
+use crate::attention::{SeConfig, SeReduce, SqueezeExcite};
 use crate::error::Result;
-use crate::layers::{BatchNorm2d, ClassifierHead, Conv2d, ConvBnAct, ConvOpts, act, drop_path, make_divisible};
+use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, act, drop_path, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
 use crate::registry::{ModelEntry, register};
@@ -18,43 +19,6 @@ use convnet_tensor::{Activation, Tensor};
 const EPS: f32 = 1e-5;
 
 // ---------------------------------------------------------------- blocks
-
-/// timm's `SEModule` with a batch norm between its two 1x1 convs (`SEWithNorm`):
-/// global average, `fc1` (bias), `bn`, ReLU, `fc2` (bias), sigmoid gate.
-#[derive(Debug)]
-struct SeWithNorm {
-    fc1: Conv2d,
-    bn: BatchNorm2d,
-    fc2: Conv2d,
-}
-
-impl SeWithNorm {
-    fn new(vb: &Vb, c: usize, rd: usize) -> Self {
-        let o = ConvOpts::default().with_bias(true);
-        SeWithNorm {
-            fc1: Conv2d::square(&vb.pp("fc1"), c, rd, 1, o),
-            // the ReLU follows the norm, so it rides on it
-            bn: BatchNorm2d::new(&vb.pp("bn"), rd, EPS, Activation::Relu),
-            fc2: Conv2d::square(&vb.pp("fc2"), rd, c, 1, o),
-        }
-    }
-
-    /// `x * sigmoid(fc2(relu(bn(fc1(mean)))))`, `x: [n, h, w, c]`, `mean: [n, c]`. The 1x1
-    /// convs on the pooled `[n, c]` run as linear maps; the norm normalises the last axis,
-    /// so on `[n, rd]` it is PyTorch's norm over `[n, rd, 1, 1]` in training too.
-    fn excite(&self, cx: &Cx, x: Tensor, mean: &Tensor) -> Result<Tensor> {
-        let n = x.dims()[0];
-        let fc = |conv: &Conv2d, s: &Tensor| -> Result<Tensor> {
-            let w = cx.param(conv.weight);
-            let w = w.reshape(vec![w.dims()[2], w.dims()[3]])?;
-            cx.add_macs((n * w.numel()) as u64);
-            Ok(s.linear(&w, conv.bias.map(|b| cx.param(b)).as_ref())?)
-        };
-        let s = self.bn.forward(cx, &fc(&self.fc1, mean)?)?;
-        let g = act(&fc(&self.fc2, &s)?, Activation::Sigmoid);
-        Ok(x.mul_channels(&g)?)
-    }
-}
 
 /// One block row of the definition: output channels, expansion, stride, SE ratio.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,7 +40,8 @@ struct LinearBottleneck {
     path: String,
     conv_exp: Option<ConvBnAct>,
     conv_dw: ConvBnAct,
-    se: Option<SeWithNorm>,
+    /// timm's `SEModule` with a batch norm after `fc1` (`SEWithNorm`).
+    se: Option<SqueezeExcite>,
     dw_act: Activation,
     conv_pwl: ConvBnAct,
     in_chs: usize,
@@ -99,7 +64,11 @@ impl LinearBottleneck {
         // timm: rd = make_divisible(int(dw_chs * se_ratio), ch_div), int() truncating
         let se = (d.se_ratio > 0.0).then(|| {
             let rd = make_divisible((dw_chs as f64 * d.se_ratio).trunc(), div, None);
-            SeWithNorm::new(&vb.pp("se"), dw_chs, rd)
+            SqueezeExcite::new(
+                &vb.pp("se"),
+                dw_chs,
+                &SeConfig::timm().with_reduce(SeReduce::Channels(rd)).with_norm(EPS),
+            )
         });
         let conv_pwl =
             ConvBnAct::timm(&vb.pp("conv_pwl"), dw_chs, d.out_chs, 1, ConvOpts::default(), EPS, Activation::Linear);
