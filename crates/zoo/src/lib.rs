@@ -35,7 +35,9 @@ pub mod transforms;
 
 pub mod alexnet;
 mod branches;
+pub mod cspnet;
 pub mod densenet;
+pub mod dpn;
 pub mod efficientnet;
 pub mod googlenet;
 pub mod inception_resnet_v2;

@@ -5,7 +5,7 @@
 use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
-use crate::{alexnet, densenet, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
+use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
 use crate::{lenet, resnet, rexnet, vgg, xception};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -79,6 +79,8 @@ static FAMILIES: &[&[ModelEntry]] = &[
     rexnet::MODELS,
     vgg::MODELS,
     densenet::MODELS,
+    dpn::MODELS,
+    cspnet::MODELS,
     inception_v3::MODELS,
     inception_v4::MODELS,
     inception_resnet_v2::MODELS,
