@@ -143,6 +143,12 @@ impl<'a> Cx<'a> {
         self
     }
 
+    /// Whether this pass records an autograd graph (layers may take exact, non-differentiable
+    /// shortcuts when it does not).
+    pub fn is_recording(&self) -> bool {
+        self.record
+    }
+
     /// The same, recording every traced module's output shape.
     pub fn tracing(mut self) -> Self {
         self.trace = Some(RefCell::new(Vec::new()));

@@ -182,6 +182,11 @@ impl SqueezeExcite {
     /// `x * gate(x)`, `x: [n, h, w, c]` (taken by value: without autograd the gate is
     /// applied in place).
     pub fn forward(&self, cx: &Cx, x: Tensor) -> Result<Tensor> {
+        if exact(cx, self.act) && exact(cx, self.gate) {
+            let (n, c, mean) = mean_f64(&x)?;
+            let g = self.gate_f64(cx, &mean, n, c)?;
+            return Ok(x.mul_channels(&g)?);
+        }
         let s = x.global_avg_pool()?;
         self.excite(cx, x, &s)
     }
@@ -189,11 +194,16 @@ impl SqueezeExcite {
     /// [`forward`](Self::forward) given the mean of `x` over height and width
     /// (`mean: [n, c]`, from [`crate::layers::ConvBnAct::forward_mean`]).
     pub fn excite(&self, cx: &Cx, x: Tensor, mean: &Tensor) -> Result<Tensor> {
-        let g = self.gate_of(cx, mean)?;
+        let g = if exact(cx, self.act) && exact(cx, self.gate) {
+            let m: Vec<f64> = mean.data().iter().map(|&v| v as f64).collect();
+            self.gate_f64(cx, &m, mean.dims()[0], mean.dims()[1])?
+        } else {
+            self.gate_of(cx, mean)?
+        };
         Ok(x.mul_channels(&g)?)
     }
 
-    /// The gate `[n, c]` for a pooled `[n, c]`.
+    /// The gate `[n, c]` for a pooled `[n, c]`, through autograd ops.
     fn gate_of(&self, cx: &Cx, s: &Tensor) -> Result<Tensor> {
         let n = s.dims()[0];
         let fc = |conv: &Conv2d, s: &Tensor| -> Result<Tensor> {
@@ -209,6 +219,104 @@ impl SqueezeExcite {
         };
         Ok(act(&fc(&self.expand, &r)?, self.gate))
     }
+
+    /// The gate `[n, c]` computed in f64 from an f64 mean (inference only). The gate
+    /// multiplies every activation, and with large activations its inputs are large sums:
+    /// rounded to f32 on the way (mean, both maps) it moved SE-ResNet-50's logits by 1e-4
+    /// of their scale, against 1e-5 for an f64 gate.
+    fn gate_f64(&self, cx: &Cx, mean: &[f64], n: usize, c: usize) -> Result<Tensor> {
+        let params = cx.params();
+        let fc = |conv: &Conv2d, s: &[f64]| -> Vec<f64> {
+            let w = params.get(conv.weight);
+            let (cin, cout) = (w.dims()[2], w.dims()[3]);
+            let w = w.data();
+            let b = conv.bias.map(|b| params.get(b).data());
+            cx.add_macs((n * cin * cout) as u64);
+            let mut out = vec![0.0f64; n * cout];
+            for (o, s) in out.chunks_exact_mut(cout).zip(s.chunks_exact(cin)) {
+                if let Some(b) = b {
+                    o.iter_mut().zip(b).for_each(|(o, b)| *o = *b as f64);
+                }
+                for (si, wi) in s.iter().zip(w.chunks_exact(cout)) {
+                    o.iter_mut().zip(wi).for_each(|(o, w)| *o += si * *w as f64);
+                }
+            }
+            out
+        };
+        let mut r = fc(&self.reduce, mean);
+        let rd = r.len() / n.max(1);
+        if let Some(bn) = &self.norm {
+            let p = |id| params.get(id).data();
+            let (g, b, m, v) = (p(bn.weight), p(bn.bias), p(bn.running_mean), p(bn.running_var));
+            for row in r.chunks_exact_mut(rd) {
+                for (i, x) in row.iter_mut().enumerate() {
+                    let scale = g[i] as f64 / (v[i] as f64 + bn.eps as f64).sqrt();
+                    *x = (*x - m[i] as f64) * scale + b[i] as f64;
+                }
+            }
+        }
+        r.iter_mut().for_each(|x| *x = act64(*x, self.act));
+        let mut e = fc(&self.expand, &r);
+        e.iter_mut().for_each(|x| *x = act64(*x, self.gate));
+        Ok(Tensor::from_vec(e.into_iter().map(|v| v as f32).collect::<Vec<_>>(), [n, c])?)
+    }
+}
+
+/// Whether the gate may be computed outside autograd in f64: an inference pass (no graph,
+/// running statistics) with an activation [`act64`] has.
+fn exact(cx: &Cx, a: Activation) -> bool {
+    !cx.is_recording() && !cx.training() && a != Activation::Gelu
+}
+
+/// An activation in f64, as the tensor op defines it (not for GELU).
+fn act64(x: f64, a: Activation) -> f64 {
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    match a {
+        Activation::Relu => x.max(0.0),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => x.tanh(),
+        Activation::Silu => x * sigmoid(x),
+        Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::LeakyRelu => {
+            if x >= 0.0 {
+                x
+            } else {
+                x * f64::from(convnet_tensor::ops::activation::LEAKY_RELU_SLOPE)
+            }
+        }
+        Activation::Elu => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(convnet_tensor::ops::activation::ELU_ALPHA) * x.exp_m1()
+            }
+        }
+        Activation::Linear | Activation::Gelu => x,
+    }
+}
+
+/// `x: [n, h, w, c]`'s mean over height and width, accumulated in f64: `(n, c, [n * c])`.
+fn mean_f64(x: &Tensor) -> Result<(usize, usize, Vec<f64>)> {
+    let [n, h, w, c] = *x.dims() else {
+        return Err(crate::ZooError::arg(
+            "channel attention",
+            format!("input must be [n, h, w, c], got {:?}", x.dims()),
+        ));
+    };
+    let mut m = vec![0.0f64; n * c];
+    if h * w * c == 0 {
+        return Ok((n, c, m));
+    }
+    for (acc, img) in m.chunks_exact_mut(c).zip(x.data().chunks_exact(h * w * c)) {
+        for px in img.chunks_exact(c) {
+            acc.iter_mut().zip(px).for_each(|(a, v)| *a += *v as f64);
+        }
+        let inv = 1.0 / (h * w) as f64;
+        acc.iter_mut().for_each(|a| *a *= inv);
+    }
+    Ok((n, c, m))
 }
 
 // ---------------------------------------------------------------- ECA
@@ -274,13 +382,30 @@ impl Eca {
         let [n, _, _, c] = *x.dims() else {
             return Err(crate::ZooError::arg("eca", format!("input must be [n, h, w, c], got {:?}", x.dims())));
         };
+        let pad = (self.kernel - 1) / 2;
+        cx.add_macs((n * c * self.kernel) as u64);
+        if exact(cx, self.gate) {
+            // inference: the mean, the correlation and the gate in f64, as the SE gate
+            let (_, _, mean) = mean_f64(&x)?;
+            let k: Vec<f64> = cx.params().get(self.weight).data().iter().map(|&v| v as f64).collect();
+            let mut g = vec![0.0f32; n * c];
+            for (gs, ms) in g.chunks_exact_mut(c).zip(mean.chunks_exact(c)) {
+                for (i, gi) in gs.iter_mut().enumerate() {
+                    let z: f64 = k
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, w)| (i + j).checked_sub(pad).and_then(|t| ms.get(t)).map(|m| w * m))
+                        .sum();
+                    *gi = act64(z, self.gate) as f32;
+                }
+            }
+            return Ok(x.mul_channels(&Tensor::from_vec(g, [n, c])?)?);
+        }
         // the pooled vector as an `[n, 1, c, 1]` image and the kernel as a `1 x k` conv
         // from one channel to one: a cross-correlation along the channels, as Conv1d
         let s = x.global_avg_pool()?.reshape(vec![n, 1, c, 1])?;
         let w = cx.param(self.weight).reshape(vec![1, self.kernel, 1, 1])?;
-        let pad = (self.kernel - 1) / 2;
         let args = Conv2dArgs { padding: Padding2d::symmetric(0, pad), ..Conv2dArgs::default() };
-        cx.add_macs((n * c * self.kernel) as u64);
         let g = act(&s.conv2d(&w, None, &args)?.reshape(vec![n, c])?, self.gate);
         Ok(x.mul_channels(&g)?)
     }
@@ -310,7 +435,7 @@ impl AttnLayer {
     pub fn build(&self, vb: &Vb, c: usize) -> Option<Attention> {
         match self {
             AttnLayer::None => None,
-            AttnLayer::Se(cfg) => Some(Attention::Se(SqueezeExcite::new(vb, c, cfg))),
+            AttnLayer::Se(cfg) => Some(Attention::Se(Box::new(SqueezeExcite::new(vb, c, cfg)))),
             AttnLayer::Eca(cfg) => Some(Attention::Eca(Eca::new(vb, c, cfg))),
         }
     }
@@ -319,8 +444,8 @@ impl AttnLayer {
 /// A built channel attention.
 #[derive(Debug)]
 pub enum Attention {
-    /// Squeeze-excitation.
-    Se(SqueezeExcite),
+    /// Squeeze-excitation (boxed: the norm makes it several times ECA's size).
+    Se(Box<SqueezeExcite>),
     /// Efficient channel attention.
     Eca(Eca),
 }
@@ -380,17 +505,37 @@ mod tests {
         // x: one image of 1x2 pixels, 5 channels; the pooled means are 1..=5
         let xs: Vec<f32> = (1..=5).flat_map(|v| [v as f32]).chain((1..=5).map(|v| v as f32)).collect();
         let x = Tensor::from_vec(xs, [1, 1, 2, 5]).unwrap().var();
-        let cx = Cx::new(&params, Mode::Eval, 0);
-        let y = eca.forward(&cx, x.clone()).unwrap();
         let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
         let m = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0];
-        for c in 0..5 {
-            let z = 0.5 * m[c] - m[c + 1] + 2.0 * m[c + 2];
-            let want = (c + 1) as f32 * sig(z);
-            assert!((y.data()[c] - want).abs() < 1e-5, "channel {c}: {} vs {want}", y.data()[c]);
+        // inference (the f64 gate) and a recorded pass (autograd ops) agree with Conv1d
+        for record in [false, true] {
+            let cx = Cx::new(&params, Mode::Eval, 0).recording(record);
+            let y = eca.forward(&cx, x.clone()).unwrap();
+            for c in 0..5 {
+                let z = 0.5 * m[c] - m[c + 1] + 2.0 * m[c + 2];
+                let want = (c + 1) as f32 * sig(z);
+                assert!((y.data()[c] - want).abs() < 1e-5, "channel {c}: {} vs {want}", y.data()[c]);
+            }
+            if record {
+                let g = y.sum().backward().unwrap();
+                assert!(g.get(&x).unwrap().data().iter().all(|v| v.is_finite()));
+            }
         }
-        let g = y.sum().backward().unwrap();
-        assert!(g.get(&x).unwrap().data().iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn se_gate_in_f64_equals_the_autograd_gate() {
+        let store = RefCell::new(Params::new());
+        let vb = Vb::root(&store, 1);
+        let se = SqueezeExcite::new(&vb.pp("se"), 24, &SeConfig::timm().with_norm(1e-5));
+        let mut params = store.into_inner();
+        crate::parity::fill_parity(&mut params, 5);
+        let x = Tensor::from_vec(crate::parity::formula_input([2, 24, 3, 5], 2), [2, 3, 5, 24]).unwrap();
+        let exact = se.forward(&Cx::new(&params, Mode::Eval, 0), x.clone()).unwrap();
+        let graph = se.forward(&Cx::new(&params, Mode::Eval, 0).recording(true), x).unwrap();
+        for (a, b) in exact.data().iter().zip(graph.data()) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -69,6 +69,9 @@ fn batches_run_in_parts_give_the_whole_batch_logits() {
 fn small_inputs_run_through_every_family() {
     for (name, size) in [
         ("efficientnet_b0", 64),
+        ("resnet10t", 33),
+        ("ecaresnetlight", 47),
+        ("resnetrs50", 64),
         ("tf_efficientnet_lite0", 65),
         ("vgg11_bn", 32),
         ("densenet121", 64),
@@ -329,4 +332,32 @@ fn rexnet_100_takes_a_training_step_with_finite_gradients() {
     }
     training::apply_gradients(&mut m, out.gradients).unwrap();
     assert_eq!(m.trainer().unwrap().optimizer().iterations(), 1);
+}
+
+/// One training step of SE-ResNet-50 and ECA-ResNet-50-D (squeeze-excitation, ECA's
+/// channel conv, deep stem and average-pool shortcuts) at 64x64: the train-mode forward
+/// and the backward run, every trainable tensor gets a finite gradient of its own shape,
+/// and the attention's weights get a non-zero one.
+#[test]
+fn se_and_eca_resnets_train_one_step() {
+    use convnet_nn::{Loss, Mode, Sgd, Targets, Trainable, Trainer, training};
+    for (name, attn_key) in [("seresnet50", "layer4.2.se.fc1.weight"), ("ecaresnet50d", "layer4.2.se.conv.weight")] {
+        let mut m = create_model(name, ZooOpts::new().with_num_classes(4).with_seed(3)).unwrap();
+        let x = input(2, 64, 64, 3, 8);
+        let logits = m.forward_train(&x, 1).unwrap();
+        assert_eq!(logits.dims(), [2, 4], "{name}");
+        assert!(logits.data().iter().all(|v| v.is_finite()), "{name}");
+        let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+        m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.01), &[])));
+        let out = training::compute_gradients(&mut m, &x, &Targets::Sparse(vec![1, 3]), Mode::Train).unwrap();
+        assert!(out.loss.is_finite(), "{name}: loss {}", out.loss);
+        let trainable = m.params().iter().filter(|(_, e)| e.trainable()).count();
+        assert_eq!(out.gradients.len(), trainable, "{name}: every trainable tensor has a gradient");
+        for (k, g) in &out.gradients {
+            assert_eq!(g.dims(), m.params().by_key(k).unwrap().value().dims(), "{name} {k}");
+            assert!(g.data().iter().all(|v| v.is_finite()), "{name}: {k} has a non-finite gradient");
+        }
+        let (_, g) = out.gradients.iter().find(|(k, _)| k == attn_key).unwrap();
+        assert!(g.data().iter().any(|v| *v != 0.0), "{name}: {attn_key} gets no gradient");
+    }
 }
