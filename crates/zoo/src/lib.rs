@@ -44,8 +44,11 @@ pub mod inception_resnet_v2;
 pub mod inception_v3;
 pub mod inception_v4;
 pub mod lenet;
+pub mod res2net;
+pub mod resnest;
 pub mod resnet;
 pub mod rexnet;
+pub mod sknet;
 pub mod vgg;
 pub mod xception;
 

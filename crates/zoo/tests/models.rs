@@ -361,3 +361,30 @@ fn se_and_eca_resnets_train_one_step() {
         assert!(g.data().iter().any(|v| *v != 0.0), "{name}: {attn_key} gets no gradient");
     }
 }
+
+/// One training step of each family built on ResNet with its own block (split attention,
+/// Res2Net's group chain, selective kernels): every trainable tensor gets a finite gradient
+/// and the attention layers' are not all zero.
+#[test]
+fn resnet_block_families_take_a_training_step_with_finite_gradients() {
+    use convnet_nn::{Loss, Mode, Sgd, Targets, Trainable, Trainer, training};
+    for (name, probe) in [
+        ("resnest14d", "layer2.0.conv2.fc2.weight"),
+        ("resnest50d_4s2x40d", "layer1.0.conv2.fc1.weight"),
+        ("res2net50_26w_4s", "layer1.1.convs.2.weight"),
+        ("skresnet18", "layer2.0.conv1.attn.fc_select.weight"),
+    ] {
+        let mut m = create_model(name, ZooOpts::new().with_num_classes(5).with_seed(2)).unwrap();
+        let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+        m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.01), &[])));
+        let (x, y) = (input(2, 48, 48, 3, 8), Targets::Sparse(vec![1, 3]));
+        let out = training::compute_gradients(&mut m, &x, &y, Mode::Train).unwrap();
+        assert!(out.loss.is_finite(), "{name}: loss {}", out.loss);
+        assert_eq!(out.gradients.len(), m.params().iter().filter(|(_, e)| e.trainable()).count(), "{name}");
+        for (k, g) in &out.gradients {
+            assert!(g.data().iter().all(|v| v.is_finite()), "{name} {k}: non-finite gradient");
+        }
+        let g = &out.gradients.iter().find(|(k, _)| k == probe).unwrap_or_else(|| panic!("{name}: no {probe}")).1;
+        assert!(g.data().iter().any(|v| *v != 0.0), "{name} {probe}: zero gradient");
+    }
+}
