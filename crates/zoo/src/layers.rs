@@ -153,6 +153,14 @@ impl Conv2d {
         count_conv(cx, &w, &y);
         Ok(y)
     }
+
+    /// This 1x1 conv (grouped or not) on pooled features, as attention modules run it on
+    /// their `[n, c, 1, 1]` means: `s: [n, in] -> [n, out]`.
+    pub fn forward_pooled(&self, cx: &Cx, s: &Tensor) -> Result<Tensor> {
+        let n = s.dims()[0];
+        let y = self.forward(cx, &s.reshape(vec![n, 1, 1, s.numel() / n.max(1)])?)?;
+        Ok(y.reshape(vec![n, self.out_ch])?)
+    }
 }
 
 fn count_conv(cx: &Cx, w: &Tensor, y: &Tensor) {

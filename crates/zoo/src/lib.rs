@@ -45,8 +45,12 @@ pub mod inception_v3;
 pub mod inception_v4;
 pub mod lenet;
 pub mod regnet;
+pub mod res2net;
+pub mod resnest;
 pub mod resnet;
+pub mod rexnet;
 pub mod senet;
+pub mod sknet;
 pub mod vgg;
 pub mod xception;
 

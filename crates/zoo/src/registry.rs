@@ -6,7 +6,7 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{lenet, regnet, resnet, senet, vgg, xception};
+use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -78,6 +78,10 @@ static FAMILIES: &[&[ModelEntry]] = &[
     resnet::MODELS,
     senet::MODELS,
     regnet::MODELS,
+    rexnet::MODELS,
+    resnest::MODELS,
+    res2net::MODELS,
+    sknet::MODELS,
     vgg::MODELS,
     densenet::MODELS,
     dpn::MODELS,

@@ -306,6 +306,34 @@ fn fit_and_callbacks_train_a_zoo_model() {
     assert_eq!(back.params().len(), m.params().len());
 }
 
+/// One training step of ReXNet-1.0 at 64x64: the forward and backward pass run through
+/// the partial residual (`x[:, :in_chs] += shortcut`) and the squeeze-excitations' batch
+/// norms, every trainable tensor gets a finite gradient, and the optimizer steps.
+#[test]
+fn rexnet_100_takes_a_training_step_with_finite_gradients() {
+    use convnet_nn::{Loss, Mode, Sgd, Targets, Trainable, Trainer, training};
+    let mut m = create_model("rexnet_100", ZooOpts::new().with_num_classes(10).with_seed(3)).unwrap();
+    let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+    m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.01), &[])));
+    let (x, y) = (input(2, 64, 64, 3, 6), Targets::Sparse(vec![4, 8]));
+    let out = training::compute_gradients(&mut m, &x, &y, Mode::Train).unwrap();
+    assert!(out.loss.is_finite(), "loss {}", out.loss);
+    assert_eq!(out.gradients.len(), m.params().iter().filter(|(_, e)| e.trainable()).count());
+    for (k, g) in &out.gradients {
+        assert!(g.data().iter().all(|v| v.is_finite()), "{k}: non-finite gradient");
+    }
+    let norm = |k: &str| {
+        let g = &out.gradients.iter().find(|(p, _)| p == k).unwrap_or_else(|| panic!("no gradient for {k}")).1;
+        g.data().iter().map(|v| v * v).sum::<f32>().sqrt()
+    };
+    // the stem sits below every partial residual, the SE norm inside the last block
+    for k in ["stem.conv.weight", "features.1.conv_exp.conv.weight", "features.15.se.bn.weight", "head.fc.weight"] {
+        assert!(norm(k) > 0.0, "{k}: zero gradient");
+    }
+    training::apply_gradients(&mut m, out.gradients).unwrap();
+    assert_eq!(m.trainer().unwrap().optimizer().iterations(), 1);
+}
+
 /// One training step of SE-ResNet-50 and ECA-ResNet-50-D (squeeze-excitation, ECA's
 /// channel conv, deep stem and average-pool shortcuts) at 64x64: the train-mode forward
 /// and the backward run, every trainable tensor gets a finite gradient of its own shape,
@@ -331,5 +359,32 @@ fn se_and_eca_resnets_train_one_step() {
         }
         let (_, g) = out.gradients.iter().find(|(k, _)| k == attn_key).unwrap();
         assert!(g.data().iter().any(|v| *v != 0.0), "{name}: {attn_key} gets no gradient");
+    }
+}
+
+/// One training step of each family built on ResNet with its own block (split attention,
+/// Res2Net's group chain, selective kernels): every trainable tensor gets a finite gradient
+/// and the attention layers' are not all zero.
+#[test]
+fn resnet_block_families_take_a_training_step_with_finite_gradients() {
+    use convnet_nn::{Loss, Mode, Sgd, Targets, Trainable, Trainer, training};
+    for (name, probe) in [
+        ("resnest14d", "layer2.0.conv2.fc2.weight"),
+        ("resnest50d_4s2x40d", "layer1.0.conv2.fc1.weight"),
+        ("res2net50_26w_4s", "layer1.1.convs.2.weight"),
+        ("skresnet18", "layer2.0.conv1.attn.fc_select.weight"),
+    ] {
+        let mut m = create_model(name, ZooOpts::new().with_num_classes(5).with_seed(2)).unwrap();
+        let loss = Loss::sparse_categorical_crossentropy().with_from_logits(true);
+        m.set_trainer(Some(Trainer::new(loss, Sgd::new(0.01), &[])));
+        let (x, y) = (input(2, 48, 48, 3, 8), Targets::Sparse(vec![1, 3]));
+        let out = training::compute_gradients(&mut m, &x, &y, Mode::Train).unwrap();
+        assert!(out.loss.is_finite(), "{name}: loss {}", out.loss);
+        assert_eq!(out.gradients.len(), m.params().iter().filter(|(_, e)| e.trainable()).count(), "{name}");
+        for (k, g) in &out.gradients {
+            assert!(g.data().iter().all(|v| v.is_finite()), "{name} {k}: non-finite gradient");
+        }
+        let g = &out.gradients.iter().find(|(k, _)| k == probe).unwrap_or_else(|| panic!("{name}: no {probe}")).1;
+        assert!(g.data().iter().any(|v| *v != 0.0), "{name} {probe}: zero gradient");
     }
 }
