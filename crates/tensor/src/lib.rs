@@ -21,6 +21,7 @@ pub use autograd::{Backward, Gradients};
 pub use error::{Result, TensorError};
 pub use ops::activation::Activation;
 pub use ops::conv2d::{Conv2dArgs, Padding2d};
+pub use ops::pad::{Pad2d, PadMode};
 pub use ops::pool::Pool2dArgs;
 pub use shape::Shape;
 pub use tensor::{Tensor, TensorId};
