@@ -44,6 +44,8 @@ pub mod inception_resnet_v2;
 pub mod inception_v3;
 pub mod inception_v4;
 pub mod lenet;
+pub mod nasnet;
+pub mod pnasnet;
 pub mod regnet;
 pub mod res2net;
 pub mod resnest;
@@ -53,6 +55,7 @@ pub mod senet;
 pub mod sknet;
 pub mod vgg;
 pub mod xception;
+pub mod xception_aligned;
 
 pub use checkpoint::{LoadOptions, LoadReport};
 pub use convnet_nn::{Cx, Init, Layout, Mode, ParamEntry, ParamId, Params, TraceRow, Vb};
