@@ -292,9 +292,26 @@ impl NasNet {
         ConvBnAct::timm(&vb.pp(key), in_chans, width, 3, o, EPS, Activation::Linear)
     }
 
-    /// NASNet-A Large: 96-wide stem, cells 168 -> 336 -> 672 wide, 4032 features.
-    pub fn large(vb: &Vb, num_classes: usize, in_chans: usize, drop_rate: f32) -> Self {
-        let (stem_size, c) = (96, 4032 / 24);
+    /// NASNet-A with a `stem_size`-wide stem conv and `num_features` final features
+    /// (timm's arguments; a multiple of 96): its three stacks of cells are
+    /// `num_features / 24`, twice and four times that wide. NASNet-A Large is (96, 4032).
+    pub fn nasnet_a(
+        vb: &Vb,
+        stem_size: usize,
+        num_features: usize,
+        num_classes: usize,
+        in_chans: usize,
+        drop_rate: f32,
+    ) -> Result<Self> {
+        if num_features == 0 || !num_features.is_multiple_of(96) {
+            return Err(crate::ZooError::arg(
+                "num_features",
+                format!(
+                    "NASNet-A needs a positive multiple of 96 (the stem cells are a 96th wide), got {num_features}"
+                ),
+            ));
+        }
+        let c = num_features / 24;
         let stem = Self::stem(vb, "conv0", in_chans, stem_size);
         let mut cells = Vec::new();
         // first stem cell: both inputs are the stem conv's output
@@ -328,8 +345,8 @@ impl NasNet {
                 index += 1;
             }
         }
-        let head = ClassifierHead::new(&vb.pp("last_linear"), 24 * c, num_classes, drop_rate);
-        NasNet { stem, stem_key: "conv0", cells, head }
+        let head = ClassifierHead::new(&vb.pp("last_linear"), num_features, num_classes, drop_rate);
+        Ok(NasNet { stem, stem_key: "conv0", cells, head })
     }
 }
 
@@ -377,10 +394,64 @@ static NASNETALARGE: &[PretrainedCfg] = &[PretrainedCfg::imagenet("tf_in1k", "co
 
 /// NASNet-A Large, 331x331 (88.8M params).
 pub fn nasnetalarge(opts: ZooOpts) -> Result<Model> {
-    build("nasnetalarge", opts, |vb, a| Ok(Box::new(NasNet::large(vb, a.num_classes, a.in_chans, a.drop_rate))))
+    build("nasnetalarge", opts, |vb, a| {
+        Ok(Box::new(NasNet::nasnet_a(vb, 96, 4032, a.num_classes, a.in_chans, a.drop_rate)?))
+    })
 }
 
 // ---------------------------------------------------------------- registry
 
 /// The registered variants of this family, each one line (`name`, pretrained configs).
 pub(crate) static MODELS: &[ModelEntry] = &[register!(nasnetalarge, NASNETALARGE)];
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::parity::{fill_parity, formula_input};
+    use convnet_nn::context::Mode;
+    use convnet_nn::store::Params;
+    use std::cell::RefCell;
+
+    /// One train-mode forward and backward of `net` on the formula weights: finite logits
+    /// of `[n, classes]`, a finite gradient of its own shape for every trainable tensor,
+    /// and a non-zero one for each of `probes` (keys the test wants reached).
+    pub(crate) fn assert_trains(net: &dyn Architecture, store: RefCell<Params>, nhwc: [usize; 4], probes: &[&str]) {
+        let mut params = store.into_inner();
+        fill_parity(&mut params, 11);
+        let x = Tensor::from_vec(formula_input(nhwc, 3), nhwc).unwrap();
+        let cx = Cx::new(&params, Mode::Train, 0);
+        let y = net.forward_head(&cx, &net.forward_features(&cx, &x).unwrap(), false).unwrap();
+        assert_eq!(y.dims(), [nhwc[0], net.num_classes()]);
+        assert!(y.data().iter().all(|v| v.is_finite()), "logits {y:?}");
+        let seed: Vec<f32> = (0..y.numel()).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.1).collect();
+        let grads = y.backward_with(Tensor::from_vec(seed, y.dims().to_vec()).unwrap()).unwrap();
+        for (id, e) in params.iter().filter(|(_, e)| e.trainable()) {
+            let g = grads.get(params.get(id)).unwrap_or_else(|| panic!("{}: no gradient", e.key()));
+            assert_eq!(g.dims(), e.value().dims(), "{}", e.key());
+            assert!(g.data().iter().all(|v| v.is_finite()), "{}: non-finite gradient", e.key());
+        }
+        for key in probes {
+            let id = params.id(key).unwrap_or_else(|| panic!("no tensor {key}"));
+            let g = grads.get(params.get(id)).unwrap();
+            assert!(g.data().iter().any(|v| *v != 0.0), "{key}: zero gradient");
+        }
+    }
+
+    /// A NASNet-A 1/21 the width of the large one (every cell kind, the factorized
+    /// reductions and both kinds of average pool) takes a training step at 33x33, where
+    /// the last stack is 2x2 and the odd sizes put "same" padding on one side only.
+    #[test]
+    fn a_narrow_nasnet_a_trains() {
+        let store = RefCell::new(Params::new());
+        let net = NasNet::nasnet_a(&Vb::root(&store, 1), 8, 192, 7, 3, 0.0).unwrap();
+        assert_eq!(net.cells.len(), 2 + 18 + 2);
+        assert_trains(
+            &net,
+            store,
+            [2, 33, 33, 3],
+            &["cell_stem_1.path_2.conv.weight", "cell_6.path_2.conv.weight", "conv0.conv.weight"],
+        );
+        let store = RefCell::new(Params::new());
+        assert!(NasNet::nasnet_a(&Vb::root(&store, 1), 8, 100, 7, 3, 0.0).is_err());
+    }
+}

@@ -22,7 +22,8 @@ use convnet_tensor::Activation;
 fn combs(vb: &Vb, w: usize, reduction: bool, stem_in: Option<usize>) -> Vec<[(Op, Src); 2]> {
     let s = if reduction { 2 } else { 1 };
     let side = |i: usize, left: bool| vb.pp(format!("comb_iter_{i}_{}", if left { "left" } else { "right" }));
-    let sep = |i: usize, left: bool, cin: usize, k: usize, s: usize| Op::Sep(BranchSep::new(&side(i, left), cin, w, w, k, s));
+    let sep =
+        |i: usize, left: bool, cin: usize, k: usize, s: usize| Op::Sep(BranchSep::new(&side(i, left), cin, w, w, k, s));
     let prev_in = stem_in.unwrap_or(w);
     let pool_prev = match stem_in {
         Some(cin) => {
@@ -43,36 +44,40 @@ fn combs(vb: &Vb, w: usize, reduction: bool, stem_in: Option<usize>) -> Vec<[(Op
 
 const OUT: [Src; 5] = [Src::Comb(0), Src::Comb(1), Src::Comb(2), Src::Comb(3), Src::Comb(4)];
 
-/// PNASNet-5 Large: 96-wide stem, cells 216 -> 432 -> 864 wide (x5 concatenated), 4320 features.
-fn pnasnet5large_net(vb: &Vb, num_classes: usize, in_chans: usize, drop_rate: f32) -> NasNet {
-    let stem = NasNet::stem(vb, "conv_0", in_chans, 96);
+/// PNASNet-5 with a `stem_size`-wide stem conv and cells whose widths are multiples of
+/// `w0` (the stem cell's): 2, 4, 8 and 16 times it, each cell's output five times its
+/// width. PNASNet-5 Large is (96, 54): 4320 features.
+fn pnasnet5(vb: &Vb, stem_size: usize, w0: usize, num_classes: usize, in_chans: usize, drop_rate: f32) -> NasNet {
+    let stem = NasNet::stem(vb, "conv_0", in_chans, stem_size);
     let s0 = vb.pp("cell_stem_0");
     let mut cells = vec![Cell {
         path: "cell_stem_0".into(),
-        cur: Pre::ActConvBn(ActConvBn::new(&s0.pp("conv_1x1"), 96, 54, 1)),
+        cur: Pre::ActConvBn(ActConvBn::new(&s0.pp("conv_1x1"), stem_size, w0, 1)),
         prev: Pre::Raw,
-        combs: combs(&s0, 54, true, Some(96)),
+        combs: combs(&s0, w0, true, Some(stem_size)),
         out: OUT.to_vec(),
         keeps_prev: false,
     }];
-    // (key, previous input's width, current input's width, cell width, reduction, factorized)
+    // (key, previous input's width, current input's width, cell width, reduction,
+    // factorized), widths in units of `w0`; the first cell reads the stem conv
     let table: [(&str, usize, usize, usize, bool, bool); 13] = [
-        ("cell_stem_1", 96, 270, 108, true, true),
-        ("cell_0", 270, 540, 216, false, true),
-        ("cell_1", 540, 1080, 216, false, false),
-        ("cell_2", 1080, 1080, 216, false, false),
-        ("cell_3", 1080, 1080, 216, false, false),
-        ("cell_4", 1080, 1080, 432, true, false),
-        ("cell_5", 1080, 2160, 432, false, true),
-        ("cell_6", 2160, 2160, 432, false, false),
-        ("cell_7", 2160, 2160, 432, false, false),
-        ("cell_8", 2160, 2160, 864, true, false),
-        ("cell_9", 2160, 4320, 864, false, true),
-        ("cell_10", 4320, 4320, 864, false, false),
-        ("cell_11", 4320, 4320, 864, false, false),
+        ("cell_stem_1", 0, 5, 2, true, true),
+        ("cell_0", 5, 10, 4, false, true),
+        ("cell_1", 10, 20, 4, false, false),
+        ("cell_2", 20, 20, 4, false, false),
+        ("cell_3", 20, 20, 4, false, false),
+        ("cell_4", 20, 20, 8, true, false),
+        ("cell_5", 20, 40, 8, false, true),
+        ("cell_6", 40, 40, 8, false, false),
+        ("cell_7", 40, 40, 8, false, false),
+        ("cell_8", 40, 40, 16, true, false),
+        ("cell_9", 40, 80, 16, false, true),
+        ("cell_10", 80, 80, 16, false, false),
+        ("cell_11", 80, 80, 16, false, false),
     ];
     for (key, prev_in, cur_in, w, reduction, factorized) in table {
         let vb = vb.pp(key);
+        let (prev_in, cur_in, w) = (if prev_in == 0 { stem_size } else { prev_in * w0 }, cur_in * w0, w * w0);
         let prev = if factorized {
             Pre::Factorized(FactorizedReduction::new(&vb.pp("conv_prev_1x1"), prev_in, w))
         } else {
@@ -87,7 +92,7 @@ fn pnasnet5large_net(vb: &Vb, num_classes: usize, in_chans: usize, drop_rate: f3
             keeps_prev: false,
         });
     }
-    let head = ClassifierHead::new(&vb.pp("last_linear"), 4320, num_classes, drop_rate);
+    let head = ClassifierHead::new(&vb.pp("last_linear"), 80 * w0, num_classes, drop_rate);
     NasNet { stem, stem_key: "conv_0", cells, head }
 }
 
@@ -104,10 +109,33 @@ static PNASNET5LARGE: &[PretrainedCfg] = &[PretrainedCfg::imagenet("tf_in1k", "c
 
 /// PNASNet-5 Large, 331x331 (86.1M params).
 pub fn pnasnet5large(opts: ZooOpts) -> Result<Model> {
-    build("pnasnet5large", opts, |vb, a| Ok(Box::new(pnasnet5large_net(vb, a.num_classes, a.in_chans, a.drop_rate))))
+    build("pnasnet5large", opts, |vb, a| Ok(Box::new(pnasnet5(vb, 96, 54, a.num_classes, a.in_chans, a.drop_rate))))
 }
 
 // ---------------------------------------------------------------- registry
 
 /// The registered variants of this family, each one line (`name`, pretrained configs).
 pub(crate) static MODELS: &[ModelEntry] = &[register!(pnasnet5large, PNASNET5LARGE)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nasnet::tests::assert_trains;
+    use convnet_nn::store::Params;
+    use std::cell::RefCell;
+
+    /// A PNASNet-5 27 times narrower than the large one takes a training step at 35x35
+    /// (all three reductions, the factorized paths and the stem cell's pooled 1x1 conv).
+    #[test]
+    fn a_narrow_pnasnet5_trains() {
+        let store = RefCell::new(Params::new());
+        let net = pnasnet5(&Vb::root(&store, 1), 6, 2, 5, 3, 0.0);
+        assert_eq!(net.head.num_features, 160);
+        assert_trains(
+            &net,
+            store,
+            [2, 35, 35, 3],
+            &["cell_stem_0.comb_iter_0_right.conv.weight", "cell_9.conv_prev_1x1.path_2.conv.weight"],
+        );
+    }
+}

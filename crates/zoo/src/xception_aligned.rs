@@ -141,7 +141,8 @@ impl Block {
         let cout = b.out[2];
         let project = !b.no_skip && (cout != b.cin || b.stride != 1);
         let stack_vb = vb.pp("stack");
-        let widths = |i: usize| (if i == 0 { b.cin } else { b.out[i - 1] }, b.out[i], if i == 2 { b.stride } else { 1 });
+        let widths =
+            |i: usize| (if i == 0 { b.cin } else { b.out[i - 1] }, b.out[i], if i == 2 { b.stride } else { 1 });
         let (stack, shortcut) = if preact {
             let shortcut = if b.no_skip {
                 Shortcut::None
@@ -248,7 +249,14 @@ pub struct XceptionAlignedConfig {
 
 impl XceptionAligned {
     /// Builds the network under `vb`.
-    pub fn new(vb: &Vb, cfg: &XceptionAlignedConfig, num_classes: usize, in_chans: usize, drop_rate: f32, drop_path_rate: f32) -> Self {
+    pub fn new(
+        vb: &Vb,
+        cfg: &XceptionAlignedConfig,
+        num_classes: usize,
+        in_chans: usize,
+        drop_rate: f32,
+        drop_path_rate: f32,
+    ) -> Self {
         let (eps, relu) = (cfg.eps, Activation::Relu);
         let stem = vb.pp("stem");
         let stem0 = ConvBnAct::timm(&stem.pp(0), in_chans, 32, 3, ConvOpts::stride(2), eps, relu);
@@ -364,3 +372,29 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(xception41p, XCEPTION41P),
     register!(xception65p, XCEPTION65P),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nasnet::tests::assert_trains;
+    use convnet_nn::store::Params;
+    use std::cell::RefCell;
+
+    /// Narrow post- and pre-activation networks (a strided projecting block, an identity
+    /// block and the skip-free exit block) take a training step with stochastic depth on.
+    #[test]
+    fn narrow_aligned_xceptions_train() {
+        let blocks = vec![
+            blk(64, 16, 2),
+            blk(16, 16, 1),
+            BlockCfg { cin: 16, out: [16, 24, 32], stride: 1, no_skip: true, start_with_relu: false },
+        ];
+        for preact in [false, true] {
+            let cfg = XceptionAlignedConfig { blocks: blocks.clone(), preact, eps: 1e-3 };
+            let store = RefCell::new(Params::new());
+            let net = XceptionAligned::new(&Vb::root(&store, 1), &cfg, 4, 3, 0.0, 0.2);
+            let probe = if preact { "blocks.0.shortcut.weight" } else { "blocks.0.shortcut.conv.weight" };
+            assert_trains(&net, store, [2, 19, 19, 3], &[probe, "blocks.1.stack.conv1.conv_dw.weight"]);
+        }
+    }
+}

@@ -128,10 +128,7 @@ impl Tensor {
         }
         let maps = axis_map(h, pad.top, pad.bottom, mode).zip(axis_map(w, pad.left, pad.right, mode));
         let Some((rows, cols)) = maps.filter(|(r, c)| !r.is_empty() && !c.is_empty()) else {
-            return Err(TensorError::invalid(
-                "pad2d",
-                format!("cropping {pad:?} leaves nothing of {}", self.shape()),
-            ));
+            return Err(TensorError::invalid("pad2d", format!("cropping {pad:?} leaves nothing of {}", self.shape())));
         };
         let fill = match mode {
             PadMode::Constant(v) => v,
