@@ -106,7 +106,7 @@ impl FactorizedReduction {
 /// One operation of a cell's pairwise sums.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Sep(BranchSep),
+    Sep(Box<BranchSep>),
     /// 3x3 max pool, "same" padding, with this stride.
     MaxPool(usize),
     /// 3x3 average pool with this stride: stride 1 excludes its padding, stride 2 is
@@ -223,7 +223,7 @@ fn side<'a>(vb: &Vb<'a>, i: usize, left: bool) -> Vb<'a> {
 fn reduction_combs(vb: &Vb, w: usize, prev_in: usize) -> Vec<[(Op, Src); 2]> {
     // a branch whose input has another width changes it in its first separable conv
     let sep = |i: usize, left: bool, cin: usize, k: usize, s: usize| {
-        Op::Sep(BranchSep::new(&side(vb, i, left), cin, w, w, k, s))
+        Op::Sep(Box::new(BranchSep::new(&side(vb, i, left), cin, w, w, k, s)))
     };
     vec![
         [(sep(0, true, w, 5, 2), Src::Cur), (sep(0, false, prev_in, 7, 2), Src::Prev)],
@@ -236,7 +236,7 @@ fn reduction_combs(vb: &Vb, w: usize, prev_in: usize) -> Vec<[(Op, Src); 2]> {
 
 /// The NASNet normal graph (first and normal cells), `w` wide.
 fn normal_combs(vb: &Vb, w: usize) -> Vec<[(Op, Src); 2]> {
-    let sep = |i: usize, left: bool, k: usize| Op::Sep(BranchSep::new(&side(vb, i, left), w, w, w, k, 1));
+    let sep = |i: usize, left: bool, k: usize| Op::Sep(Box::new(BranchSep::new(&side(vb, i, left), w, w, w, k, 1)));
     vec![
         [(sep(0, true, 5), Src::Cur), (sep(0, false, 3), Src::Prev)],
         [(sep(1, true, 5), Src::Prev), (sep(1, false, 3), Src::Prev)],

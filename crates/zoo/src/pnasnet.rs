@@ -22,8 +22,9 @@ use convnet_tensor::Activation;
 fn combs(vb: &Vb, w: usize, reduction: bool, stem_in: Option<usize>) -> Vec<[(Op, Src); 2]> {
     let s = if reduction { 2 } else { 1 };
     let side = |i: usize, left: bool| vb.pp(format!("comb_iter_{i}_{}", if left { "left" } else { "right" }));
-    let sep =
-        |i: usize, left: bool, cin: usize, k: usize, s: usize| Op::Sep(BranchSep::new(&side(i, left), cin, w, w, k, s));
+    let sep = |i: usize, left: bool, cin: usize, k: usize, s: usize| {
+        Op::Sep(Box::new(BranchSep::new(&side(i, left), cin, w, w, k, s)))
+    };
     let prev_in = stem_in.unwrap_or(w);
     let pool_prev = match stem_in {
         Some(cin) => {
