@@ -240,7 +240,7 @@ enum Stem1 {
 
 /// What distinguishes the variants.
 #[derive(Clone, Debug)]
-pub struct XceptionAlignedConfig {
+pub(crate) struct XceptionAlignedConfig {
     blocks: Vec<BlockCfg>,
     preact: bool,
     /// Batch-norm epsilon: 1e-3 for the TensorFlow-trained variants, PyTorch's 1e-5 for xception41p.
@@ -249,7 +249,7 @@ pub struct XceptionAlignedConfig {
 
 impl XceptionAligned {
     /// Builds the network under `vb`.
-    pub fn new(
+    pub(crate) fn new(
         vb: &Vb,
         cfg: &XceptionAlignedConfig,
         num_classes: usize,
