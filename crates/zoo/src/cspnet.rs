@@ -486,14 +486,7 @@ pub(crate) static MODELS: &[ModelEntry] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
-    use convnet_tensor::rng::Rng;
-
-    fn input(n: usize, size: usize, seed: u64) -> Tensor {
-        let mut r = Rng::new(seed);
-        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
-        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
-    }
+    use crate::test_util::{assert_sgd_lowers_loss, random_images};
 
     #[test]
     fn stage_arguments_pad_with_their_last_value() {
@@ -511,17 +504,13 @@ mod tests {
     fn cspresnet50_trains() {
         // leaky relu, the split and the concatenation all have gradients
         let mut m = cspresnet50(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
-        let x = input(4, 32, 9);
-        let y = Targets::Sparse(vec![1, 7, 3, 9]);
-        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
-        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
-        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+        assert_sgd_lowers_loss(&mut m);
     }
 
     #[test]
     fn darknet_features_and_bad_configs() {
         let m = cspdarknet53(ZooOpts::new().with_num_classes(3)).unwrap();
-        let f = m.forward_features(&input(1, 64, 2)).unwrap();
+        let f = m.forward_features(&random_images(1, 64, 2)).unwrap();
         assert_eq!(f.dims(), [1, 2, 2, 1024]);
         // blocks whose width differs from the split half have no shortcut to add to
         let a = ModelArgs { num_classes: 10, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };

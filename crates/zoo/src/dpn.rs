@@ -393,21 +393,14 @@ pub(crate) static MODELS: &[ModelEntry] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
-    use convnet_tensor::rng::Rng;
-
-    fn input(n: usize, size: usize, seed: u64) -> Tensor {
-        let mut r = Rng::new(seed);
-        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
-        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
-    }
+    use crate::test_util::{assert_sgd_lowers_loss, random_images};
 
     #[test]
     fn paths_grow_by_inc_and_the_head_is_a_1x1_conv() {
         let mut m = dpn68(ZooOpts::new().with_num_classes(7)).unwrap();
         // the last stage (3 blocks): residual 512, dense 3 * 64 from its projection + 64 per later block
         assert_eq!(m.num_features(), 512 + 3 * 64 + 2 * 64);
-        let x = input(2, 64, 1);
+        let x = random_images(2, 64, 1);
         let f = m.forward_features(&x).unwrap();
         assert_eq!(f.dims(), [2, 2, 2, 832]);
         assert_eq!(m.forward_head(&f, true).unwrap().dims(), [2, 832]);
@@ -423,11 +416,7 @@ mod tests {
         // dpn48b: separate residual and dense convs, SiLU; gradients flow through the
         // channel slices of both paths
         let mut m = dpn48b(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
-        let x = input(4, 32, 9);
-        let y = Targets::Sparse(vec![1, 7, 3, 9]);
-        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
-        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
-        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+        assert_sgd_lowers_loss(&mut m);
     }
 
     #[test]

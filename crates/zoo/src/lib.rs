@@ -31,6 +31,8 @@ pub mod npy;
 pub mod parity;
 pub mod pretrained;
 pub mod registry;
+#[cfg(test)]
+mod test_util;
 pub mod transforms;
 
 pub mod alexnet;

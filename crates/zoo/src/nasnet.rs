@@ -405,37 +405,11 @@ pub fn nasnetalarge(opts: ZooOpts) -> Result<Model> {
 pub(crate) static MODELS: &[ModelEntry] = &[register!(nasnetalarge, NASNETALARGE)];
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::parity::{fill_parity, formula_input};
-    use convnet_nn::context::Mode;
+    use crate::test_util::assert_trains;
     use convnet_nn::store::Params;
     use std::cell::RefCell;
-
-    /// One train-mode forward and backward of `net` on the formula weights: finite logits
-    /// of `[n, classes]`, a finite gradient of its own shape for every trainable tensor,
-    /// and a non-zero one for each of `probes` (keys the test wants reached).
-    pub(crate) fn assert_trains(net: &dyn Architecture, store: RefCell<Params>, nhwc: [usize; 4], probes: &[&str]) {
-        let mut params = store.into_inner();
-        fill_parity(&mut params, 11);
-        let x = Tensor::from_vec(formula_input(nhwc, 3), nhwc).unwrap();
-        let cx = Cx::new(&params, Mode::Train, 0);
-        let y = net.forward_head(&cx, &net.forward_features(&cx, &x).unwrap(), false).unwrap();
-        assert_eq!(y.dims(), [nhwc[0], net.num_classes()]);
-        assert!(y.data().iter().all(|v| v.is_finite()), "logits {y:?}");
-        let seed: Vec<f32> = (0..y.numel()).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.1).collect();
-        let grads = y.backward_with(Tensor::from_vec(seed, y.dims().to_vec()).unwrap()).unwrap();
-        for (id, e) in params.iter().filter(|(_, e)| e.trainable()) {
-            let g = grads.get(params.get(id)).unwrap_or_else(|| panic!("{}: no gradient", e.key()));
-            assert_eq!(g.dims(), e.value().dims(), "{}", e.key());
-            assert!(g.data().iter().all(|v| v.is_finite()), "{}: non-finite gradient", e.key());
-        }
-        for key in probes {
-            let id = params.id(key).unwrap_or_else(|| panic!("no tensor {key}"));
-            let g = grads.get(params.get(id)).unwrap();
-            assert!(g.data().iter().any(|v| *v != 0.0), "{key}: zero gradient");
-        }
-    }
 
     /// A NASNet-A 1/21 the width of the large one (every cell kind, the factorized
     /// reductions and both kinds of average pool) takes a training step at 33x33, where

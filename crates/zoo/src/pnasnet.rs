@@ -121,7 +121,7 @@ pub(crate) static MODELS: &[ModelEntry] = &[register!(pnasnet5large, PNASNET5LAR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nasnet::tests::assert_trains;
+    use crate::test_util::assert_trains;
     use convnet_nn::store::Params;
     use std::cell::RefCell;
 

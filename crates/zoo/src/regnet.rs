@@ -505,14 +505,7 @@ pub(crate) static MODELS: &[ModelEntry] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
-    use convnet_tensor::rng::Rng;
-
-    fn input(n: usize, size: usize, seed: u64) -> Tensor {
-        let mut r = Rng::new(seed);
-        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
-        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
-    }
+    use crate::test_util::{assert_sgd_lowers_loss, random_images};
 
     #[test]
     fn regnety_squeezes_from_the_block_input_and_trains() {
@@ -520,12 +513,9 @@ mod tests {
         let mut m = regnety_002(ZooOpts::new().with_num_classes(10).with_seed(3)).unwrap();
         assert_eq!(m.params().by_key("s1.b1.se.fc1.weight").unwrap().torch_shape(), vec![8, 24, 1, 1]);
         assert_eq!(m.num_features(), 368);
-        let x = input(4, 32, 9);
+        let x = random_images(4, 32, 9);
         assert_eq!(m.forward_features(&x).unwrap().dims(), [4, 1, 1, 368]);
-        let y = Targets::Sparse(vec![1, 7, 3, 9]);
-        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
-        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
-        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+        assert_sgd_lowers_loss(&mut m);
         m.reset_classifier(0, 1);
         assert_eq!(m.forward(&x).unwrap().dims(), [4, 368]);
         assert!(m.params().by_key("head.fc.weight").is_none());

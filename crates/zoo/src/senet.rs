@@ -355,21 +355,14 @@ pub(crate) static MODELS: &[ModelEntry] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convnet_nn::{Loss, Sgd, Targets, Trainable, Trainer, training};
-    use convnet_tensor::rng::Rng;
-
-    fn input(n: usize, size: usize, seed: u64) -> Tensor {
-        let mut r = Rng::new(seed);
-        let v: Vec<f32> = (0..n * size * size * 3).map(|_| r.uniform_range(-1.0, 1.0)).collect();
-        Tensor::from_vec(v, [n, size, size, 3]).unwrap()
-    }
+    use crate::test_util::{assert_sgd_lowers_loss, random_images};
 
     #[test]
     fn pool0_rounds_up_and_the_head_is_last_linear() {
         // 67 -> 34 after the stem; Caffe's pool gives 17 (PyTorch's floor would give 16),
         // then 17 -> 9 -> 5 -> 3 through the strided stages
         let mut m = legacy_seresnet18(ZooOpts::new().with_num_classes(5)).unwrap();
-        let x = input(2, 67, 1);
+        let x = random_images(2, 67, 1);
         let f = m.forward_features(&x).unwrap();
         assert_eq!(f.dims(), [2, 3, 3, 512]);
         assert_eq!(m.forward(&x).unwrap().dims(), [2, 5]);
@@ -395,10 +388,6 @@ mod tests {
         // the excitation scales the residual branch before the sum; gradients flow through
         // the gate and the grouped convs
         let mut m = legacy_seresnext26_32x4d(ZooOpts::new().with_num_classes(10).with_seed(5)).unwrap();
-        let x = input(4, 32, 9);
-        let y = Targets::Sparse(vec![1, 7, 3, 9]);
-        m.set_trainer(Some(Trainer::new(Loss::sparse_categorical_crossentropy(), Sgd::new(0.05), &[])));
-        let losses: Vec<f32> = (0..6).map(|_| training::train_on_batch(&mut m, &x, &y).unwrap().0).collect();
-        assert!(losses[5] < 0.7 * losses[0], "loss {losses:?}");
+        assert_sgd_lowers_loss(&mut m);
     }
 }

@@ -376,7 +376,7 @@ pub(crate) static MODELS: &[ModelEntry] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nasnet::tests::assert_trains;
+    use crate::test_util::assert_trains;
     use convnet_nn::store::Params;
     use std::cell::RefCell;
 
