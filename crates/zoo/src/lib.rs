@@ -35,6 +35,7 @@ pub mod transforms;
 
 pub mod alexnet;
 mod branches;
+pub mod byobnet;
 pub mod cspnet;
 pub mod densenet;
 pub mod dpn;
@@ -49,9 +50,11 @@ pub mod res2net;
 pub mod resnest;
 pub mod resnet;
 pub mod rexnet;
+pub mod selecsls;
 pub mod senet;
 pub mod sknet;
 pub mod vgg;
+pub mod vovnet;
 pub mod xception;
 
 pub use checkpoint::{LoadOptions, LoadReport};

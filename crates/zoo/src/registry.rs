@@ -7,6 +7,7 @@ use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
 use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
+use crate::{byobnet, selecsls, vovnet};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -90,6 +91,9 @@ static FAMILIES: &[&[ModelEntry]] = &[
     inception_v4::MODELS,
     inception_resnet_v2::MODELS,
     xception::MODELS,
+    byobnet::MODELS,
+    vovnet::MODELS,
+    selecsls::MODELS,
     googlenet::MODELS,
     alexnet::MODELS,
     lenet::MODELS,
