@@ -702,3 +702,44 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(repvgg_b3g4, REPVGG),
     register!(repvgg_d2se, REPVGG_D2SE),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::context::Mode;
+    use std::cell::RefCell;
+
+    /// A small RepVGG-D2se-like net (squeeze-excitation in every block, grouped blocks,
+    /// identity branches): folding keeps the eval-mode logits, the attention included.
+    #[test]
+    fn reparameterisation_with_attention_and_groups_keeps_the_logits() {
+        let a = ModelArgs { num_classes: 7, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
+        let stages = vec![
+            StageDef::new(BlockKind::Rep, 3, 16, 2).groups(GroupSize::AlternateGroups(4)),
+            StageDef::new(BlockKind::Rep, 2, 32, 2),
+        ];
+        let se = SeConfig::timm().with_reduce(SeReduce::Ratio { ratio: 0.0625, divisor: 1, round_limit: 0.0 });
+        let cfg = ByobConfig { attn: AttnLayer::Se(se), ..ByobConfig::new(&a, stages, StemKind::Rep, 8, 0) };
+        let store = RefCell::new(Params::new());
+        let mut net = ByobNet::new(&Vb::root(&store, 1), cfg).unwrap();
+        let mut params = store.into_inner();
+        crate::parity::fill_parity(&mut params, 3);
+        let x = Tensor::from_vec(crate::parity::formula_input([2, 19, 17, 3], 1), [2, 19, 17, 3]).unwrap();
+        let run = |net: &ByobNet, params: &Params| {
+            let cx = Cx::new(params, Mode::Eval, 0);
+            let f = net.forward_features(&cx, &x).unwrap();
+            net.forward_head(&cx, &f, false).unwrap()
+        };
+        let before = run(&net, &params);
+        assert_eq!(net.reparameterize(&mut params).unwrap(), 6);
+        let after = run(&net, &params);
+        let scale = before.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in after.data().iter().zip(before.data()) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
+        }
+        // grouped block 1 of stage 0: kernel [3, 3, 16 / 4, 16]
+        let w = params.by_key("stages.0.1.reparam_conv.weight").unwrap();
+        assert_eq!(w.value().dims(), [3, 3, 4, 16]);
+        assert!(params.by_key("stages.0.1.attn.fc1.weight").is_some());
+    }
+}
