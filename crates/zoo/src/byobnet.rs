@@ -59,7 +59,7 @@ impl GroupSize {
             GroupSize::AlternateGroups(g) if idx % 2 == 1 => out_chs / g.max(1),
             GroupSize::AlternateGroups(_) => 0,
         };
-        if size == 0 { 1 } else { (channels / size).max(1) }
+        channels.checked_div(size).unwrap_or(1).max(1)
     }
 }
 
@@ -372,9 +372,7 @@ impl RepVggBlock {
         let Some(br) = self.branches.take() else { return Ok(false) };
         let kxk = &br.conv_kxk.conv;
         let dims = params.get(kxk.weight).dims().to_vec();
-        let [kh, kw, cin_g, cout] = dims[..] else {
-            unreachable!("conv kernels are stored [kh, kw, in/groups, out]")
-        };
+        let [kh, kw, cin_g, cout] = dims[..] else { unreachable!("conv kernels are stored [kh, kw, in/groups, out]") };
         let (sk, bk) = br.conv_kxk.bn.eval_affine(params);
         let (s1, b1) = br.conv_1x1.bn.eval_affine(params);
         let wk = params.get(kxk.weight).data();
@@ -440,7 +438,7 @@ impl Block {
 #[derive(Debug)]
 enum Stem {
     Conv(ConvBnAct),
-    Rep(RepVggBlock),
+    Rep(Box<RepVggBlock>),
 }
 
 /// A ByobNet: `stem`, `stages.{s}.{b}`, optional `final_conv`, `head.fc`.
@@ -460,7 +458,7 @@ impl ByobNet {
             StemKind::Conv3x3 => {
                 Stem::Conv(conv_bn_relu(&vb.pp("stem"), cfg.in_chans, stem_chs, 3, ConvOpts::stride(2)))
             }
-            StemKind::Rep => Stem::Rep(RepVggBlock::new(&BlockCtx {
+            StemKind::Rep => Stem::Rep(Box::new(RepVggBlock::new(&BlockCtx {
                 vb: vb.pp("stem"),
                 in_chs: cfg.in_chans,
                 out_chs: stem_chs,
@@ -470,7 +468,7 @@ impl ByobNet {
                 bottle_ratio: 1.0,
                 attn: cfg.attn,
                 drop_path: 0.0,
-            })),
+            }))),
         };
         // timm's drop-path schedule: linear over all blocks, from 0 to the rate
         let total: usize = cfg.stages.iter().map(|s| s.depth).sum();

@@ -6,8 +6,8 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
 use crate::{byobnet, selecsls, vovnet};
+use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 

@@ -120,7 +120,8 @@ impl SelecSls {
     /// Builds the network under `vb`.
     pub fn new(vb: &Vb, cfg: SelecSlsConfig) -> Result<Self> {
         let stem = conv_bn(&vb.pp("stem"), cfg.in_chans, 32, 3, 2);
-        let features = cfg.features.iter().enumerate().map(|(i, d)| SelecSlsBlock::new(&vb.pp("features").pp(i), *d)).collect();
+        let features =
+            cfg.features.iter().enumerate().map(|(i, d)| SelecSlsBlock::new(&vb.pp("features").pp(i), *d)).collect();
         let head_convs: Vec<ConvBnAct> = cfg
             .head
             .iter()

@@ -178,7 +178,14 @@ pub struct VovNetConfig {
 
 impl VovNetConfig {
     /// An ESE-VoVNet-V2 (residual, effective SE) with these widths and depths.
-    fn ese(a: &ModelArgs, stem: [usize; 3], conv: [usize; 4], out: [usize; 4], layers: usize, blocks: [usize; 4]) -> Self {
+    fn ese(
+        a: &ModelArgs,
+        stem: [usize; 3],
+        conv: [usize; 4],
+        out: [usize; 4],
+        layers: usize,
+        blocks: [usize; 4],
+    ) -> Self {
         VovNetConfig {
             stem_chs: stem,
             stage_conv_chs: conv,
