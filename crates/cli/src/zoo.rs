@@ -122,6 +122,10 @@ pub struct ClassifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run the training-time branches instead of folding them into single convs
+    /// (RepVGG; the logits agree within 1e-4, the folded model is faster).
+    #[arg(long)]
+    pub no_reparam: bool,
     /// PNG or JPEG images.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -131,7 +135,7 @@ pub struct ClassifyArgs {
 /// or those of a `train images` checkpoint (its `.json` sidecar).
 pub fn classify(args: &ClassifyArgs) -> Result<()> {
     let sidecar = Sidecar::read_for(&args.weights)?;
-    let (model, classes, transform) = match &sidecar {
+    let (mut model, classes, transform) = match &sidecar {
         Some(s) => {
             if s.model != args.model {
                 bail!("{} was trained as {}, not {}", args.weights.display(), s.model, args.model);
@@ -164,6 +168,9 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
     };
     if model.in_chans() != 3 {
         bail!("{} takes {} input channels; classify reads RGB images", args.model, model.in_chans());
+    }
+    if !args.no_reparam {
+        model.reparameterize()?;
     }
     let mut out = Vec::new();
     for path in &args.images {
@@ -280,12 +287,16 @@ pub struct InferBenchArgs {
     /// Print a JSON list of `{"batch", "median_ms", "images_per_sec"}` instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Time the training-time branches instead of the folded inference convs (RepVGG).
+    #[arg(long)]
+    pub no_reparam: bool,
 }
 
 /// `convnet bench infer MODEL --batch 1,16`: median milliseconds per batch, images per
 /// second and GFLOP/s (2 x multiply-accumulates) of eval-mode inference.
 pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
-    let model = create_model(&args.model, ZooOpts::default())?;
+    let mut model = create_model(&args.model, ZooOpts::default())?;
+    let folded = if args.no_reparam { 0 } else { model.reparameterize()? };
     let size = input_size(&model, args.input_size.as_deref())?;
     let batches = parse_list(&args.batch, "--batch")?;
     let rows = convnet_zoo::bench::bench_inference(&model, size, &batches, args.runs, args.warmup)?;
@@ -300,11 +311,12 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     let [c, h, w] = size;
     let macs = convnet_zoo::bench::count_macs(&model, size)?;
     println!(
-        "{} at {c}x{h}x{w}, {} threads, {:.3} GMACs/image, median of {} runs",
+        "{} at {c}x{h}x{w}, {} threads, {:.3} GMACs/image, median of {} runs{}",
         model.name(),
         rayon::current_num_threads(),
         macs as f64 / 1e9,
-        args.runs.max(1)
+        args.runs.max(1),
+        if folded > 0 { format!(", {folded} blocks re-parameterised") } else { String::new() }
     );
     println!("{:>6} {:>12} {:>12} {:>10}", "batch", "ms/batch", "images/s", "GFLOP/s");
     for r in rows {

@@ -37,6 +37,7 @@ pub mod transforms;
 
 pub mod alexnet;
 mod branches;
+pub mod byobnet;
 pub mod cspnet;
 pub mod densenet;
 pub mod dpn;
@@ -53,9 +54,11 @@ pub mod res2net;
 pub mod resnest;
 pub mod resnet;
 pub mod rexnet;
+pub mod selecsls;
 pub mod senet;
 pub mod sknet;
 pub mod vgg;
+pub mod vovnet;
 pub mod xception;
 pub mod xception_aligned;
 

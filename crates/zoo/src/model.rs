@@ -33,6 +33,13 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     /// `checkpoint_filter_fn`: torchvision VGG and DenseNet names, auxiliary heads), in
     /// PyTorch layout, before it is matched against the model. Default: unchanged.
     fn remap_state_dict(&self, _sd: &mut StateDict) {}
+    /// Folds training-time branches into single convolutions for inference (timm's
+    /// `reparameterize_model`: RepVGG's 3x3, 1x1 and identity branches into one 3x3 conv),
+    /// replacing the branches' tensors in `params` by the folded ones. Returns how many
+    /// modules were folded. Default: nothing to fold.
+    fn reparameterize(&mut self, _params: &mut Params) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Construction options, as `timm.create_model`'s keyword arguments.
@@ -348,6 +355,22 @@ impl Model {
         self.params = store.into_inner();
         // the optimizer's state belongs to the old head: a recompile starts fresh
         self.trainer = None;
+    }
+
+    /// Re-parameterises the model for inference, as timm's `reparameterize_model`: modules
+    /// with training-time branches (RepVGG blocks) become one convolution each, with the
+    /// same eval-mode logits and less work. The state dict changes with them (timm's
+    /// `reparam_conv` keys), so load checkpoints first; training afterwards trains the
+    /// folded convolutions, not the branches. Returns how many modules were folded (0 for
+    /// families without branches, and on a second call).
+    pub fn reparameterize(&mut self) -> Result<usize> {
+        let n = self.net.reparameterize(&mut self.params)?;
+        if n > 0 {
+            // the optimizer's state and the sub-batch plan belong to the old layers
+            self.trainer = None;
+            self.sub_batches.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        Ok(n)
     }
 
     /// Loads a timm `.safetensors` state dict (PyTorch layouts converted once, here).

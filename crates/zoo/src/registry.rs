@@ -6,6 +6,7 @@ use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
+use crate::{byobnet, selecsls, vovnet};
 use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
 use crate::{nasnet, pnasnet, xception_aligned};
 use std::collections::HashMap;
@@ -94,6 +95,9 @@ static FAMILIES: &[&[ModelEntry]] = &[
     xception_aligned::MODELS,
     nasnet::MODELS,
     pnasnet::MODELS,
+    byobnet::MODELS,
+    vovnet::MODELS,
+    selecsls::MODELS,
     googlenet::MODELS,
     alexnet::MODELS,
     lenet::MODELS,
