@@ -54,7 +54,7 @@ pub fn forward(
     let mut y = vec![0.0f32; x.len()];
     let mut stats = vec![(0.0f32, 0.0f32); rows];
     let band = band_rows(c);
-    let body = |(xb, (yb, sb)): (&[f32], (&mut [f32], &mut [(f32, f32)]))| {
+    let body = |xb: &[f32], yb: &mut [f32], sb: &mut [(f32, f32)]| {
         vectorised(|| {
             for ((xr, yr), s) in xb.chunks_exact(c).zip(yb.chunks_exact_mut(c)).zip(sb.iter_mut()) {
                 let (mean, rstd) = row_stats(xr, eps);
@@ -74,9 +74,11 @@ pub fn forward(
         })
     };
     if rows > band {
-        x.par_chunks(band * c).zip(y.par_chunks_mut(band * c).zip(stats.par_chunks_mut(band))).for_each(body);
+        x.par_chunks(band * c)
+            .zip(y.par_chunks_mut(band * c).zip(stats.par_chunks_mut(band)))
+            .for_each(|(xb, (yb, sb))| body(xb, yb, sb));
     } else {
-        body((x, (&mut y, &mut stats)));
+        body(x, &mut y, &mut stats);
     }
     (y, stats)
 }
@@ -122,7 +124,7 @@ pub fn backward(
     let mut dx = vec![0.0f32; x.len()];
     // per band: dweight (c values) then dbias (c values)
     let mut partials = vec![0.0f64; bands * 2 * c];
-    let body = |(((xb, gb), sb), (db, acc)): (((&[f32], &[f32]), &[(f32, f32)]), (&mut [f32], &mut [f64]))| {
+    let body = |xb: &[f32], gb: &[f32], sb: &[(f32, f32)], db: &mut [f32], acc: &mut [f64]| {
         let (dw, dbias) = acc.split_at_mut(c);
         vectorised(|| {
             for (((xr, gr), &(mean, rstd)), dr) in
@@ -152,9 +154,9 @@ pub fn backward(
         .zip(stats.par_chunks(band))
         .zip(dx.par_chunks_mut(band * c).zip(partials.par_chunks_mut(2 * c)));
     if bands > 1 {
-        chunks.for_each(body);
+        chunks.for_each(|(((xb, gb), sb), (db, acc))| body(xb, gb, sb, db, acc));
     } else {
-        body((((x, g), stats), (&mut dx, &mut partials)));
+        body(x, g, stats, &mut dx, &mut partials);
     }
     let mut total = vec![0.0f64; 2 * c];
     for p in partials.chunks_exact(2 * c) {

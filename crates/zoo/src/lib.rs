@@ -35,6 +35,7 @@ pub mod transforms;
 
 pub mod alexnet;
 mod branches;
+pub mod convnext;
 pub mod cspnet;
 pub mod densenet;
 pub mod dpn;
@@ -52,6 +53,7 @@ pub mod rexnet;
 pub mod senet;
 pub mod sknet;
 pub mod vgg;
+pub mod vision_transformer;
 pub mod xception;
 
 pub use checkpoint::{LoadOptions, LoadReport};
