@@ -457,3 +457,38 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(convnext_large_mlp, CONVNEXT_LARGE_MLP),
     register!(convnext_xlarge, CONVNEXT_XLARGE),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convnet_nn::context::Mode;
+    use convnet_nn::store::Params;
+    use std::cell::RefCell;
+
+    /// The 1x1-conv MLP (`conv_mlp`) and the linear MLP are the same computation on
+    /// channels-last data: with the formula weights (equal in both layouts, the conv's
+    /// `[out, in, 1, 1]` and the linear's `[out, in]` have the same fan-in) the logits agree.
+    #[test]
+    fn conv_mlp_equals_the_linear_mlp() {
+        let logits = |conv_mlp: bool| {
+            let store = RefCell::new(Params::new());
+            let a = ModelArgs { num_classes: 5, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
+            let cfg = ConvNeXtConfig { depths: [1, 1, 2, 1], dims: [8, 16, 24, 32], conv_mlp, ..(&a).into() };
+            let net = ConvNeXt::new(&Vb::root(&store, 0), cfg).unwrap();
+            let mut params = store.into_inner();
+            crate::parity::fill_parity(&mut params, 2);
+            assert_eq!(
+                params.by_key("stages.1.blocks.0.mlp.fc1.weight").unwrap().torch_shape().len(),
+                if conv_mlp { 4 } else { 2 }
+            );
+            let x = Tensor::from_vec(crate::parity::formula_input([2, 40, 40, 3], 1), [2, 40, 40, 3]).unwrap();
+            let cx = Cx::new(&params, Mode::Eval, 0);
+            let f = net.forward_features(&cx, &x).unwrap();
+            net.forward_head(&cx, &f, false).unwrap().to_vec()
+        };
+        let (a, b) = (logits(true), logits(false));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+}
