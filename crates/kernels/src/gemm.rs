@@ -311,6 +311,46 @@ pub(crate) unsafe fn sgemm_serial_raw(
     };
 }
 
+/// `c[i] = a[i] @ b[i]` (or `+=`) for `i < batch`: batch entry `i` of `a` is the view `a`
+/// moved `a_step` floats on (0 broadcasts one matrix to every entry), likewise `b`; `c`
+/// holds the products contiguously, `[batch, a.rows, b.cols]` row-major.
+///
+/// Attention's products are many small ones (a head's `tokens x head_dim` by
+/// `head_dim x tokens`): with at least as many entries as threads, each entry runs on
+/// one thread ([`sgemm_serial`]); fewer, larger entries run one after the other, each
+/// split across the threads ([`sgemm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched(
+    batch: usize,
+    a: MatRef<'_>,
+    a_step: usize,
+    b: MatRef<'_>,
+    b_step: usize,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let (m, n) = (a.rows, b.cols);
+    assert_eq!(c.len(), batch * m * n, "gemm batched: output length");
+    if batch == 0 || m * n == 0 {
+        return;
+    }
+    fn entry(v: MatRef<'_>, step: usize, i: usize) -> MatRef<'_> {
+        let off = i * step;
+        assert!(off <= v.data.len(), "gemm batched: entry {i} out of bounds");
+        MatRef { data: &v.data[off..], ..v }
+    }
+    let threads = crate::threads();
+    if batch >= threads || 2 * m * n * a.cols < 1 << 17 {
+        c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| {
+            sgemm_serial(entry(a, a_step, i), entry(b, b_step, i), MatMut::row_major(ci, m, n), accumulate)
+        });
+    } else {
+        for (i, ci) in c.chunks_mut(m * n).enumerate() {
+            sgemm(entry(a, a_step, i), entry(b, b_step, i), MatMut::row_major(ci, m, n), accumulate);
+        }
+    }
+}
+
 /// Plain triple-loop reference used by tests.
 pub fn sgemm_reference(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
     for i in 0..c.rows {
@@ -329,6 +369,54 @@ pub fn sgemm_reference(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_products_match_one_product_per_entry() {
+        for &(batch, m, n, k) in &[(1, 3, 5, 7), (2, 1, 1, 1), (5, 17, 33, 9), (3, 67, 13, 65), (12, 64, 64, 8)] {
+            let a: Vec<f32> = (0..batch * m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+            let b: Vec<f32> = (0..batch * k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            // b stored transposed per entry ([batch, n, k]) and read through a transposed view
+            let mut bt = vec![0.0; b.len()];
+            for e in 0..batch {
+                for p in 0..k {
+                    for j in 0..n {
+                        bt[e * n * k + j * k + p] = b[e * k * n + p * n + j];
+                    }
+                }
+            }
+            let mut c = vec![0.5; batch * m * n];
+            let view = MatRef::row_major(&bt, n, k).t();
+            sgemm_batched(batch, MatRef::row_major(&a, m, k), m * k, view, n * k, &mut c, true);
+            // a broadcast (step 0) against every entry of b
+            let mut cb = vec![0.0; batch * m * n];
+            sgemm_batched(batch, MatRef::row_major(&a, m, k), 0, MatRef::row_major(&b, k, n), k * n, &mut cb, false);
+            for e in 0..batch {
+                let mut want = vec![0.5; m * n];
+                let ae = &a[e * m * k..(e + 1) * m * k];
+                let be = &b[e * k * n..(e + 1) * k * n];
+                sgemm_reference(
+                    MatRef::row_major(ae, m, k),
+                    MatRef::row_major(be, k, n),
+                    MatMut::row_major(&mut want, m, n),
+                    true,
+                );
+                let mut want_b = vec![0.0; m * n];
+                sgemm_reference(
+                    MatRef::row_major(&a[..m * k], m, k),
+                    MatRef::row_major(be, k, n),
+                    MatMut::row_major(&mut want_b, m, n),
+                    false,
+                );
+                for (x, y) in c[e * m * n..(e + 1) * m * n]
+                    .iter()
+                    .zip(&want)
+                    .chain(cb[e * m * n..(e + 1) * m * n].iter().zip(&want_b))
+                {
+                    assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{batch}x{m}x{n}x{k}: {x} vs {y}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn matches_reference_on_ragged_sizes() {

@@ -22,6 +22,8 @@
 //!   relu backward mask, per-channel scaling, dropout.
 //! * [`norm`]: batch-norm statistics, normalisation and backward, in bands of
 //!   rows with f64 partial sums.
+//! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
+//!   parallel bands.
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -43,6 +45,7 @@ mod conv_igemm;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+pub mod layer_norm;
 pub mod norm;
 pub mod pool;
 pub mod scratch;

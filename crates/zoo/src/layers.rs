@@ -560,6 +560,98 @@ impl ClassifierHead {
     }
 }
 
+/// `nn.LayerNorm(c)` over the last axis, timm's `LayerNorm` and `LayerNorm2d` alike (on
+/// NHWC maps the channel axis is the last): keys `weight`, `bias`.
+#[derive(Debug)]
+pub struct LayerNorm {
+    /// Scale `[c]`.
+    pub weight: ParamId,
+    /// Shift `[c]`.
+    pub bias: ParamId,
+    /// Added to the variance (timm's ConvNeXt and ViT: 1e-6).
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// A layer norm over `c` channels.
+    pub fn new(vb: &Vb, c: usize, eps: f32) -> Self {
+        LayerNorm {
+            weight: vb.param("weight", &[c], Layout::Plain, true, Init::Const(1.0)),
+            bias: vb.param("bias", &[c], Layout::Plain, true, Init::Const(0.0)),
+            eps,
+        }
+    }
+
+    /// `x: [.., c] -> [.., c]`.
+    pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
+        Ok(x.layer_norm(Some(&cx.param(self.weight)), Some(&cx.param(self.bias)), self.eps)?)
+    }
+}
+
+/// One of an [`Mlp`]'s two layers: `nn.Linear` (weight `[out, in]`) or, for timm's
+/// `use_conv` MLPs, a 1x1 `nn.Conv2d` (weight `[out, in, 1, 1]`). On channels-last data
+/// both are the same product; only the checkpoint layout differs.
+#[derive(Debug)]
+enum MlpLayer {
+    Linear(Linear),
+    Conv(Conv2d),
+}
+
+impl MlpLayer {
+    fn new(vb: &Vb, fin: usize, fout: usize, conv: bool) -> Self {
+        if conv {
+            MlpLayer::Conv(Conv2d::new(vb, fin, fout, (1, 1), ConvOpts::default().with_bias(true)))
+        } else {
+            MlpLayer::Linear(Linear::new(vb, fin, fout, true))
+        }
+    }
+
+    /// `x: [rows, in] -> [rows, out]`.
+    fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
+        match self {
+            MlpLayer::Linear(l) => l.forward(cx, x),
+            MlpLayer::Conv(c) => c.forward_pooled(cx, x),
+        }
+    }
+}
+
+/// timm's `Mlp` (transformer feed-forward): `fc1`, activation, `fc2`, over the last axis of
+/// any input (`[n, tokens, c]` or NHWC `[n, h, w, c]`).
+#[derive(Debug)]
+pub struct Mlp {
+    fc1: MlpLayer,
+    fc2: MlpLayer,
+    act: Activation,
+    out: usize,
+}
+
+impl Mlp {
+    /// `fin -> hidden -> fout` with `act` between; `conv` stores the layers as 1x1 convs
+    /// (timm's `Mlp(use_conv=True)`, ConvNeXt's `conv_mlp`).
+    pub fn new(vb: &Vb, fin: usize, hidden: usize, fout: usize, act: Activation, conv: bool) -> Self {
+        Mlp {
+            fc1: MlpLayer::new(&vb.pp("fc1"), fin, hidden, conv),
+            fc2: MlpLayer::new(&vb.pp("fc2"), hidden, fout, conv),
+            act,
+            out: fout,
+        }
+    }
+
+    /// `x: [.., in] -> [.., out]`.
+    pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let c = *dims.last().unwrap_or(&0);
+        let rows = x.reshape(vec![x.numel() / c.max(1), c])?;
+        let h = act(&self.fc1.forward(cx, &rows)?, self.act);
+        let y = self.fc2.forward(cx, &h)?;
+        let mut out = dims;
+        if let Some(last) = out.last_mut() {
+            *last = self.out;
+        }
+        Ok(y.reshape(out)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,11 @@ impl PretrainedCfg {
         self.pool_size = Some([h, w]);
         self
     }
+    /// No `pool_size` (token models: timm's ViT configs).
+    pub const fn no_pool(mut self) -> Self {
+        self.pool_size = None;
+        self
+    }
     /// Sets `crop_pct`.
     pub const fn crop(mut self, c: f64) -> Self {
         self.crop_pct = c;

@@ -2,9 +2,11 @@
 //! pretrained configs, and `create_model("name[.tag]", opts)` on top of it (timm's
 //! `_registry.py` and `_factory.py`).
 
+use crate::convnext;
 use crate::error::{Result, ZooError};
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
+use crate::vision_transformer;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
 use crate::{byobnet, selecsls, vovnet};
 use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
@@ -101,6 +103,8 @@ static FAMILIES: &[&[ModelEntry]] = &[
     googlenet::MODELS,
     alexnet::MODELS,
     lenet::MODELS,
+    convnext::MODELS,
+    vision_transformer::MODELS,
 ];
 
 /// Every registered model, family by family.

@@ -4,6 +4,7 @@
 //! these and need no backward of their own.
 
 pub mod activation;
+pub mod batch_matmul;
 pub mod batch_norm;
 pub mod binary;
 pub mod concat;
@@ -11,6 +12,7 @@ pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod global_pool;
+pub mod layer_norm;
 pub mod matmul;
 pub mod pad;
 pub mod permute;
