@@ -21,6 +21,7 @@
 
 pub mod attention;
 pub mod bench;
+pub mod compare;
 pub mod checkpoint;
 mod error;
 pub mod finetune;
