@@ -24,7 +24,7 @@ const SOUND_DIGITS: &str = "datasets/SoundDigit";
 /// The clip the page must name: a test-split speaker the model never heard.
 const CLIP: (&str, &str) = ("test/3_001.wav", "3");
 /// WebDriver's key for element references.
-const ELEMENT: &str = "element-6066-11e4-a07c-4ce5b4b1b3d8";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `$CONVNET_SHARED` when it holds `needed`; otherwise `None` with a note, or a panic under
 /// `CONVNET_REQUIRE_FIXTURES` (CI must not pass by skipping).
