@@ -57,9 +57,8 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
         );
         for row in &mut rows {
             bar.set_message(row.name);
-            row.measured = Some(
-                compare::measure(row, a.batch, a.runs).with_context(|| format!("measuring {}", row.name))?,
-            );
+            row.measured =
+                Some(compare::measure(row, a.batch, a.runs).with_context(|| format!("measuring {}", row.name))?);
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -116,13 +115,15 @@ fn csv(rows: &[CompareRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{}x{}x{},{},{},{},{}",
             r.name,
             r.family,
             r.tag,
             r.params.map(|p| p.to_string()).unwrap_or_default(),
             opt(r.gmacs, 6),
-            format!("{}x{}x{}", r.input_size[0], r.input_size[1], r.input_size[2]),
+            r.input_size[0],
+            r.input_size[1],
+            r.input_size[2],
             opt(r.top1(), 3),
             opt(r.top5(), 3),
             opt(r.measured.map(|m| m.latency_ms), 3),

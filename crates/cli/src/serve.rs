@@ -58,7 +58,11 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
     println!(
         "convnet serve: digits: {}; photos: {}; sound: {}",
         a.models.join(convnet_serve::models::MNIST_FILE).display(),
-        if photos.is_empty() { "none (put a timm checkpoint such as tf_efficientnet_lite0.safetensors in --models)".to_string() } else { photos.join(", ") },
+        if photos.is_empty() {
+            "none (put a timm checkpoint such as tf_efficientnet_lite0.safetensors in --models)".to_string()
+        } else {
+            photos.join(", ")
+        },
         if models.sound.is_some() { "spoken-digit model" } else { "charts only (no sound_digit_cnn.safetensors)" },
     );
     let config = ServeConfig { addr: a.addr, models: a.models.clone(), limits };

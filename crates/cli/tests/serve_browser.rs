@@ -138,7 +138,9 @@ impl Driver {
                 return v;
             }
             if Instant::now() > until {
-                let errors = self.script("return [...document.querySelectorAll('.error')].map(e => e.id + ': ' + e.textContent).join('; ')");
+                let errors = self.script(
+                    "return [...document.querySelectorAll('.error')].map(e => e.id + ': ' + e.textContent).join('; ')",
+                );
                 panic!("{what}: not seen after {secs} s; page errors: {errors}");
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -92,6 +92,9 @@ pub fn comparison_png(points: &[ComparisonPoint], latency_desc: &str, caption: &
     comparison(Target::Memory, points, latency_desc, caption)
 }
 
+/// A panel: its title, its x-axis description, and each point with its x value.
+type Panel<'a> = (&'a str, &'a str, Vec<(&'a ComparisonPoint, f64)>);
+
 fn usable(p: &ComparisonPoint) -> bool {
     [p.params, p.gmacs, p.top1].iter().all(|v| v.is_finite() && *v > 0.0)
 }
@@ -117,7 +120,12 @@ fn log_label(v: f64) -> String {
     format!("{x:.digits$}")
 }
 
-fn comparison(target: Target<'_>, points: &[ComparisonPoint], latency_desc: &str, caption: &str) -> Result<Vec<u8>, PlotError> {
+fn comparison(
+    target: Target<'_>,
+    points: &[ComparisonPoint],
+    latency_desc: &str,
+    caption: &str,
+) -> Result<Vec<u8>, PlotError> {
     let pts: Vec<&ComparisonPoint> = points.iter().filter(|p| usable(p)).collect();
     if pts.is_empty() {
         return Err(PlotError::InvalidInput {
@@ -146,7 +154,7 @@ fn comparison(target: Target<'_>, points: &[ComparisonPoint], latency_desc: &str
         let halves = panels.split_evenly((1, 2));
         let lat: Vec<(&ComparisonPoint, f64)> =
             pts.iter().filter_map(|p| p.latency_ms.filter(|l| l.is_finite() && *l > 0.0).map(|l| (*p, l))).collect();
-        let panels: [(&str, &str, Vec<(&ComparisonPoint, f64)>); 2] = [
+        let panels: [Panel<'_>; 2] = [
             ("ImageNet top-1 vs GMACs", "GMACs per image (log scale)", pts.iter().map(|p| (*p, p.gmacs)).collect()),
             ("ImageNet top-1 vs latency here", latency_desc, lat),
         ];
@@ -182,7 +190,8 @@ fn comparison(target: Target<'_>, points: &[ComparisonPoint], latency_desc: &str
                 .y_desc("Top-1 accuracy (%)")
                 .draw()?;
             let pixels = chart.plotting_area().get_pixel_range();
-            draw_title(area, title, pixels.0.clone(), 12 + TITLE_H as i32 / 2)?;
+            // the pixel range is in the whole picture's coordinates: draw on the root
+            draw_title(root, title, pixels.0.clone(), 12 + TITLE_H as i32 / 2)?;
             // largest first, so that small bubbles stay visible on top
             let mut order: Vec<usize> = (0..series.len()).collect();
             order.sort_by(|&a, &b| series[b].0.params.total_cmp(&series[a].0.params));
@@ -198,10 +207,11 @@ fn comparison(target: Target<'_>, points: &[ComparisonPoint], latency_desc: &str
             for (i, (p, _)) in series.iter().enumerate() {
                 let r = radius(p.params).round() as i32;
                 let offset = (r / 2 + 3, -(r / 2) - 3);
-                let label = EmptyElement::at((logs[i], p.top1)) + Text::new(p.label.clone(), offset, label_style.clone());
+                let label =
+                    EmptyElement::at((logs[i], p.top1)) + Text::new(p.label.clone(), offset, label_style.clone());
                 chart.plotting_area().draw(&label)?;
             }
-            draw_frame(area, pixels)?;
+            draw_frame(root, pixels)?;
         }
         // families, with the colour of their bubbles
         let head = font(DESC_SIZE).pos(Pos::new(HPos::Left, VPos::Center));
@@ -228,14 +238,7 @@ mod tests {
     use super::*;
 
     fn point(label: &str, family: &str, params: f64, gmacs: f64, top1: f64, latency: Option<f64>) -> ComparisonPoint {
-        ComparisonPoint {
-            label: label.into(),
-            family: family.into(),
-            params,
-            gmacs,
-            top1,
-            latency_ms: latency,
-        }
+        ComparisonPoint { label: label.into(), family: family.into(), params, gmacs, top1, latency_ms: latency }
     }
 
     #[test]

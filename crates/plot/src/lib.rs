@@ -35,9 +35,9 @@ mod output;
 mod render;
 mod waveform;
 
+pub use comparison::{ComparisonPoint, comparison_png, plot_comparison};
 pub use confusion::plot_confusion_matrix;
 pub use error::PlotError;
-pub use comparison::{ComparisonPoint, comparison_png, plot_comparison};
 pub use heatmap::{heatmap_png, plot_heatmap};
 pub use history::{plot_history_pair, plot_train_history};
 pub use waveform::{plot_waveform, waveform_png};

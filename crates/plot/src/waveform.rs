@@ -32,7 +32,8 @@ pub fn waveform_png(samples: &[f32], sample_rate: u32, title: &str) -> Result<Ve
 }
 
 fn waveform(target: Target<'_>, samples: &[f32], sample_rate: u32, title: &str) -> Result<Vec<u8>, PlotError> {
-    let invalid = |reason: &str| PlotError::InvalidInput { path: target.path().to_path_buf(), reason: reason.to_string() };
+    let invalid =
+        |reason: &str| PlotError::InvalidInput { path: target.path().to_path_buf(), reason: reason.to_string() };
     if samples.is_empty() {
         return Err(invalid("no samples"));
     }

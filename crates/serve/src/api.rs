@@ -135,11 +135,12 @@ async fn classify(
 ) -> Result<Json<Value>> {
     let name = match q.model {
         Some(n) => n,
-        None => app
-            .photos
-            .first()
-            .map(|m| m.name.clone())
-            .ok_or_else(|| ServeError::Unavailable("no photo model: put a timm checkpoint (e.g. tf_efficientnet_lite0.safetensors) in the models folder".into()))?,
+        None => app.photos.first().map(|m| m.name.clone()).ok_or_else(|| {
+            ServeError::Unavailable(
+                "no photo model: put a timm checkpoint (e.g. tf_efficientnet_lite0.safetensors) in the models folder"
+                    .into(),
+            )
+        })?,
     };
     if !app.photos.iter().any(|m| m.name == name) {
         let known: Vec<&str> = app.photos.iter().map(|m| m.name.as_str()).collect();

@@ -140,7 +140,8 @@ pub fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for k in 0..4 {
             if k <= c.len() {
                 out.push(A[(n >> (18 - 6 * k)) as usize & 63] as char);
@@ -302,7 +303,13 @@ impl Models {
                 let p = p.data().to_vec();
                 (Some(argmax(&p)), p, None)
             }
-            None => (None, Vec::new(), Some(format!("no spoken-digit model: train one with `convnet sound-digit train` into the models folder ({SOUND_FILE})"))),
+            None => (
+                None,
+                Vec::new(),
+                Some(format!(
+                    "no spoken-digit model: train one with `convnet sound-digit train` into the models folder ({SOUND_FILE})"
+                )),
+            ),
         };
         Ok(SoundAnswer {
             duration,
@@ -331,7 +338,8 @@ impl SoundModel {
             meta.get(SOUND_FRONT_END_KEY).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         let sample_rate =
             saved["sample_rate"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(audio::LIBROSA_DEFAULT_SR);
-        let fit = if saved["numpy_resize"].as_bool() == Some(true) { FrameFit::NumpyResize } else { FrameFit::CropOrPad };
+        let fit =
+            if saved["numpy_resize"].as_bool() == Some(true) { FrameFit::NumpyResize } else { FrameFit::CropOrPad };
         let options = SpokenDigitOptions { sample_rate, n_mfcc: h, frames: w, fit };
         let mfcc = MfccTransform::new(MfccConfig::new(sample_rate, h)).map_err(|e| fail(e.to_string()))?;
         Ok(SoundModel { net, options, mfcc })
@@ -344,11 +352,7 @@ fn resized_size(w: usize, h: usize, sw: usize, sh: usize) -> [usize; 2] {
         return [sh, sw];
     }
     let s = sw as f64;
-    if w <= h {
-        [((h as f64) * s / w as f64) as usize, sw]
-    } else {
-        [sh, ((w as f64) * s / h as f64) as usize]
-    }
+    if w <= h { [((h as f64) * s / w as f64) as usize, sw] } else { [sh, ((w as f64) * s / h as f64) as usize] }
 }
 
 fn rgb_png(img: &Rgb8) -> Result<Vec<u8>> {
@@ -422,7 +426,8 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")];
+        let cases =
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")];
         for (plain, encoded) in cases {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }

@@ -56,7 +56,8 @@ impl<S: Send + 'static> Worker<S> {
     /// [`submit`](Self::submit)s `f` and waits (asynchronously) for its answer.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut S) -> Result<T> + Send + 'static) -> Result<T> {
         let rx = self.submit(f)?;
-        rx.await.map_err(|_| ServeError::Internal("the request failed inside the model (a bug: please report it)".into()))?
+        rx.await
+            .map_err(|_| ServeError::Internal("the request failed inside the model (a bug: please report it)".into()))?
     }
 }
 

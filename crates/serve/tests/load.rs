@@ -37,7 +37,9 @@ fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
 fn wav(seconds: f64, rate: u32) -> Vec<u8> {
     let n = (seconds * f64::from(rate)) as usize;
     let data: Vec<u8> = (0..n)
-        .flat_map(|i| (((i as f64 * 440.0 * std::f64::consts::TAU / f64::from(rate)).sin() * 8000.0) as i16).to_le_bytes())
+        .flat_map(|i| {
+            (((i as f64 * 440.0 * std::f64::consts::TAU / f64::from(rate)).sin() * 8000.0) as i16).to_le_bytes()
+        })
         .collect();
     let mut out = Vec::new();
     out.extend_from_slice(b"RIFF");
@@ -87,7 +89,12 @@ fn two_thousand_mixed_requests_from_32_clients() {
         let _ = stopped.await;
     }));
 
-    let digit = Arc::new(png(200, 200, |x, y| if (90..110).contains(&x) && (30..170).contains(&y) { [0; 3] } else { [255; 3] }));
+    let digit =
+        Arc::new(png(
+            200,
+            200,
+            |x, y| if (90..110).contains(&x) && (30..170).contains(&y) { [0; 3] } else { [255; 3] },
+        ));
     let photo_bytes = Arc::new(png(160, 120, |x, y| [(x * 3 % 256) as u8, (y * 5 % 256) as u8, 128]));
     let clip = Arc::new(wav(0.6, 16000));
     let oversized = Arc::new(vec![0u8; (LIMITS.max_upload_bytes + (1 << 19)) as usize]);
@@ -152,7 +159,8 @@ fn two_thousand_mixed_requests_from_32_clients() {
     results.sort_by_key(|r| r.0);
     assert_eq!(results.len(), REQUESTS);
     let failed_good: Vec<_> = results.iter().filter(|(i, s, _)| requests[*i].good && *s != 200).collect();
-    let bad_not_4xx: Vec<_> = results.iter().filter(|(i, s, _)| !requests[*i].good && !(400..500).contains(s)).collect();
+    let bad_not_4xx: Vec<_> =
+        results.iter().filter(|(i, s, _)| !requests[*i].good && !(400..500).contains(s)).collect();
     let mut lat: Vec<f64> = results.iter().map(|r| r.2.as_secs_f64() * 1e3).collect();
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];

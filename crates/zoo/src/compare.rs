@@ -68,7 +68,9 @@ fn csv_fields(line: &str) -> Vec<String> {
 /// is an error naming the line.
 pub fn parse_results(text: &str) -> Result<Vec<PublishedResult>> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let bad = |line: usize, reason: String| ZooError::bad_file("timm_results_imagenet.csv", format!("line {}: {reason}", line + 1));
+    let bad = |line: usize, reason: String| {
+        ZooError::bad_file("timm_results_imagenet.csv", format!("line {}: {reason}", line + 1))
+    };
     let (_, header) = lines.next().ok_or_else(|| bad(0, "empty file".into()))?;
     let header = csv_fields(header);
     let col = |name: &str| {

@@ -21,8 +21,8 @@
 
 pub mod attention;
 pub mod bench;
-pub mod compare;
 pub mod checkpoint;
+pub mod compare;
 mod error;
 pub mod finetune;
 pub mod labels;
