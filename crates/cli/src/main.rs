@@ -1,8 +1,10 @@
 //! `convnet`: the command-line program. Thin: parses arguments and calls the libraries.
 
 mod bench;
+mod compare;
 mod images;
 mod mnist;
+mod serve;
 mod sound;
 mod speech;
 mod zoo;
@@ -79,6 +81,10 @@ enum Command {
         #[command(subcommand)]
         what: speech::SpeechCmd,
     },
+    /// Every zoo model side by side: size, timm's published accuracy, latency here; and the chart.
+    Compare(compare::CompareArgs),
+    /// The local web app: draw digits, classify photos, look at and classify sounds, compare models.
+    Serve(serve::ServeArgs),
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
@@ -122,6 +128,10 @@ fn main() -> Result<()> {
             .build_global()
             .context("setting up the thread pool")?;
     }
+    // the server keeps its own threads: async ones for HTTP, one for inference (which uses the pool)
+    if let Command::Serve(args) = &cli.command {
+        return serve::serve(args);
+    }
     // the command itself runs on a pool worker, which then takes part in
     // every parallel loop of the kernels instead of sleeping through each
     // (`on_worker`): training steps and forward passes alike
@@ -149,5 +159,7 @@ fn run(command: Command) -> Result<()> {
         Command::Summary(args) => zoo::summary(&args),
         Command::Classify(args) => zoo::classify(&args),
         Command::Forward(args) => zoo::forward(&args),
+        Command::Compare(args) => compare::compare(&args),
+        Command::Serve(args) => serve::serve(&args),
     }
 }

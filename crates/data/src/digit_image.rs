@@ -107,6 +107,28 @@ fn fit_like_mnist(g: &[f32], w: usize, h: usize) -> Vec<f32> {
     out
 }
 
+/// A decoded picture of a digit (a canvas drawing, an upload) as a `28 * 28` row-major grey
+/// image in `[0, 1]`, white on black, prepared as [`load_digit_image`] prepares files:
+/// luminance, inverted when the border is light, cropped to the ink, fitted and centred.
+pub fn digit_from_rgb(img: &crate::Rgb8) -> Vec<f32> {
+    let (w, h) = (img.width, img.height);
+    if w == 0 || h == 0 || img.data.len() != w * h * 3 {
+        return vec![0.0; MNIST_SIDE * MNIST_SIDE];
+    }
+    let mut grey: Vec<f32> = img
+        .data
+        .chunks_exact(3)
+        .map(|p| 0.299 * f32::from(p[0]) / 255.0 + 0.587 * f32::from(p[1]) / 255.0 + 0.114 * f32::from(p[2]) / 255.0)
+        .collect();
+    if border_mean(&grey, w, h) > 0.5 {
+        grey.iter_mut().for_each(|v| *v = 1.0 - *v);
+    }
+    if w == MNIST_SIDE && h == MNIST_SIDE {
+        return grey;
+    }
+    fit_like_mnist(&grey, w, h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +176,22 @@ mod tests {
         let err = load_digit_image(&p).unwrap_err();
         assert!(matches!(err, DataError::BadFile { .. }), "{err}");
         assert!(err.to_string().contains("x.png"));
+    }
+
+    #[test]
+    fn decoded_drawings_match_the_file_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = GrayImage::from_fn(90, 70, |x, y| {
+            if (30..40).contains(&x) && (10..60).contains(&y) || (20..60).contains(&x) && (10..18).contains(&y) {
+                Luma([20])
+            } else {
+                Luma([240])
+            }
+        });
+        let path = save(&img, dir.path(), "seven.png");
+        let rgb = crate::load_image(&path).unwrap();
+        assert_eq!(digit_from_rgb(&rgb), load_digit_image(&path).unwrap());
+        let empty = crate::Rgb8 { width: 0, height: 0, data: vec![] };
+        assert_eq!(digit_from_rgb(&empty), vec![0.0; 784]);
     }
 }

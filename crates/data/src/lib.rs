@@ -33,7 +33,7 @@ mod download;
 
 pub use augment::{CropBox, TrainTransform, random_resized_crop_params};
 pub use decode::{MAX_PIXELS, Rgb8, decode_image, load_image};
-pub use digit_image::{MNIST_SIDE, load_digit_image};
+pub use digit_image::{MNIST_SIDE, digit_from_rgb, load_digit_image};
 pub use error::{DataError, Result};
 pub use folder::{IMAGE_EXTENSIONS, ImageFolder};
 pub use idx::{Images, read_idx_images, read_idx_labels};

@@ -9,9 +9,10 @@ use plotters::prelude::*;
 
 use crate::colormap::Colormap;
 use crate::error::PlotError;
+use crate::output::{Target, render_to};
 use crate::render::{
     DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, colorbar_width, draw_colorbar, draw_frame, draw_title,
-    finite_range, font, nice_step, padded, render_png, text_width, tick_label, ticks,
+    finite_range, font, nice_step, padded, text_width, tick_label, ticks,
 };
 
 /// Chart size in pixels.
@@ -40,7 +41,35 @@ pub fn plot_heatmap(
     colorbar_label: &str,
 ) -> Result<(), PlotError> {
     let path = path.as_ref();
-    let invalid = |reason: String| PlotError::InvalidInput { path: path.to_path_buf(), reason };
+    heatmap(Target::File(path), data, rows, cols, x_axis, y_axis, title, colorbar_label).map(drop)
+}
+
+/// [`plot_heatmap`] into memory: the PNG file's bytes (for a web page).
+#[allow(clippy::too_many_arguments)] // the same arguments as plot_heatmap
+pub fn heatmap_png(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    x_axis: (&str, f64, f64),
+    y_axis: (&str, f64, f64),
+    title: &str,
+    colorbar_label: &str,
+) -> Result<Vec<u8>, PlotError> {
+    heatmap(Target::Memory, data, rows, cols, x_axis, y_axis, title, colorbar_label)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn heatmap(
+    target: Target<'_>,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    x_axis: (&str, f64, f64),
+    y_axis: (&str, f64, f64),
+    title: &str,
+    colorbar_label: &str,
+) -> Result<Vec<u8>, PlotError> {
+    let invalid = |reason: String| PlotError::InvalidInput { path: target.path().to_path_buf(), reason };
     if rows == 0 || cols == 0 {
         return Err(invalid(format!("the grid is {rows}x{cols}; rows and cols must be > 0")));
     }
@@ -67,7 +96,7 @@ pub fn plot_heatmap(
     let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
     let bar_w = colorbar_width(vmin, vmax, colorbar_label);
 
-    render_png(path, SIZE, |root| -> DrawResult {
+    render_to(target, SIZE, |root| -> DrawResult {
         let (main, _) = root.split_horizontally(SIZE.0 - margin - bar_w);
         let mut chart = ChartBuilder::on(&main)
             .margin(margin)

@@ -6,6 +6,10 @@
 //! - [`plot_confusion_matrix`]: counts heatmap, like scikit-learn's `ConfusionMatrixDisplay`.
 //! - [`plot_heatmap`]: a grid with a colour bar (spectrogram, MFCC), like `librosa.display.specshow`.
 //! - [`plot_waveform`]: amplitude against seconds, like `librosa.display.waveshow`.
+//! - [`plot_comparison`]: model accuracy against operations and latency, bubbles sized by
+//!   parameters (the seed's architecture chart).
+//!
+//! `*_png` variants return the PNG bytes instead of writing a file (for the web app).
 //!
 //! Text uses an embedded DejaVu Sans, so output never depends on the host's fonts. Every file is
 //! written to a temporary file in the destination directory and renamed into place.
@@ -22,15 +26,18 @@
 #![warn(missing_docs)]
 
 mod colormap;
+mod comparison;
 mod confusion;
 mod error;
 mod heatmap;
 mod history;
+mod output;
 mod render;
 mod waveform;
 
+pub use comparison::{ComparisonPoint, comparison_png, plot_comparison};
 pub use confusion::plot_confusion_matrix;
 pub use error::PlotError;
-pub use heatmap::plot_heatmap;
+pub use heatmap::{heatmap_png, plot_heatmap};
 pub use history::{plot_history_pair, plot_train_history};
-pub use waveform::plot_waveform;
+pub use waveform::{plot_waveform, waveform_png};

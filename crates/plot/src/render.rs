@@ -42,7 +42,7 @@ pub(crate) const TITLE_H: u32 = 40;
 pub(crate) const C0: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 pub(crate) const C1: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 
-fn register_font() -> Result<(), String> {
+pub(crate) fn register_font() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {

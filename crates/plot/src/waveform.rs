@@ -7,9 +7,10 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::PlotError;
+use crate::output::{Target, render_to};
 use crate::render::{
     C0, DESC_SIZE, DrawResult, TICK_SIZE, TITLE_H, Ticked, draw_frame, draw_title, finite_range, font, nice_step,
-    render_png, text_width, tick_label, ticks,
+    text_width, tick_label, ticks,
 };
 
 /// Chart size in pixels.
@@ -22,7 +23,17 @@ const SIZE: (u32, u32) = (800, 320);
 /// zero sample rate; I/O and rendering errors.
 pub fn plot_waveform(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, title: &str) -> Result<(), PlotError> {
     let path = path.as_ref();
-    let invalid = |reason: &str| PlotError::InvalidInput { path: path.to_path_buf(), reason: reason.to_string() };
+    waveform(Target::File(path), samples, sample_rate, title).map(drop)
+}
+
+/// [`plot_waveform`] into memory: the PNG file's bytes (for a web page).
+pub fn waveform_png(samples: &[f32], sample_rate: u32, title: &str) -> Result<Vec<u8>, PlotError> {
+    waveform(Target::Memory, samples, sample_rate, title)
+}
+
+fn waveform(target: Target<'_>, samples: &[f32], sample_rate: u32, title: &str) -> Result<Vec<u8>, PlotError> {
+    let invalid =
+        |reason: &str| PlotError::InvalidInput { path: target.path().to_path_buf(), reason: reason.to_string() };
     if samples.is_empty() {
         return Err(invalid("no samples"));
     }
@@ -40,7 +51,7 @@ pub fn plot_waveform(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, 
     let y_tick_w = y_ticks.iter().map(|v| text_width(&tick_label(*v, y_step), TICK_SIZE)).max().unwrap_or(0);
     let y_area = y_tick_w + 16 + 2 * DESC_SIZE as u32;
 
-    render_png(path, SIZE, |root| -> DrawResult {
+    render_to(target, SIZE, |root| -> DrawResult {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .margin_top(TITLE_H + 4)

@@ -80,6 +80,9 @@ pub enum ZooError {
     /// The layer foundation (parameter store, training, checkpoint writer) failed.
     #[error(transparent)]
     Nn(#[from] NnError),
+    /// Drawing a chart failed (the comparison chart).
+    #[error(transparent)]
+    Plot(#[from] convnet_plot::PlotError),
 }
 
 impl ZooError {

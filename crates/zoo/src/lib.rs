@@ -22,6 +22,7 @@
 pub mod attention;
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 mod error;
 pub mod finetune;
 pub mod labels;
