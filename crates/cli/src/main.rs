@@ -2,6 +2,7 @@
 
 mod bench;
 mod images;
+mod limits;
 mod mnist;
 mod sound;
 mod speech;
@@ -10,6 +11,7 @@ mod zoo;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "convnet", version, about = "Convolutional neural networks in Rust, Keras-simple")]
@@ -17,6 +19,10 @@ struct Cli {
     /// Threads for the compute kernels (default: all cores).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    /// On error, print every cause on its own line, and the backtrace when `RUST_BACKTRACE=1`
+    /// (by default an error is one line: `error: what failed: why`).
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,13 +118,31 @@ enum BenchWhat {
     Speech(speech::SpeechBenchArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    // `convnet models | head` must end quietly, as any Unix tool does, not panic in println!
+    convnet::tensor::restore_default_sigpipe();
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match start(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // one readable chain whatever RUST_BACKTRACE says; --verbose shows the rest
+            if verbose {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cli: Cli) -> Result<()> {
     // before the pool's threads start, so that they share the main heap
     convnet::tensor::configure_allocator();
     if cli.threads > 0 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(cli.threads)
+            .num_threads(limits::threads(cli.threads))
             .build_global()
             .context("setting up the thread pool")?;
     }

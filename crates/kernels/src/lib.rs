@@ -45,6 +45,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod norm;
 pub mod pool;
+pub mod process;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -31,6 +31,7 @@
 mod activation;
 pub mod callbacks;
 pub mod context;
+pub mod fsio;
 mod error;
 mod initializers;
 pub mod layer;
