@@ -143,7 +143,9 @@ impl AudioError {
             AudioError::NonFinite { path: None, index, value } => {
                 AudioError::NonFinite { path: Some(path.to_path_buf()), index, value }
             }
-            AudioError::TooLarge { path: None, reason } => AudioError::TooLarge { path: Some(path.to_path_buf()), reason },
+            AudioError::TooLarge { path: None, reason } => {
+                AudioError::TooLarge { path: Some(path.to_path_buf()), reason }
+            }
             other => other,
         }
     }

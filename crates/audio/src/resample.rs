@@ -181,7 +181,9 @@ pub fn check_finite(samples: &[f32]) -> Result<()> {
 fn too_long(n: usize, from: u32) -> AudioError {
     AudioError::TooLarge {
         path: None,
-        reason: format!("{n} samples at {from} Hz is over the {MAX_RESAMPLE_SECONDS} s resampled at once; split the recording"),
+        reason: format!(
+            "{n} samples at {from} Hz is over the {MAX_RESAMPLE_SECONDS} s resampled at once; split the recording"
+        ),
     }
 }
 

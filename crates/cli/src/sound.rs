@@ -138,7 +138,8 @@ fn train(a: &TrainArgs) -> Result<()> {
         limits::positive("--frames", f, limits::MAX_FRAMES)?;
     }
     // before the epochs, not after them
-    convnet::nn::fsio::ensure_writable_dir(&a.out).with_context(|| format!("cannot write to --out {}", a.out.display()))?;
+    convnet::nn::fsio::ensure_writable_dir(&a.out)
+        .with_context(|| format!("cannot write to --out {}", a.out.display()))?;
     let start = Instant::now();
     let options = SpokenDigitOptions {
         sample_rate: a.sr,

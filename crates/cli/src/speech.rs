@@ -280,7 +280,8 @@ fn train(a: &TrainArgs) -> Result<()> {
     let arch = Architecture::from_name(&a.model)?;
     crate::limits::batch("--batch-size", a.batch_size)?;
     // before loading and training, not after them
-    convnet::nn::fsio::ensure_writable_dir(&a.out).with_context(|| format!("cannot write to --out {}", a.out.display()))?;
+    convnet::nn::fsio::ensure_writable_dir(&a.out)
+        .with_context(|| format!("cannot write to --out {}", a.out.display()))?;
     let data = load_data(&a.data, data_options(a), false)?;
     let cfg = TrainConfig {
         architecture: arch,
@@ -512,7 +513,8 @@ fn write_scores(path: &Path, labels: &[String], windows: &[WindowScores]) -> Res
         }
         out.push('\n');
     }
-    convnet::nn::fsio::write_file_atomic(path, out.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    convnet::nn::fsio::write_file_atomic(path, out.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Tunes `model`'s streaming settings on `data`'s validation split (unless asked not to) and
@@ -669,7 +671,8 @@ pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
     let rtf = listen_s / heard.audio_seconds;
     let threads = rayon::current_num_threads();
     // the reference was measured on one workload: compare only with that one
-    let reference = (arch == Architecture::Conv && a.batch_size == 100 && threads == 2).then_some(TENSORFLOW_STEPS_PER_SEC);
+    let reference =
+        (arch == Architecture::Conv && a.batch_size == 100 && threads == 2).then_some(TENSORFLOW_STEPS_PER_SEC);
     if a.json {
         let v = json!({
             "model": arch.name(), "batch": a.batch_size, "threads": threads,
@@ -688,9 +691,9 @@ pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
     println!("| forward + backward + Adam, ms/step | {:.1} |", 1e3 * step_total / a.steps as f64);
     match reference {
         Some(r) => println!("| TensorFlow 2.21 (reference), steps/s | {r:.2} (convnet: {:.2}x) |", steps_per_sec / r),
-        None => println!(
-            "| TensorFlow 2.21 (reference) | measured for `conv`, batch 100, 2 threads only: not comparable |"
-        ),
+        None => {
+            println!("| TensorFlow 2.21 (reference) | measured for `conv`, batch 100, 2 threads only: not comparable |")
+        }
     }
     println!(
         "| streaming: {:.0} s of audio, {} windows every 30 ms | {listen_s:.2} s, real-time factor {rtf:.4} |",

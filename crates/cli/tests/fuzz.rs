@@ -113,7 +113,8 @@ fn mutate(corpus: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
             }
             // a decimal digit run made long (text headers: .npy shapes, JSON metadata)
             6 => {
-                if let Some(i) = (0..8).map(|_| rng.below(len.max(1))).find(|&i| b.get(i).is_some_and(u8::is_ascii_digit))
+                if let Some(i) =
+                    (0..8).map(|_| rng.below(len.max(1))).find(|&i| b.get(i).is_some_and(u8::is_ascii_digit))
                 {
                     let digits: Vec<u8> = (0..1 + rng.below(20)).map(|_| b'0' + rng.below(10) as u8).collect();
                     b.splice(i..i, digits);
@@ -151,7 +152,8 @@ fn scratch(name: &str) -> PathBuf {
 /// Feeds the corpus itself, then `iterations()` mutants, to `target`; a panic fails the test
 /// after saving the input.
 fn fuzz(name: &str, corpus: Vec<Vec<u8>>, mut target: impl FnMut(&[u8])) {
-    let mut rng = Rng(seed() ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+    let mut rng =
+        Rng(seed() ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
     let n = iterations();
     let started = std::time::Instant::now();
     for i in 0..corpus.len() + n {
@@ -187,7 +189,12 @@ fn wav(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
 fn fuzz_wav() {
     let pcm: Vec<u8> = (0..400i16).flat_map(|i| (i * 37).to_le_bytes()).collect();
     let float: Vec<u8> = (0..200).flat_map(|i| (i as f32 / 200.0 - 0.5).to_le_bytes()).collect();
-    let corpus = vec![wav(1, 1, 16000, 16, &pcm), wav(1, 2, 8000, 16, &pcm), wav(3, 1, 22050, 32, &float), wav(1, 1, 44100, 8, &pcm[..100])];
+    let corpus = vec![
+        wav(1, 1, 16000, 16, &pcm),
+        wav(1, 2, 8000, 16, &pcm),
+        wav(3, 1, 22050, 32, &float),
+        wav(1, 1, 44100, 8, &pcm[..100]),
+    ];
     let path = Path::new("fuzz.wav");
     fuzz("wav", corpus, |b| {
         if let Ok(w) = convnet::audio::decode_wav(b, path) {
@@ -239,7 +246,10 @@ fn fuzz_checkpoints_and_model_files() {
     let dir = scratch("models");
     // a zoo checkpoint (timm layout), a model file with its architecture, a speech model
     let ckpt = dir.join("lenet.safetensors");
-    convnet_zoo::create_model("lenet5", convnet_zoo::ZooOpts::new().with_num_classes(3)).unwrap().save_checkpoint(&ckpt).unwrap();
+    convnet_zoo::create_model("lenet5", convnet_zoo::ZooOpts::new().with_num_classes(3))
+        .unwrap()
+        .save_checkpoint(&ckpt)
+        .unwrap();
     let seq = dir.join("seq.safetensors");
     let mut m = convnet::nn::Sequential::new([6, 5, 1]);
     m.add(convnet::nn::Conv2dConfig::new(2, (3, 3))).unwrap();

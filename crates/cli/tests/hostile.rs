@@ -90,9 +90,10 @@ fn tiny_mnist(dir: &Path, n_train: u32, n_test: u32) {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (seed >> 24) as u8
     };
-    for (images, labels, n) in
-        [("train-images-idx3-ubyte", "train-labels-idx1-ubyte", n_train), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", n_test)]
-    {
+    for (images, labels, n) in [
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", n_train),
+        ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", n_test),
+    ] {
         let mut b = Vec::new();
         for v in [0x803u32, n, 28, 28] {
             b.extend_from_slice(&v.to_be_bytes());
@@ -183,7 +184,8 @@ fn numeric_flags_have_upper_bounds() {
 /// minutes starting threads.
 #[test]
 fn absurd_thread_counts_are_capped() {
-    let out = Command::new(env!("CARGO_BIN_EXE_convnet")).args(["--threads", "100000", "models", "lenet*"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_convnet")).args(["--threads", "100000", "models", "lenet*"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("warning: --threads 100000"), "{stderr}");
@@ -302,7 +304,10 @@ fn sound_digit_predict_checks_the_model_kind() {
     mnist_model(&mnist);
     let wav = d.path().join("one.wav");
     tone_wav(&wav, 8000);
-    fails(&["sound-digit", "predict", "--model", s(&mnist), s(&wav)], &["mnist.safetensors", "not a spoken-digit model"]);
+    fails(
+        &["sound-digit", "predict", "--model", s(&mnist), s(&wav)],
+        &["mnist.safetensors", "not a spoken-digit model"],
+    );
     // a 12-class model is not one either, even with --sr
     let twelve = d.path().join("twelve.safetensors");
     let mut m = convnet::nn::Sequential::new([20, 44, 1]);

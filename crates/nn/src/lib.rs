@@ -31,8 +31,8 @@
 mod activation;
 pub mod callbacks;
 pub mod context;
-pub mod fsio;
 mod error;
+pub mod fsio;
 mod initializers;
 pub mod layer;
 pub mod layers;

@@ -217,7 +217,8 @@ fn check_declared(config: &ModelConfig, tensors: &[(String, Tensor)], path: &Pat
             Some(_) => {}
         }
     }
-    let mut unexpected: Vec<String> = given.keys().filter(|k| !expected.contains_key(**k)).map(|k| k.to_string()).collect();
+    let mut unexpected: Vec<String> =
+        given.keys().filter(|k| !expected.contains_key(**k)).map(|k| k.to_string()).collect();
     if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
         return Ok(());
     }
@@ -271,8 +272,7 @@ impl Sequential {
         })?;
         let value: serde_json::Value = serde_json::from_str(config)
             .map_err(|e| NnError::bad_file(path, format!("architecture metadata is not valid: {e}")))?;
-        check_numbers(&value, &mut String::from("architecture"))
-            .map_err(|reason| NnError::bad_file(path, reason))?;
+        check_numbers(&value, &mut String::from("architecture")).map_err(|reason| NnError::bad_file(path, reason))?;
         let config: ModelConfig = serde_json::from_value(value)
             .map_err(|e| NnError::bad_file(path, format!("architecture metadata is not valid: {e}")))?;
         // one loading rule: the declared shapes must match the file's tensors before the

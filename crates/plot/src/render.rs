@@ -82,7 +82,8 @@ fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
-    let bytes = encode_png(width, height, rgb).map_err(|reason| PlotError::Encode { path: path.to_path_buf(), reason })?;
+    let bytes =
+        encode_png(width, height, rgb).map_err(|reason| PlotError::Encode { path: path.to_path_buf(), reason })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let prefix = format!(".{name}.tmp-");
     remove_stale_temps(&dir, &prefix);
