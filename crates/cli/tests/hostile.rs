@@ -77,7 +77,7 @@ fn wav_bytes(tag: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
 /// One second of a 440 Hz tone as 16-bit PCM at `rate`.
 fn tone_wav(path: &Path, rate: u32) {
     let data: Vec<u8> = (0..rate)
-        .flat_map(|i| (((i as f32 * 440.0 * 6.283 / rate as f32).sin() * 8000.0) as i16).to_le_bytes())
+        .flat_map(|i| (((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16).to_le_bytes())
         .collect();
     std::fs::write(path, wav_bytes(1, rate, 16, &data)).unwrap();
 }
