@@ -78,6 +78,32 @@ pub enum AudioError {
         needed: usize,
     },
 
+    /// A sample is NaN or infinite (a float WAV can hold them). librosa refuses such audio
+    /// ("Audio buffer is not finite everywhere"); so do we, before any resampling or feature
+    /// computation would turn it into silence or garbage.
+    #[error(
+        "{}: sample {index} (of channel-interleaved data) is {value}: audio must be finite; \
+         repair or re-export the file",
+        display_opt(path)
+    )]
+    NonFinite {
+        /// The file the samples came from, when known.
+        path: Option<PathBuf>,
+        /// Index of the first bad sample.
+        index: usize,
+        /// Its value (NaN, inf or -inf).
+        value: f32,
+    },
+
+    /// A header or a request asks for more than this crate will allocate (sample rate, length).
+    #[error("{}: {reason}", display_opt(path))]
+    TooLarge {
+        /// The file, when known.
+        path: Option<PathBuf>,
+        /// What is too large, the limit and how to get under it.
+        reason: String,
+    },
+
     /// A configuration value is out of range (zero FFT size, `fmax > sr / 2`, ...).
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -105,7 +131,7 @@ pub enum AudioError {
 
 impl AudioError {
     /// Attaches `path` to an error raised on in-memory samples (`TooShort`, `Resample`) that does
-    /// not name its file yet; other errors are returned unchanged.
+    /// not name its file yet (`NonFinite`, `TooLarge` too); other errors are returned unchanged.
     pub fn in_file(self, path: &Path) -> Self {
         match self {
             AudioError::TooShort { path: None, samples, needed } => {
@@ -113,6 +139,12 @@ impl AudioError {
             }
             AudioError::Resample { path: None, from, to, reason } => {
                 AudioError::Resample { path: Some(path.to_path_buf()), from, to, reason }
+            }
+            AudioError::NonFinite { path: None, index, value } => {
+                AudioError::NonFinite { path: Some(path.to_path_buf()), index, value }
+            }
+            AudioError::TooLarge { path: None, reason } => {
+                AudioError::TooLarge { path: Some(path.to_path_buf()), reason }
             }
             other => other,
         }

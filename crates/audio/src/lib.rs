@@ -42,7 +42,7 @@ pub use mfcc::{
 };
 pub use plot::{RowAxis, save_features_png, save_waveform_png};
 pub use realfft::num_complex::Complex;
-pub use resample::{Resampler, resample};
+pub use resample::{MAX_RESAMPLE_SECONDS, MAX_SAMPLE_RATE, Resampler, check_finite, resample};
 pub use spoken_digits::{
     DigitSplit, FrameFit, SpokenDigitError, SpokenDigitOptions, SpokenDigits, clip_features, label_of, load_split,
 };

@@ -19,6 +19,19 @@ use rubato::{Fft, FixedSync, Resampler as _, WindowFunction};
 
 use crate::error::{AudioError, Result};
 
+/// The highest sample rate accepted, in Hz (the highest rate audio interfaces record at). A
+/// WAV header can claim any 32-bit rate; the resampler's FFT blocks grow with the rates, so an
+/// absurd one would allocate gigabytes.
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// The longest clip resampled, in seconds (one hour): the output length is `n * to / from`, so
+/// a file claiming 1 Hz would otherwise ask for a resampled signal of terabytes. Longer
+/// recordings should be split.
+pub const MAX_RESAMPLE_SECONDS: u64 = 3600;
+
+/// The largest filter block planned (samples at either rate); see [`Resampler::new`].
+const MAX_BLOCK: usize = 1 << 22;
+
 /// Minimum filter length in samples at the lower of the two rates (see the module docs).
 const LOWER_RATE_TAPS: usize = 320;
 
@@ -45,6 +58,9 @@ impl Resampler {
         if from == 0 || to == 0 {
             return Err(err("sample rates must be > 0".into()));
         }
+        if from > MAX_SAMPLE_RATE || to > MAX_SAMPLE_RATE {
+            return Err(err(format!("sample rates above {MAX_SAMPLE_RATE} Hz are not supported")));
+        }
         if from == to {
             return Ok(Resampler { from, to, inner: None });
         }
@@ -59,6 +75,13 @@ impl Resampler {
             k += 1;
         }
         let fft_in = k * block_in;
+        // rates like 1 Hz -> 22050 Hz need filter blocks of millions of samples
+        if fft_in.max(k * block_out) > MAX_BLOCK {
+            return Err(err(format!(
+                "the rates need filter blocks of {} samples (over {MAX_BLOCK}); resample in two steps",
+                fft_in.max(k * block_out)
+            )));
+        }
         // Two sub-blocks per process call: little call overhead, little zero padding at the end.
         let sub_chunks = 2;
         let inner = Fft::<f64>::new_custom(
@@ -91,12 +114,18 @@ impl Resampler {
 
     /// Resamples one mono clip `[n] -> [ceil(n * to / from)]`.
     ///
-    /// Errors: [`AudioError::Resample`] if rubato fails.
+    /// Errors: [`AudioError::NonFinite`] for a NaN or infinite sample (the FFT would spread it
+    /// over the whole clip), [`AudioError::TooLarge`] for a clip over [`MAX_RESAMPLE_SECONDS`],
+    /// [`AudioError::Resample`] if rubato fails.
     pub fn process(&mut self, samples: &[f32]) -> Result<Vec<f32>> {
+        check_finite(samples)?;
         let want = self.output_len(samples.len());
         let Some(inner) = self.inner.as_mut() else {
             return Ok(samples.to_vec());
         };
+        if samples.len() as u64 > MAX_RESAMPLE_SECONDS * u64::from(self.from) {
+            return Err(too_long(samples.len(), self.from));
+        }
         if samples.is_empty() {
             return Ok(Vec::new());
         }
@@ -133,7 +162,29 @@ impl Resampler {
 /// Resamples a mono clip from `from` Hz to `to` Hz (see [`Resampler`]); output length
 /// `ceil(n * to / from)`. For many clips, build one [`Resampler`] and reuse it.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
+    // the cheap checks first: planning the resampler allocates its filter
+    check_finite(samples)?;
+    if from > 0 && from != to && samples.len() as u64 > MAX_RESAMPLE_SECONDS * u64::from(from) {
+        return Err(too_long(samples.len(), from));
+    }
     Resampler::new(from, to)?.process(samples)
+}
+
+/// [`AudioError::NonFinite`] naming the first NaN or infinite sample, if any.
+pub fn check_finite(samples: &[f32]) -> Result<()> {
+    match samples.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(AudioError::NonFinite { path: None, index, value: samples[index] }),
+        None => Ok(()),
+    }
+}
+
+fn too_long(n: usize, from: u32) -> AudioError {
+    AudioError::TooLarge {
+        path: None,
+        reason: format!(
+            "{n} samples at {from} Hz is over the {MAX_RESAMPLE_SECONDS} s resampled at once; split the recording"
+        ),
+    }
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {

@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use crate::error::{AudioError, Result};
-use crate::resample::resample;
+use crate::resample::{MAX_SAMPLE_RATE, check_finite, resample};
 
 /// librosa.load's default target rate.
 pub const LIBROSA_DEFAULT_SR: u32 = 22050;
@@ -100,7 +100,8 @@ impl Audio {
 /// (band-limited, see [`resample`]) unless `target` is `Native` or equals the file's rate.
 ///
 /// Errors: [`AudioError::Io`], [`AudioError::NotWav`], [`AudioError::Unsupported`],
-/// [`AudioError::Truncated`], [`AudioError::Empty`], [`AudioError::Resample`].
+/// [`AudioError::Truncated`], [`AudioError::Empty`], [`AudioError::NonFinite`],
+/// [`AudioError::TooLarge`], [`AudioError::Resample`].
 pub fn load(path: impl AsRef<Path>, target: TargetRate) -> Result<Audio> {
     let path = path.as_ref();
     let wav = read_wav(path)?;
@@ -147,6 +148,12 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Wav> {
     if channels == 0 {
         return Err(not_wav("the header declares zero channels"));
     }
+    if spec.sample_rate == 0 || spec.sample_rate > MAX_SAMPLE_RATE {
+        return Err(not_wav(&format!(
+            "the header declares a sample rate of {} Hz (supported: 1 to {MAX_SAMPLE_RATE} Hz)",
+            spec.sample_rate
+        )));
+    }
     let expected = reader.len() as usize;
     let sample_format = match spec.sample_format {
         hound::SampleFormat::Int => WavSampleFormat::Int,
@@ -158,7 +165,10 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Wav> {
             if bits != 32 {
                 return Err(unsupported(path, fmt));
             }
-            collect(reader.into_samples::<f32>(), expected, bytes.len(), path, |v| v)?
+            let samples = collect(reader.into_samples::<f32>(), expected, bytes.len(), path, |v| v)?;
+            // only float files can hold NaN or inf; refuse them here, naming the file
+            check_finite(&samples).map_err(|e| e.in_file(path))?;
+            samples
         }
         WavSampleFormat::Int => {
             if !(1..=32).contains(&bits) {
@@ -277,7 +287,7 @@ mod tests {
         v.extend_from_slice(&tag.to_le_bytes());
         v.extend_from_slice(&channels.to_le_bytes());
         v.extend_from_slice(&rate.to_le_bytes());
-        v.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+        v.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
         v.extend_from_slice(&block.to_le_bytes());
         v.extend_from_slice(&bits.to_le_bytes());
         v.extend_from_slice(b"data");
@@ -373,5 +383,43 @@ mod tests {
     fn zero_length_audio() {
         let e = decode_wav(&wav_bytes(1, 1, 8000, 16, &[], None), p()).unwrap_err();
         assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+    }
+
+    /// NaN and inf in a float WAV are an error naming the file and the first bad sample,
+    /// whether or not the clip is resampled (the resampler used to panic on them).
+    #[test]
+    fn non_finite_float_samples_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let data: Vec<u8> = [0.25f32, -0.5, bad, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+            let path = dir.path().join("bad.wav");
+            std::fs::write(&path, wav_bytes(3, 1, 16000, 32, &data, None)).unwrap();
+            for target in [TargetRate::Native, TargetRate::Hz(22050)] {
+                match load(&path, target).unwrap_err() {
+                    AudioError::NonFinite { path: Some(p), index: 2, value } => {
+                        assert_eq!(p, path);
+                        assert_eq!(value.to_bits(), bad.to_bits());
+                    }
+                    other => panic!("expected NonFinite at sample 2, got {other}"),
+                }
+            }
+        }
+        let e = resample(&[0.0, f32::NAN], 16000, 22050).unwrap_err();
+        assert!(matches!(e, AudioError::NonFinite { path: None, index: 1, .. }), "{e}");
+    }
+
+    /// Absurd sample rates in a header are refused before the resampler plans its blocks.
+    #[test]
+    fn absurd_sample_rates_are_refused() {
+        let data = [0u8; 64];
+        for rate in [0, 1_000_000, 4_000_000_000] {
+            let e = decode_wav(&wav_bytes(1, 1, rate, 16, &data, None), p()).unwrap_err();
+            assert!(matches!(e, AudioError::NotWav { .. }), "{e}");
+        }
+        let e = decode_wav(&wav_bytes(1, 1, 1_000_000, 16, &data, None), p()).unwrap_err();
+        assert!(e.to_string().contains("sample rate of 1000000 Hz"), "{e}");
+        // 1 Hz is a valid header, but resampling it to 22050 Hz would allocate terabytes
+        let e = resample(&vec![0.0; 1 << 16], 1, 22050).unwrap_err();
+        assert!(matches!(e, AudioError::TooLarge { .. }), "{e}");
     }
 }

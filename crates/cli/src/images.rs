@@ -153,6 +153,16 @@ impl TrainImagesArgs {
 
 /// `convnet train images`.
 pub fn train(args: &TrainImagesArgs) -> Result<()> {
+    crate::limits::batch("--batch-size", args.batch_size)?;
+    if let Some(s) = args.img_size {
+        crate::limits::input_size("--img-size", [3, s, s])?;
+    }
+    if args.workers > 0 {
+        crate::limits::positive("--workers", args.workers, crate::limits::THREADS_PER_CORE * num_cores())?;
+    }
+    // before the epochs, not after them
+    convnet::nn::fsio::ensure_writable_dir(&args.out)
+        .with_context(|| format!("cannot write to --out {}", args.out.display()))?;
     let recipe = args.recipe();
     let (train_folder, _) = open_folders(&args.data, recipe.val_split, recipe.seed)?;
     // the summary needs the architecture only: the checkpoint is read once, by `run`
@@ -210,6 +220,10 @@ pub fn train(args: &TrainImagesArgs) -> Result<()> {
     Ok(())
 }
 
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// Options of `convnet evaluate images`.
 #[derive(Args, Debug)]
 pub struct EvaluateImagesArgs {
@@ -235,6 +249,7 @@ pub struct EvaluateImagesArgs {
 
 /// `convnet evaluate images`: accuracy, per-class accuracy and the confusion matrix.
 pub fn evaluate(args: &EvaluateImagesArgs) -> Result<()> {
+    crate::limits::batch("--batch-size", args.batch_size)?;
     let sidecar = Sidecar::read_for(&args.weights)?.with_context(|| {
         format!(
             "{} has no sidecar {}: evaluate images needs the class names that train images writes",

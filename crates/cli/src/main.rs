@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod images;
+mod limits;
 mod mnist;
 mod serve;
 mod sound;
@@ -12,6 +13,7 @@ mod zoo;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "convnet", version, about = "Convolutional neural networks in Rust, Keras-simple")]
@@ -19,6 +21,10 @@ struct Cli {
     /// Threads for the compute kernels (default: all cores).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    /// On error, print every cause on its own line, and the backtrace when `RUST_BACKTRACE=1`
+    /// (by default an error is one line: `error: what failed: why`).
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,13 +124,47 @@ enum BenchWhat {
     Speech(speech::SpeechBenchArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    // `convnet models | head` must end quietly, as any Unix tool does, not panic in println!
+    convnet::tensor::restore_default_sigpipe();
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match start(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // one readable chain whatever RUST_BACKTRACE says; --verbose shows the rest
+            if verbose {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message before
+/// it already includes (library errors often print their source themselves).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+fn start(cli: Cli) -> Result<()> {
     // before the pool's threads start, so that they share the main heap
     convnet::tensor::configure_allocator();
     if cli.threads > 0 {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(cli.threads)
+            .num_threads(limits::threads(cli.threads))
             .build_global()
             .context("setting up the thread pool")?;
     }

@@ -60,6 +60,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if args.epochs == 0 || args.batch_size == 0 {
         bail!("--epochs and --batch-size must be positive");
     }
+    crate::limits::batch("--batch-size", args.batch_size)?;
+    // before the epochs, not after them
+    convnet::nn::fsio::ensure_writable_dir(&args.out)
+        .with_context(|| format!("cannot write to --out {}", args.out.display()))?;
     let mnist = load_mnist(&args.data, args.train_limit, args.test_limit)?;
     let (x_train, y_train) = tensors(&mnist.train_images, &mnist.train_labels)?;
     let (x_test, y_test) = tensors(&mnist.test_images, &mnist.test_labels)?;

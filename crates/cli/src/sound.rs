@@ -5,6 +5,7 @@
 //! SpecAugment time and frequency masks) and calls `fit` for one epoch at a time with a
 //! per-epoch seed, so a run is reproducible and the DSP runs once.
 
+use crate::limits;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use convnet::audio::{
@@ -75,8 +76,8 @@ pub struct PredictArgs {
     /// The saved model (.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Sample rate the model was trained at (default: the one saved with the model, or 22050
-    /// for models saved without it).
+    /// Sample rate the model was trained at (default: the one saved with the model; required
+    /// for a model saved without its front end).
     #[arg(long)]
     pub sr: Option<u32>,
     /// WAV files to classify.
@@ -130,6 +131,15 @@ fn train(a: &TrainArgs) -> Result<()> {
     if a.epochs == 0 || a.batch_size == 0 {
         bail!("--epochs and --batch-size must be positive");
     }
+    limits::batch("--batch-size", a.batch_size)?;
+    limits::sample_rate("--sr", a.sr)?;
+    limits::positive("--n-mfcc", a.n_mfcc, limits::MAX_MEL_BANDS)?;
+    if let Some(f) = a.frames {
+        limits::positive("--frames", f, limits::MAX_FRAMES)?;
+    }
+    // before the epochs, not after them
+    convnet::nn::fsio::ensure_writable_dir(&a.out)
+        .with_context(|| format!("cannot write to --out {}", a.out.display()))?;
     let start = Instant::now();
     let options = SpokenDigitOptions {
         sample_rate: a.sr,
@@ -247,16 +257,46 @@ fn argmax(row: &[f32]) -> usize {
 fn predict(a: &PredictArgs) -> Result<()> {
     let (model, metadata) =
         Sequential::load_with_metadata(&a.model).with_context(|| format!("loading the model {}", a.model.display()))?;
+    // the model must be a spoken-digit model: [n_mfcc, frames, 1] in, ten digits out, and
+    // the front end it was trained with (a MNIST model has the same shapes but no front end)
     let &[h, w, 1] = model.input_shape() else {
-        bail!("{}: expected an [n_mfcc, frames, 1] input, found {:?}", a.model.display(), model.input_shape());
+        bail!(
+            "{}: not a spoken-digit model: its input is {:?}, not [n_mfcc, frames, 1]",
+            a.model.display(),
+            model.input_shape()
+        );
     };
+    if model.output_shape() != [10] {
+        bail!(
+            "{}: not a spoken-digit model: it has {:?} outputs, not the 10 digits",
+            a.model.display(),
+            model.output_shape()
+        );
+    }
     let saved: serde_json::Value = match metadata.get(FRONT_END_KEY) {
         Some(text) => serde_json::from_str(text)
             .with_context(|| format!("{}: `{FRONT_END_KEY}` metadata is not JSON", a.model.display()))?,
-        None => serde_json::Value::Null,
+        None if a.sr.is_some() => serde_json::Value::Null,
+        None => bail!(
+            "{}: not a spoken-digit model: it has no `{FRONT_END_KEY}` front end (models from `convnet sound-digit \
+             train` have one); for an older spoken-digit model give its --sr",
+            a.model.display()
+        ),
     };
+    let declared = (saved["n_mfcc"].as_u64(), saved["frames"].as_u64());
+    if !saved.is_null() && declared != (Some(h as u64), Some(w as u64)) {
+        bail!(
+            "{}: its front end declares {:?} MFCCs x {:?} frames but the network takes [{h}, {w}, 1]",
+            a.model.display(),
+            declared.0,
+            declared.1
+        );
+    }
     let saved_sr = saved["sample_rate"].as_u64().and_then(|v| u32::try_from(v).ok());
-    let sr = a.sr.or(saved_sr).unwrap_or(22050);
+    let sr = match a.sr.or(saved_sr) {
+        Some(sr) => limits::sample_rate("the model's sample rate (--sr)", sr)?,
+        None => bail!("{}: the front end has no valid sample_rate; give --sr", a.model.display()),
+    };
     let fit = if saved["numpy_resize"].as_bool() == Some(true) { FrameFit::NumpyResize } else { FrameFit::CropOrPad };
     let options = SpokenDigitOptions { sample_rate: sr, n_mfcc: h, frames: w, fit };
     let transform = MfccTransform::new(MfccConfig::new(sr, h))?;
@@ -266,7 +306,7 @@ fn predict(a: &PredictArgs) -> Result<()> {
         x.extend(audio::clip_features(&m, &options));
     }
     let probs = model.predict(&Tensor::from_vec(x, [a.files.len(), h, w, 1])?, 64)?;
-    let rows: Vec<&[f32]> = probs.data().chunks(10).collect();
+    let rows: Vec<&[f32]> = probs.data().chunks_exact(10).collect();
     if a.json {
         let list: Vec<_> = a
             .files
@@ -332,8 +372,13 @@ pub fn audio_cmd(cmd: &AudioCmd) -> Result<()> {
     let target = if a.sr.eq_ignore_ascii_case("native") {
         TargetRate::Native
     } else {
-        TargetRate::Hz(a.sr.parse().with_context(|| format!("--sr must be a number or `native`, got {}", a.sr))?)
+        let sr = a.sr.parse().with_context(|| format!("--sr must be a number or `native`, got {}", a.sr))?;
+        TargetRate::Hz(limits::sample_rate("--sr", sr)?)
     };
+    limits::positive("--n-fft", a.n_fft, limits::MAX_N_FFT)?;
+    limits::positive("--hop-length", a.hop_length, limits::MAX_N_FFT)?;
+    limits::positive("--n-mels", a.n_mels, limits::MAX_MEL_BANDS)?;
+    limits::positive("--n-mfcc", a.n_mfcc, limits::MAX_MEL_BANDS)?;
     let clip = audio::load(&a.file, target)?;
     let title = a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if kind == "waveform" {

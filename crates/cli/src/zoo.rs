@@ -1,6 +1,7 @@
 //! The model-zoo commands: `convnet models`, `summary`, `classify`, `forward` and
 //! `bench infer`. Thin wrappers over `convnet-zoo`.
 
+use crate::limits;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use convnet::nn::summary::thousands as group_digits;
@@ -84,24 +85,32 @@ fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
 }
 
 fn input_size(model: &Model, arg: Option<&str>) -> Result<[usize; 3]> {
-    match arg {
-        None => Ok(model.pretrained_cfg().input_size),
+    let size = match arg {
+        None => return Ok(model.pretrained_cfg().input_size),
         Some(s) => match parse_list(s, "--input-size")?[..] {
-            [c, h, w] => Ok([c, h, w]),
-            [h, w] => Ok([model.in_chans(), h, w]),
-            [s] => Ok([model.in_chans(), s, s]),
+            [c, h, w] => [c, h, w],
+            [h, w] => [model.in_chans(), h, w],
+            [s] => [model.in_chans(), s, s],
             _ => bail!("--input-size takes C,H,W (or H,W or S), got {s:?}"),
         },
-    }
+    };
+    limits::input_size("--input-size", size)
 }
 
-fn opts(num_classes: Option<usize>) -> ZooOpts {
-    ZooOpts { num_classes, ..ZooOpts::default() }
+/// The most classes a classifier may have (ImageNet-22k has 21843): `--num-classes` sizes a
+/// weight matrix, and a mistyped count must not allocate gigabytes.
+const MAX_CLASSES: usize = 1 << 17;
+
+fn opts(num_classes: Option<usize>) -> Result<ZooOpts> {
+    if let Some(n) = num_classes {
+        limits::positive("--num-classes", n, MAX_CLASSES)?;
+    }
+    Ok(ZooOpts { num_classes, ..ZooOpts::default() })
 }
 
 /// `convnet summary MODEL`: the layer table.
 pub fn summary(args: &SummaryArgs) -> Result<()> {
-    let model = create_model(&args.model, opts(args.num_classes))?;
+    let model = create_model(&args.model, opts(args.num_classes)?)?;
     let size = input_size(&model, args.input_size.as_deref())?;
     println!("{}", model.summary(size)?);
     Ok(())
@@ -234,7 +243,7 @@ pub fn forward(args: &ForwardArgs) -> Result<()> {
         None => None,
     };
     let num_classes = args.num_classes.or(sidecar.as_ref().map(|s| s.num_classes));
-    let mut model = create_model(&args.model, opts(num_classes))?;
+    let mut model = create_model(&args.model, opts(num_classes)?)?;
     if let Some(w) = &args.weights {
         let o = LoadOptions {
             strict: !args.non_strict,
@@ -242,14 +251,45 @@ pub fn forward(args: &ForwardArgs) -> Result<()> {
             first_conv: Some(model.pretrained_cfg().first_conv.to_string()),
         };
         let r = model.load_checkpoint(w, &o).with_context(|| format!("loading {}", w.display()))?;
-        if !r.missing.is_empty() || !r.unexpected.is_empty() {
-            eprintln!("note: {} missing and {} unexpected keys ignored", r.missing.len(), r.unexpected.len());
+        if r.dropped_classifier {
+            // strict means strict: a random head is only for who asked for a new class count
+            let classes = model.num_classes();
+            if args.num_classes.is_none() {
+                bail!(
+                    "{}: its classifier `{}` has another class count than {}'s {classes}; pass --num-classes with \
+                     the checkpoint's count, or a new count to re-initialise the classifier at random",
+                    w.display(),
+                    model.pretrained_cfg().classifier,
+                    args.model
+                );
+            }
+            eprintln!(
+                "note: the checkpoint's classifier has another class count; re-initialised at random for \
+                 --num-classes {classes}: {}",
+                r.missing.join(", ")
+            );
+        } else if !r.missing.is_empty() || !r.unexpected.is_empty() {
+            eprintln!(
+                "note: --non-strict: {} missing keys left at random initialisation ({}) and {} unexpected keys ignored",
+                r.missing.len(),
+                r.missing.join(", "),
+                r.unexpected.len()
+            );
         }
     }
     let a = read_npy(&args.input)?;
     let [n, c, h, w] = a.shape[..] else {
         bail!("{}: expected an NCHW array [n, c, h, w], got shape {:?}", args.input.display(), a.shape);
     };
+    let what = args.input.display().to_string();
+    limits::batch(&format!("{what} (batch axis)"), n)?;
+    limits::input_size(&what, [c, h, w])?;
+    if c != model.in_chans() {
+        bail!("{what}: {c} channels, but {} takes {}", args.model, model.in_chans());
+    }
+    // fail now, not after a long forward pass
+    convnet::nn::fsio::ensure_writable_file(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
     let x = convnet_zoo::Tensor::from_vec(nchw_to_nhwc(&a.data, [n, c, h, w]), [n, h, w, c])?;
     let y = if args.features {
         let f = model.forward_features(&x)?;
@@ -299,6 +339,9 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     let folded = if args.no_reparam { 0 } else { model.reparameterize()? };
     let size = input_size(&model, args.input_size.as_deref())?;
     let batches = parse_list(&args.batch, "--batch")?;
+    for &b in &batches {
+        limits::batch("--batch", b)?;
+    }
     let rows = convnet_zoo::bench::bench_inference(&model, size, &batches, args.runs, args.warmup)?;
     if args.json {
         let v: Vec<_> = rows
@@ -354,10 +397,11 @@ pub struct TrainBenchArgs {
 /// training steps (train-mode forward, label-smoothed cross-entropy, backward, AdamW) on
 /// random data, and peak memory.
 pub fn bench_train(args: &TrainBenchArgs) -> Result<()> {
-    let mut model = create_model(&args.model, opts(args.num_classes))?;
+    limits::batch("--batch", args.batch)?;
+    let mut model = create_model(&args.model, opts(args.num_classes)?)?;
     let size = match args.img_size {
         None => model.pretrained_cfg().input_size,
-        Some(s) => [model.in_chans(), s, s],
+        Some(s) => limits::input_size("--img-size", [model.in_chans(), s, s])?,
     };
     let threads = rayon::current_num_threads();
     if !args.json {

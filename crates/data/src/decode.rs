@@ -66,6 +66,18 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<Rgb8, String> {
 }
 
 fn decode(bytes: &[u8]) -> std::result::Result<Rgb8, Problem> {
+    let img = decode_guarded(bytes)?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    if w == 0 || h == 0 {
+        return Err(Problem::Bad("the image is empty".into()));
+    }
+    Ok(Rgb8 { width: w as usize, height: h as usize, data: rgb.into_raw() })
+}
+
+/// Decodes with both guards: the pixel count read from the header before any pixel is
+/// decoded, and a JPEG's end-of-image marker. Every image decoder of this crate goes through it.
+fn decode_guarded(bytes: &[u8]) -> std::result::Result<image::DynamicImage, Problem> {
     let cannot = |e: &dyn std::fmt::Display| Problem::Bad(format!("cannot decode (PNG and JPEG are supported): {e}"));
     let reader = || image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| cannot(&e));
     let format = reader()?.format();
@@ -77,18 +89,19 @@ fn decode(bytes: &[u8]) -> std::result::Result<Rgb8, Problem> {
     if format == Some(image::ImageFormat::Jpeg) {
         jpeg_complete(bytes).map_err(Problem::Truncated)?;
     }
-    let img = reader()?.decode().map_err(|e| match e {
+    reader()?.decode().map_err(|e| match e {
         image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Problem::Truncated(format!("the data ends early ({e})"))
         }
         e => cannot(&e),
-    })?;
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    if w == 0 || h == 0 {
-        return Err(Problem::Bad("the image is empty".into()));
-    }
-    Ok(Rgb8 { width: w as usize, height: h as usize, data: rgb.into_raw() })
+    })
+}
+
+/// [`decode_guarded`] for a file, with the error naming it: for readers that need the decoded
+/// image itself (alpha, grey) rather than [`load_image`]'s RGB.
+pub(crate) fn load_dynamic(path: &Path) -> Result<image::DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    decode_guarded(&bytes).map_err(|p| p.into_error(path))
 }
 
 /// Checks that a JPEG's segments and entropy-coded data run to its end-of-image marker.

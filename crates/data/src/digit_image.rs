@@ -19,11 +19,8 @@ pub const MNIST_SIDE: usize = 28;
 /// Loads `path` as a `28 * 28` row-major grey image in `[0, 1]`, white digit on black.
 pub fn load_digit_image(path: impl AsRef<Path>) -> Result<Vec<f32>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-    let img = image::load_from_memory(&bytes).map_err(|e| DataError::BadFile {
-        path: path.into(),
-        reason: format!("not a decodable PNG/JPEG image: {e}"),
-    })?;
+    // the guarded decoder: pixel limit from the header, truncated JPEGs refused
+    let img = crate::decode::load_dynamic(path)?;
     let rgba = img.to_rgba8();
     let (w, h) = rgba.dimensions();
     if w == 0 || h == 0 {
@@ -174,7 +171,7 @@ mod tests {
         let p = dir.path().join("x.png");
         std::fs::write(&p, b"not an image").unwrap();
         let err = load_digit_image(&p).unwrap_err();
-        assert!(matches!(err, DataError::BadFile { .. }), "{err}");
+        assert!(matches!(err, DataError::BadImage { .. }), "{err}");
         assert!(err.to_string().contains("x.png"));
     }
 

@@ -169,6 +169,28 @@ pub enum DataError {
         max_pixels: u64,
     },
 
+    /// Resizing an image as the transform asks would make an enormous one (a thin strip whose
+    /// short side is scaled up to the model's input size).
+    #[error(
+        "{}: a {width} x {height} image would be resized to {resized_width} x {resized_height}, over the \
+         limit of {max_pixels} pixels; crop it to a less extreme aspect ratio first",
+        path.display()
+    )]
+    ResizeTooLarge {
+        /// The image file.
+        path: PathBuf,
+        /// Width of the image.
+        width: usize,
+        /// Height of the image.
+        height: usize,
+        /// Width the resize would produce.
+        resized_width: usize,
+        /// Height the resize would produce.
+        resized_height: usize,
+        /// The limit, in pixels.
+        max_pixels: u64,
+    },
+
     /// A dataset root is missing or is not a folder.
     #[error("{}: not a folder; expected an image folder (root/<class>/<image>)", path.display())]
     NotADirectory {

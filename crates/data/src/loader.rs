@@ -177,7 +177,12 @@ impl Shared {
             let (path, label) = &self.samples[index];
             // a decoder bug on a hostile file must cost one sample, not the whole run
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                load_image(path).map(|img| self.transform.apply(&img, self.config.seed, self.config.epoch, index))
+                load_image(path).and_then(|img| {
+                    if let Transform::Eval(t) = &self.transform {
+                        t.check(&img, path)?;
+                    }
+                    Ok(self.transform.apply(&img, self.config.seed, self.config.epoch, index))
+                })
             }));
             match result {
                 Ok(Ok(img)) => {

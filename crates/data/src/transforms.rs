@@ -9,8 +9,8 @@
 //! timm's tensor is its transpose. [`DataConfig`] holds the fields of timm's
 //! `resolve_data_config` that these transforms read.
 
-use crate::decode::{Rgb8, load_image};
-use crate::error::Result;
+use crate::decode::{MAX_PIXELS, Rgb8, load_image};
+use crate::error::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -324,17 +324,43 @@ impl EvalTransform {
         ((self.size.0 as f64 / self.crop_pct).floor() as usize, (self.size.1 as f64 / self.crop_pct).floor() as usize)
     }
 
-    /// Resize and crop, before normalisation.
-    pub fn crop(&self, img: &Rgb8) -> Rgb8 {
+    /// `(width, height)` of the resized image before the center crop, for a `width x height` input.
+    pub fn resized_size(&self, width: usize, height: usize) -> (usize, usize) {
         let (sh, sw) = self.scale_size();
-        let resized = if sh == sw {
-            resize_short_side(img, sh, self.interpolation)
+        if sh == sw {
+            let (short, long) = if width <= height { (width, height) } else { (height, width) };
+            let new_long = ((sh as f64 * long as f64) / short.max(1) as f64) as usize;
+            if width <= height { (sh, new_long) } else { (new_long, sh) }
         } else {
             // ResizeKeepRatio: scale so both sides cover the target, keeping the aspect
-            let ratio = (img.height as f64 / sh as f64).min(img.width as f64 / sw as f64);
-            let (nh, nw) = ((img.height as f64 / ratio).round() as usize, (img.width as f64 / ratio).round() as usize);
-            resize(img, nw, nh, self.interpolation)
-        };
+            let ratio = (height as f64 / sh as f64).min(width as f64 / sw as f64);
+            ((width as f64 / ratio).round() as usize, (height as f64 / ratio).round() as usize)
+        }
+    }
+
+    /// Refuses images whose resize (before the crop) would exceed [`MAX_PIXELS`]: a small file
+    /// of 60000 x 1 pixels would otherwise become 15 million pixels wide. `path` names the
+    /// image in the error.
+    pub fn check(&self, img: &Rgb8, path: &Path) -> Result<()> {
+        let (rw, rh) = self.resized_size(img.width, img.height);
+        if (rw as u64).saturating_mul(rh as u64) > MAX_PIXELS {
+            return Err(DataError::ResizeTooLarge {
+                path: path.to_path_buf(),
+                width: img.width,
+                height: img.height,
+                resized_width: rw,
+                resized_height: rh,
+                max_pixels: MAX_PIXELS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Resize and crop, before normalisation. Callers with untrusted images call
+    /// [`EvalTransform::check`] first ([`EvalTransform::load`] and the loader do).
+    pub fn crop(&self, img: &Rgb8) -> Rgb8 {
+        let (rw, rh) = self.resized_size(img.width, img.height);
+        let resized = resize(img, rw, rh, self.interpolation);
         center_crop(&resized, self.size.1, self.size.0)
     }
 
@@ -345,7 +371,9 @@ impl EvalTransform {
 
     /// Loads and transforms an image file.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<ImageF32> {
-        Ok(self.apply(&load_image(path)?))
+        let img = load_image(path.as_ref())?;
+        self.check(&img, path.as_ref())?;
+        Ok(self.apply(&img))
     }
 }
 

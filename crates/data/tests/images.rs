@@ -223,6 +223,45 @@ fn decompression_bombs_are_refused_from_the_header() {
     assert!(matches!(err, DataError::ImageTooLarge { width: 9000, height: 9000, .. }), "{err}");
 }
 
+/// The MNIST digit reader goes through the same guards: a bomb is refused from its header
+/// and a truncated JPEG is an error, not a grey-filled digit.
+#[test]
+fn digit_images_are_guarded_too() {
+    let d = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut bytes);
+    image::ImageEncoder::write_image(enc, &vec![0u8; 9000 * 9000], 9000, 9000, image::ExtendedColorType::L8).unwrap();
+    let bomb = d.path().join("bomb.png");
+    std::fs::write(&bomb, bytes).unwrap();
+    let err = load_digit_image(&bomb).unwrap_err();
+    assert!(matches!(err, DataError::ImageTooLarge { .. }), "{err}");
+
+    let jpg = d.path().join("digit.jpg");
+    write_jpeg(&jpg, 64, 64, 5);
+    assert_eq!(load_digit_image(&jpg).unwrap().len(), 28 * 28);
+    let bytes = std::fs::read(&jpg).unwrap();
+    std::fs::write(&jpg, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_digit_image(&jpg).unwrap_err();
+    assert!(matches!(err, DataError::TruncatedImage { .. }) && err.to_string().contains("digit.jpg"), "{err}");
+}
+
+/// A 60000 x 1 PNG is a few hundred bytes, but resizing its short side to the model's input
+/// would make it 15 million pixels wide: refused before resizing, naming the file.
+#[test]
+fn extreme_aspect_ratios_are_refused_before_resizing() {
+    let d = tempfile::tempdir().unwrap();
+    let strip = d.path().join("strip.png");
+    write_png(&strip, 60000, 1, 1);
+    let t = EvalTransform::new(&DataConfig::default());
+    let err = t.load(&strip).unwrap_err();
+    assert!(matches!(err, DataError::ResizeTooLarge { width: 60000, height: 1, .. }), "{err}");
+    assert!(err.to_string().contains("strip.png"), "{err}");
+    // an ordinary panorama still passes
+    let pano = d.path().join("pano.png");
+    write_png(&pano, 400, 100, 2);
+    assert_eq!(t.load(&pano).unwrap().shape, [224, 224, 3]);
+}
+
 // ------------------------------------------------------------------ transforms
 
 #[test]

@@ -48,6 +48,7 @@ pub mod gemm;
 pub mod layer_norm;
 pub mod norm;
 pub mod pool;
+pub mod process;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -129,6 +129,13 @@ pub trait LayerSpec {
     /// Builds the layer named `name` for `input`, drawing initial weights from `rng` and
     /// creating them in the store under `vb` (the layer's own path, `name/`).
     fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>>;
+    /// The weights `build` would create for `input`, by short name (`kernel`, `bias`) with
+    /// their shapes, without creating them: loading a file compares them with the file's
+    /// tensors before anything is allocated. Layers without weights keep the default.
+    fn weight_shapes(&self, input: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.output_shape(input)?;
+        Ok(Vec::new())
+    }
 }
 
 macro_rules! dispatch {
@@ -163,6 +170,10 @@ impl LayerConfig {
     /// See [`LayerSpec::output_shape`].
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.spec().output_shape(input)
+    }
+    /// See [`LayerSpec::weight_shapes`].
+    pub fn weight_shapes(&self, input: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.spec().weight_shapes(input)
     }
     /// See [`LayerSpec::build`].
     pub fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {

@@ -32,6 +32,7 @@ mod activation;
 pub mod callbacks;
 pub mod context;
 mod error;
+pub mod fsio;
 mod initializers;
 pub mod layer;
 pub mod layers;

@@ -8,7 +8,6 @@
 //! missing, unexpected and mis-shaped tensors are reported together, by path.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use convnet_tensor::Tensor;
@@ -103,26 +102,130 @@ pub fn write_raw_safetensors(path: &Path, tensors: Vec<RawTensor>, metadata: Has
     write_atomic(path, &buffer)
 }
 
-/// Writes `bytes` to a temporary file in `path`'s folder, syncs it, then renames it over
-/// `path`: a crash or a kill at any moment leaves either the old file or the new one.
+/// Writes `bytes` over `path` atomically (see [`crate::fsio`]): a crash or a kill at any
+/// moment leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| NnError::bad_file(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(NnError::Io { path: path.to_path_buf(), source });
+    crate::fsio::write_file_atomic(path, bytes).map_err(|source| NnError::Io { path: path.to_path_buf(), source })
+}
+
+/// The largest integer a stored architecture may hold (input sizes, units, filters, kernel
+/// sizes, strides): 2^24. Real models stay far below; a larger value is a corrupt or hostile
+/// file, refused before any arithmetic on it could overflow.
+pub const MAX_ARCH_INT: u64 = 1 << 24;
+
+/// The most values the input or one layer's output may hold per example in a loaded model:
+/// 2^28 (1 GiB of f32). The weights are bounded by the file itself; activations are not.
+pub const MAX_ACTIVATION_ELEMENTS: usize = 1 << 28;
+
+/// Refuses numbers over [`MAX_ARCH_INT`] anywhere in the architecture JSON (seeds excepted),
+/// naming where.
+fn check_numbers(v: &serde_json::Value, at: &mut String) -> std::result::Result<(), String> {
+    match v {
+        serde_json::Value::Number(n) => {
+            let too_big = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => u > MAX_ARCH_INT,
+                (None, Some(i), _) => i.unsigned_abs() > MAX_ARCH_INT,
+                (_, _, Some(f)) => !f.is_finite() || f.abs() > MAX_ARCH_INT as f64,
+                _ => true,
+            };
+            if too_big {
+                return Err(format!("{at} is {n}, over the limit of {MAX_ARCH_INT}: a corrupt or hostile file"));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                check_numbers(item, at)?;
+                at.truncate(len);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                // a random seed is any 64-bit value, never a size
+                if k == "seed" {
+                    continue;
+                }
+                let len = at.len();
+                at.push_str(&format!(".{k}"));
+                check_numbers(item, at)?;
+                at.truncate(len);
+            }
+        }
+        _ => {}
     }
     Ok(())
+}
+
+/// Walks `config`'s layers without building them: every shape within
+/// [`MAX_ACTIVATION_ELEMENTS`], and every weight the layers would create present in `tensors`
+/// with the declared shape (missing, unexpected and mis-shaped tensors reported together).
+fn check_declared(config: &ModelConfig, tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let elements = |shape: &[usize], what: &str| -> Result<()> {
+        match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+            Some(n) if n <= MAX_ACTIVATION_ELEMENTS => Ok(()),
+            _ => Err(NnError::bad_file(
+                path,
+                format!("{what} has shape {shape:?}, over {MAX_ACTIVATION_ELEMENTS} values per example"),
+            )),
+        }
+    };
+    let mut shape = config.input_shape.clone();
+    elements(&shape, "the input")?;
+    let mut expected: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut used: Vec<String> = Vec::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for layer in &config.layers {
+        let name = match layer.name() {
+            Some(n) => n.to_string(),
+            None => {
+                // the automatic names `Sequential::add` gives (`dense`, `dense_1`, ...)
+                let base = crate::layer::to_snake_case(layer.class_name());
+                let count = counts.entry(base.clone()).or_insert(0);
+                let mut c = *count;
+                let name = loop {
+                    let n = if c == 0 { base.clone() } else { format!("{base}_{c}") };
+                    if !used.contains(&n) {
+                        break n;
+                    }
+                    c += 1;
+                };
+                *count += 1;
+                name
+            }
+        };
+        let named = |e: NnError| match e {
+            NnError::InvalidLayer { reason, .. } => NnError::InvalidLayer { layer: name.clone(), reason },
+            other => other,
+        };
+        for (short, w) in layer.weight_shapes(&shape).map_err(named)? {
+            expected.insert(format!("{name}/{short}"), w);
+        }
+        shape = layer.output_shape(&shape).map_err(named)?;
+        elements(&shape, &format!("layer {name}'s output"))?;
+        used.push(name);
+    }
+    let given: HashMap<&str, &Tensor> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let mut missing = Vec::new();
+    let mut misshaped = Vec::new();
+    for (key, want) in &expected {
+        match given.get(key.as_str()) {
+            None => missing.push(key.clone()),
+            Some(t) if t.dims() != want.as_slice() => {
+                misshaped.push(crate::Misshaped { path: key.clone(), expected: want.clone(), got: t.dims().to_vec() })
+            }
+            Some(_) => {}
+        }
+    }
+    let mut unexpected: Vec<String> =
+        given.keys().filter(|k| !expected.contains_key(**k)).map(|k| k.to_string()).collect();
+    if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    unexpected.sort();
+    misshaped.sort_by(|a, b| a.path.cmp(&b.path));
+    Err(NnError::WeightsMismatch { source_name: path.display().to_string(), missing, unexpected, misshaped })
 }
 
 impl Sequential {
@@ -167,8 +270,14 @@ impl Sequential {
                 format!("no `{CONFIG_KEY}` architecture in the metadata; is it a weights-only file?"),
             )
         })?;
-        let config: ModelConfig = serde_json::from_str(config)
+        let value: serde_json::Value = serde_json::from_str(config)
             .map_err(|e| NnError::bad_file(path, format!("architecture metadata is not valid: {e}")))?;
+        check_numbers(&value, &mut String::from("architecture")).map_err(|reason| NnError::bad_file(path, reason))?;
+        let config: ModelConfig = serde_json::from_value(value)
+            .map_err(|e| NnError::bad_file(path, format!("architecture metadata is not valid: {e}")))?;
+        // one loading rule: the declared shapes must match the file's tensors before the
+        // network is built and its weights drawn (a hostile file may declare huge layers)
+        check_declared(&config, &tensors, path)?;
         let mut model = Sequential::from_config(&config)?;
         model.set_weights_from(&path.display().to_string(), &tensors)?;
         if let Some(compile) = metadata.get(COMPILE_KEY) {

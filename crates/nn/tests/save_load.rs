@@ -140,3 +140,37 @@ fn the_mnist_model_round_trips() {
     let (a, b) = (m.predict(&x, 2).unwrap(), loaded.predict(&x, 2).unwrap());
     assert!(a.data().iter().zip(b.data()).all(|(p, q)| p.to_bits() == q.to_bits()));
 }
+
+/// A stored architecture declaring huge layers or inputs is checked against the file's
+/// tensors before the network is built: a typed error, not an abort allocating the weights.
+#[test]
+fn declared_shapes_are_checked_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model().save(&path).unwrap();
+    let (tensors, metadata) = read_safetensors(&path).unwrap();
+    let config = metadata[CONFIG_KEY].clone();
+    let write = |name: &str, config: String| {
+        assert_ne!(config, metadata[CONFIG_KEY], "{name}: the edit must apply");
+        let mut m = metadata.clone();
+        m.insert(CONFIG_KEY.into(), config);
+        let p = dir.path().join(name);
+        write_safetensors(&p, &tensors, m).unwrap();
+        p
+    };
+    // 2^24 units: a [6, 2^24] kernel the file does not hold
+    let units = write("units.safetensors", config.replacen("\"units\":4", "\"units\":16777216", 1));
+    let err = Sequential::load(&units).unwrap_err();
+    let NnError::WeightsMismatch { misshaped, missing, unexpected, .. } = &err else { panic!("{err}") };
+    assert!(missing.is_empty() && unexpected.is_empty(), "{err}");
+    let shapes: Vec<_> = misshaped.iter().map(|m| (m.path.as_str(), m.expected.clone())).collect();
+    assert_eq!(shapes, [("head/bias", vec![16777216]), ("head/kernel", vec![6, 16777216])]);
+    // an input of 2^24 x 2^24 pixels: over the per-example limit
+    let input = write("input.safetensors", config.replacen("[9,9,3]", "[16777216,16777216,3]", 1));
+    let err = Sequential::load(&input).unwrap_err();
+    assert!(matches!(&err, NnError::BadFile { reason, .. } if reason.contains("the input")), "{err}");
+    // numbers beyond any real model are refused before arithmetic on them can overflow
+    let huge = write("huge.safetensors", config.replacen("\"units\":4", "\"units\":18446744073709551615", 1));
+    let err = Sequential::load(&huge).unwrap_err();
+    assert!(matches!(&err, NnError::BadFile { reason, .. } if reason.contains("over the limit")), "{err}");
+}

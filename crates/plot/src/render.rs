@@ -3,7 +3,7 @@
 
 use std::error::Error;
 use std::fs::{self, File};
-use std::io::BufWriter;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +71,9 @@ pub(crate) fn render_png(
     write_png_atomic(path, width, height, &buf)
 }
 
+/// Encodes the PNG in memory, then writes it as convnet writes every file (`convnet_nn::fsio`,
+/// which this crate cannot depend on): a synced temporary file `.<name>.tmp-<pid>-<n>` renamed
+/// over `path`, the folder synced, and temporary files of dead processes removed first.
 fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let io_err = |source| PlotError::Io { path: path.to_path_buf(), source };
@@ -79,32 +82,59 @@ fn write_png_atomic(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir).map_err(io_err)?;
+    let bytes =
+        encode_png(width, height, rgb).map_err(|reason| PlotError::Encode { path: path.to_path_buf(), reason })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let result = encode_png(&tmp, width, height, rgb)
-        .and_then(|()| fs::rename(&tmp, path).map_err(|source| PlotError::Io { path: path.to_path_buf(), source }));
+    let prefix = format!(".{name}.tmp-");
+    remove_stale_temps(&dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(|e| match e {
-        // Report the destination, not the temporary name.
-        PlotError::Io { source, .. } => io_err(source),
-        PlotError::Encode { reason, .. } => PlotError::Encode { path: path.to_path_buf(), reason },
-        other => other,
-    })
+    result.map_err(io_err)
 }
 
-fn encode_png(tmp: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), PlotError> {
-    let file = File::create(tmp).map_err(|source| PlotError::Io { path: tmp.to_path_buf(), source })?;
-    let encode_err = |e: png::EncodingError| PlotError::Encode { path: tmp.to_path_buf(), reason: e.to_string() };
-    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+/// Removes `<prefix><pid>-<n>` files in `dir` whose process is gone (Linux only: elsewhere
+/// nothing tells a dead process from a live one, so nothing is removed).
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(prefix)) else { continue };
+        if let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok())
+            && pid != std::process::id()
+            && !proc.join(pid.to_string()).exists()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(encode_err)?;
-    writer.write_image_data(rgb).map_err(encode_err)?;
-    writer.finish().map_err(encode_err)?;
-    Ok(())
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(rgb).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Text style of the given pixel size in the embedded font.

@@ -93,24 +93,32 @@ pub fn make_stream(data: &SpeechCommands, opts: &StreamOptions) -> Result<(Vec<f
 
 /// Writes mono 16-bit PCM.
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    let io = |e: hound::Error| SpeechError::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
     let spec =
         hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec).map_err(io)?;
-    for &s in samples {
-        w.write_sample((s * 32767.0).round().clamp(-32768.0, 32767.0) as i16).map_err(io)?;
-    }
-    w.finalize().map_err(io)
+    let hound_io = |e: hound::Error| match e {
+        hound::Error::IoError(e) => e,
+        other => std::io::Error::other(other),
+    };
+    // atomic: a full disk or a kill leaves the previous file, never a truncated WAV
+    convnet_nn::fsio::write_atomic_with(path, |f| {
+        let mut w = hound::WavWriter::new(f, spec).map_err(hound_io)?;
+        for &s in samples {
+            w.write_sample((s * 32767.0).round().clamp(-32768.0, 32767.0) as i16).map_err(hound_io)?;
+        }
+        w.finalize().map_err(hound_io)
+    })
+    .map_err(|source| SpeechError::Io { path: path.to_path_buf(), source })
 }
 
 /// Writes `word,start_ms` lines.
 pub fn write_truth(path: &Path, truth: &[TruthWord]) -> Result<()> {
-    let io = |source| SpeechError::Io { path: path.to_path_buf(), source };
-    let mut f = std::fs::File::create(path).map_err(io)?;
-    for t in truth {
-        writeln!(f, "{},{}", t.word, t.start_ms).map_err(io)?;
-    }
-    Ok(())
+    convnet_nn::fsio::write_atomic_with(path, |f| {
+        for t in truth {
+            writeln!(f, "{},{}", t.word, t.start_ms)?;
+        }
+        Ok(())
+    })
+    .map_err(|source| SpeechError::Io { path: path.to_path_buf(), source })
 }
 
 /// Reads `word,start_ms` lines (blank lines and `#` comments skipped).

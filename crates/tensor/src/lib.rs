@@ -93,6 +93,12 @@ pub fn configure_allocator() {
     convnet_kernels::alloc::configure();
 }
 
+/// Lets a program end quietly when its output pipe closes (`convnet models | head`); see
+/// `convnet_kernels::process::restore_default_sigpipe`. For binaries only.
+pub fn restore_default_sigpipe() {
+    convnet_kernels::process::restore_default_sigpipe();
+}
+
 /// Runs `f` inside a rayon pool of `threads` threads (0 = all cores): the
 /// kernels' parallelism follows the pool they are called from.
 pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {

@@ -579,7 +579,8 @@ impl FineTune {
             best = state.best;
             notes.push(format!("resumed from {} after epoch {initial_epoch}", state_path.display()));
         }
-        std::fs::create_dir_all(out).map_err(|e| ZooError::io(out, e))?;
+        // created and probed before the first epoch: an unwritable folder fails now, not at the end
+        convnet_nn::fsio::ensure_writable_dir(out).map_err(|e| ZooError::io(out, e))?;
         let best_path = out.join("best.safetensors");
         let state_path = out.join("last.state.safetensors");
         let checkpoints = EpochCheckpoints {

@@ -54,7 +54,12 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension {s:?}")))
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    // a hostile header may declare any shape: the product must not overflow, and the body
+    // must hold it before anything is allocated
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has more elements than memory can address"))?;
     let body = &bytes[start + hlen..];
     let (little, kind) = match descr.as_bytes() {
         [b'<' | b'|' | b'=', rest @ ..] => (true, rest),
@@ -69,7 +74,7 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         "u1" | "i1" | "b1" => 1,
         k => return Err(format!("dtype {k:?} is not supported (use float32)")),
     };
-    if body.len() < n * width {
+    if n.checked_mul(width).is_none_or(|need| body.len() < need) {
         return Err(format!("truncated data: {} bytes for {n} values of {width} bytes", body.len()));
     }
     let get = |i: usize| -> [u8; 8] {
@@ -135,13 +140,13 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
-/// Writes a float32 C-order `.npy` (version 1.0).
+/// Writes a float32 C-order `.npy` (version 1.0), atomically (a crash leaves the old file).
 pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
     let path = path.as_ref();
     if shape.iter().product::<usize>() != data.len() {
         return Err(ZooError::arg("write_npy", format!("shape {shape:?} does not hold {} values", data.len())));
     }
-    std::fs::write(path, npy_bytes(shape, data)).map_err(|e| ZooError::io(path, e))
+    convnet_nn::fsio::write_file_atomic(path, &npy_bytes(shape, data)).map_err(|e| ZooError::io(path, e))
 }
 
 /// The bytes of a float32 `.npy` file.
@@ -212,6 +217,25 @@ mod tests {
         assert!(parse_npy(&bytes[..bytes.len() - 4]).unwrap_err().contains("truncated"));
         let one = parse_npy(&npy_bytes(&[3], &[1.0, 2.0, 3.0])).unwrap();
         assert_eq!(one.shape, vec![3]);
+    }
+
+    /// A header whose shape product overflows `usize`, or whose data would not fit the body,
+    /// is an error before anything is allocated (it used to panic on the multiplication).
+    #[test]
+    fn hostile_shapes_are_errors() {
+        let header = |shape: &str| {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+            b.extend_from_slice(h.as_bytes());
+            b.extend_from_slice(&[0u8; 16]);
+            b
+        };
+        let e = parse_npy(&header("(4294967296, 4294967296, 4294967296)")).unwrap_err();
+        assert!(e.contains("more elements"), "{e}");
+        let e = parse_npy(&header(&format!("({},)", usize::MAX / 2))).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+        assert_eq!(parse_npy(&header("(2, 2)")).unwrap().data, vec![0.0; 4]);
     }
 
     #[test]

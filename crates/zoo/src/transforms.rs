@@ -35,13 +35,16 @@ impl EvalTransform {
 
     /// `img` as a normalised NHWC tensor `[1, h, w, 3]`.
     pub fn apply(&self, img: &Rgb8) -> Result<Tensor> {
+        self.0.check(img, Path::new("<image>"))?;
         let x = self.0.apply(img);
         Ok(Tensor::from_vec(x.data, [1, x.shape[0], x.shape[1], 3])?)
     }
 
     /// Loads and transforms an image file.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Tensor> {
-        self.apply(&load_image(path)?)
+        let img = load_image(path.as_ref())?;
+        self.0.check(&img, path.as_ref()).map_err(crate::ZooError::from)?;
+        self.apply(&img)
     }
 }
 

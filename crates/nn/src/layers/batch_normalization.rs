@@ -129,6 +129,12 @@ impl LayerSpec for BatchNormalizationConfig {
         }
         Ok(input.to_vec())
     }
+    fn weight_shapes(&self, input: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.output_shape(input)?;
+        let c = *input.last().expect("checked");
+        let names = [("gamma", self.scale), ("beta", self.center), ("moving_mean", true), ("moving_variance", true)];
+        Ok(names.into_iter().filter(|(_, on)| *on).map(|(n, _)| (n, vec![c])).collect())
+    }
     fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         let c = *input.last().expect("checked");

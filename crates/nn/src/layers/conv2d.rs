@@ -153,6 +153,14 @@ impl LayerSpec for Conv2dConfig {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check(input)
     }
+    fn weight_shapes(&self, input: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.check(input)?;
+        let mut w = vec![("kernel", self.kernel_shape(input[2]).to_vec())];
+        if self.use_bias {
+            w.push(("bias", vec![self.filters]));
+        }
+        Ok(w)
+    }
     fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.check(input)?;
         let kshape = self.kernel_shape(input[2]);

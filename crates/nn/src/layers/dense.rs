@@ -92,6 +92,15 @@ impl LayerSpec for DenseConfig {
             )),
         }
     }
+    fn weight_shapes(&self, input: &[usize]) -> Result<Vec<(&'static str, Vec<usize>)>> {
+        self.output_shape(input)?;
+        let fan_in = *input.last().expect("checked");
+        let mut w = vec![("kernel", vec![fan_in, self.units])];
+        if self.use_bias {
+            w.push(("bias", vec![self.units]));
+        }
+        Ok(w)
+    }
     fn build(&self, name: &str, input: &[usize], rng: &mut Rng, vb: &Vb) -> Result<Box<dyn Layer>> {
         let output_shape = self.output_shape(input)?;
         let fan_in = *input.last().expect("checked");
