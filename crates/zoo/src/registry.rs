@@ -3,6 +3,7 @@
 //! `_registry.py` and `_factory.py`).
 
 use crate::error::{Result, ZooError};
+use crate::mobilenetv3;
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
@@ -75,6 +76,7 @@ pub(crate) use register;
 /// Every family's variants, each table kept beside its family's code.
 static FAMILIES: &[&[ModelEntry]] = &[
     efficientnet::MODELS,
+    mobilenetv3::MODELS,
     resnet::MODELS,
     senet::MODELS,
     regnet::MODELS,

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The models checked: add a name once the zoo has it (the fixtures also hold
-/// mobilenetv3_large_100, convnext_tiny and vit_small_patch16_224).
-const MODELS: &[&str] = &["resnet18", "efficientnet_b0"];
+/// convnext_tiny and vit_small_patch16_224).
+const MODELS: &[&str] = &["resnet18", "efficientnet_b0", "mobilenetv3_large_100"];
 
 fn fixtures() -> Option<PathBuf> {
     match std::env::var_os("CONVNET_SHARED") {
