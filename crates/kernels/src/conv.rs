@@ -214,6 +214,8 @@ pub enum ConvAct {
     /// needs the pre-activation, which is not kept, so [`conv2d_backward`]
     /// rejects it (`convnet-tensor` fuses it only when no gradient is wanted).
     Silu,
+    /// `v * relu6(v + 3) / 6` (MobileNet-V3). Forward only, as [`ConvAct::Silu`].
+    HardSwish,
 }
 
 /// `y = conv(x, w) (+ bias)`. `y` is overwritten.
@@ -239,7 +241,7 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         conv_gemm::forward(geo, x, w, epi, crate::alloc::as_uninit(y));
         return;
     }
-    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // the direct, implicit and FFT paths fuse relu only: the other
         // activations are one more in-place pass
         conv2d_forward_act(geo, x, w, bias, ConvAct::Identity, y);
@@ -274,7 +276,7 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
         // SAFETY: the GEMM forward writes every output value.
         return unsafe { crate::alloc::filled_vec(n, |y| conv_gemm::forward(geo, x, w, epi, y)) };
     }
-    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // the direct, implicit and FFT paths fuse relu only: the other
         // activations are one more in-place pass
         let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
@@ -297,7 +299,7 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
 /// otherwise, and the activation is applied as a separate pass.
 fn gemm_fused_act<'a>(geo: &ConvGeometry, bias: Option<&'a [f32]>, act: ConvAct) -> Option<conv_gemm::Epilogue<'a>> {
     let then = match act {
-        ConvAct::Relu6 | ConvAct::Silu => act.unary(),
+        ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish => act.unary(),
         _ => None,
     }?;
     (forward_kernel(geo) == Forward::Gemm && !conv_fft::preferred(geo, ConvPass::Forward))
@@ -421,7 +423,7 @@ pub fn conv2d_forward_residual_vec(
     if n == 0 {
         return Vec::new();
     }
-    if matches!(act, ConvAct::Relu6 | ConvAct::Silu) {
+    if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // only identity and relu are fused with the residual
         let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
         add_residual(&mut y, residual, false);
@@ -568,7 +570,7 @@ pub fn conv2d_backward(
         let relu_y = match act {
             ConvAct::Identity => None,
             ConvAct::Relu => Some(y.expect("conv2d_backward: relu needs the forward output")),
-            ConvAct::Relu6 | ConvAct::Silu => unreachable!("masked above"),
+            ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish => unreachable!("masked above"),
         };
         if let Some(db) = &db {
             assert_eq!(db.len(), geo.out_c, "conv: bias length");
@@ -587,7 +589,7 @@ pub fn conv2d_backward(
             masked = m;
             &masked
         }
-        ConvAct::Relu6 | ConvAct::Silu => unreachable!("masked above"),
+        ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish => unreachable!("masked above"),
     };
     // the FFT passes share the transform of the gradient; the others run direct
     let (mut dx, mut dw) = (dx, dw);

@@ -202,6 +202,8 @@ pub enum Unary {
     Sigmoid,
     /// `v * sigmoid(v)` (swish).
     Silu,
+    /// `v * min(max(v + 3, 0), 6) / 6` (MobileNet-V3's hard-swish).
+    HardSwish,
 }
 
 impl Unary {
@@ -219,6 +221,7 @@ impl Unary {
             Unary::Relu6 => v.clamp(0.0, 6.0),
             Unary::Sigmoid => sigmoid(v),
             Unary::Silu => v * sigmoid(v),
+            Unary::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
         }
     }
 }
@@ -303,6 +306,7 @@ impl ConvAct {
             ConvAct::Relu => Some(Unary::Relu),
             ConvAct::Relu6 => Some(Unary::Relu6),
             ConvAct::Silu => Some(Unary::Silu),
+            ConvAct::HardSwish => Some(Unary::HardSwish),
         }
     }
 }
@@ -332,7 +336,9 @@ pub(crate) fn conv_act_backward(act: ConvAct, dy: &[f32], y: &[f32], out: &mut [
                 }
             })
         }
-        ConvAct::Silu => panic!("conv2d_backward: a fused SiLU has no backward (run the activation as its own op)"),
+        ConvAct::Silu | ConvAct::HardSwish => {
+            panic!("conv2d_backward: a fused {act:?} has no backward (run the activation as its own op)")
+        }
     }
 }
 
@@ -455,9 +461,10 @@ mod tests {
                 Unary::Relu6 => x.clamp(0.0, 6.0),
                 Unary::Sigmoid => s,
                 Unary::Silu => x * s,
+                Unary::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             }
         };
-        for op in [Unary::Relu, Unary::Relu6, Unary::Sigmoid, Unary::Silu] {
+        for op in [Unary::Relu, Unary::Relu6, Unary::Sigmoid, Unary::Silu, Unary::HardSwish] {
             let got = unary(op, &xs);
             let mut in_place = xs.clone();
             unary_in_place(op, &mut in_place);
@@ -467,6 +474,11 @@ mod tests {
                 let want = exact(op, *x as f64);
                 if *g as f64 == want {
                     continue; // (infinities)
+                }
+                if op == Unary::HardSwish && x.abs() > f32::MAX / 6.0 {
+                    // `x * 6` overflows first, as in PyTorch's float32 hardswish
+                    assert!(g.is_infinite(), "{op:?}({x}) = {g}");
+                    continue;
                 }
                 let err = (*g as f64 - want).abs();
                 // relative 1e-6, or absolute below the normal range (denormal results)

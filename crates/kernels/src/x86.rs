@@ -551,6 +551,15 @@ pub(crate) fn relu6_ps(x: __m512) -> __m512 {
     _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), x))
 }
 
+/// `x * min(max(x + 3, 0), 6) / 6` (hard-swish), rounded as the scalar form: the
+/// division is a true division, so both paths give the same bits.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn hard_swish_ps(x: __m512) -> __m512 {
+    let gate = relu6_ps(_mm512_add_ps(x, _mm512_set1_ps(3.0)));
+    _mm512_div_ps(_mm512_mul_ps(x, gate), _mm512_set1_ps(6.0))
+}
+
 /// `max(x, 0)`; NaN propagates.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -569,6 +578,7 @@ pub(crate) fn activate(act: crate::conv::ConvAct, v: __m512) -> __m512 {
         ConvAct::Relu => relu_ps(v),
         ConvAct::Relu6 => relu6_ps(v),
         ConvAct::Silu => silu_ps(v),
+        ConvAct::HardSwish => hard_swish_ps(v),
     }
 }
 
@@ -582,6 +592,7 @@ fn unary_ps(op: crate::elementwise::Unary, v: __m512) -> __m512 {
         Unary::Relu6 => relu6_ps(v),
         Unary::Sigmoid => sigmoid_ps(v),
         Unary::Silu => silu_ps(v),
+        Unary::HardSwish => hard_swish_ps(v),
     }
 }
 

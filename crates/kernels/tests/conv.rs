@@ -256,6 +256,7 @@ fn dense_convs_apply_relu6_and_silu() {
     };
     let silu = |v: f64| v / (1.0 + (-v).exp());
     let relu6 = |v: f64| v.clamp(0.0, 6.0);
+    let hard_swish = |v: f64| v * (v + 3.0).clamp(0.0, 6.0) / 6.0;
     // pointwise (EfficientNet's expand/head convs), strided pointwise, 3x3 with many and few channels
     for g in
         [geo(2, 9, (24, 40), 1, 1), geo(1, 13, (16, 96), 1, 2), geo(1, 11, (64, 48), 3, 1), geo(2, 8, (8, 20), 3, 2)]
@@ -266,7 +267,9 @@ fn dense_convs_apply_relu6_and_silu() {
         let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
         let mut scale = vec![0.0; g.output_len()];
         conv2d_forward_reference(&g, &abs(&x), &abs(&w), Some(&abs(&b)), &mut scale);
-        for (act, f) in [(ConvAct::Silu, &silu as &dyn Fn(f64) -> f64), (ConvAct::Relu6, &relu6)] {
+        for (act, f) in
+            [(ConvAct::Silu, &silu as &dyn Fn(f64) -> f64), (ConvAct::Relu6, &relu6), (ConvAct::HardSwish, &hard_swish)]
+        {
             let want: Vec<f64> = want.iter().map(|&v| f(v as f64)).collect();
             let scale: Vec<f64> = scale.iter().map(|&v| v as f64).collect();
             let got = conv2d_forward_vec(&g, &x, &w, Some(&b), act);

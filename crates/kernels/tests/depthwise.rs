@@ -67,6 +67,7 @@ fn check(g: &ConvGeometry, rng: &mut Rng) {
         (ConvAct::Relu, |v: f64| v.max(0.0)),
         (ConvAct::Relu6, |v: f64| v.clamp(0.0, 6.0)),
         (ConvAct::Silu, silu),
+        (ConvAct::HardSwish, |v: f64| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
     ] {
         let mut y = vec![f32::NAN; g.output_len()];
         conv2d_forward_act(g, &x, &w, Some(&bias), act, &mut y);

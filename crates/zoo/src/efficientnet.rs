@@ -3,12 +3,19 @@
 //! (`timm/models/efficientnet.py`, `_efficientnet_blocks.py`, `_efficientnet_builder.py`):
 //! the same block strings, channel rounding, depth scaling, key names and defaults.
 //!
+//! MobileNet-V2 lives here too, as in timm: it is an EfficientNet-class network (head conv
+//! and norm before pooling) with its own block strings and ReLU6. The blocks come from the
+//! shared builder, [`crate::efficientnet_builder`].
+//!
 //! `tf_` variants are the ports of Google's TensorFlow checkpoints: TensorFlow "SAME"
 //! padding (asymmetric on stride-2 convs) and batch-norm epsilon 1e-3.
 
 use crate::Model;
+use crate::efficientnet_builder::{
+    ArchDef, BuilderConfig, MbBlock, SeRule, build_blocks, decode_arch_def, forward_blocks,
+};
 use crate::error::Result;
-use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, SeConfig, SqueezeExcite, drop_path, make_divisible};
+use crate::layers::{ClassifierHead, ConvBnAct, ConvOpts, make_divisible};
 use crate::model::{Architecture, ModelArgs, ZooOpts, build};
 use crate::pretrained::PretrainedCfg;
 use crate::registry::{ModelEntry, register};
@@ -16,185 +23,54 @@ use convnet_nn::context::Cx;
 use convnet_nn::store::Vb;
 use convnet_tensor::{Activation, Tensor};
 
-// ---------------------------------------------------------------- blocks
-
-/// One stage row of an architecture definition (`ir_r2_k3_s2_e6_c24_se0.25`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StageDef {
-    /// Depthwise-separable (`ds`) or inverted residual (`ir`).
-    pub kind: BlockKind,
-    /// Repeats before depth scaling.
-    pub repeats: usize,
-    /// Depthwise kernel.
-    pub kernel: usize,
-    /// Stride of the first block.
-    pub stride: usize,
-    /// Expansion ratio (`ir` only).
-    pub expand: f64,
-    /// Output channels before width scaling.
-    pub out_chs: usize,
-    /// Squeeze-excitation ratio of the block input (0: none).
-    pub se_ratio: f64,
-}
-
-/// The two block types of EfficientNet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockKind {
-    /// `DepthwiseSeparableConv`: dw conv, (SE), pw conv.
-    DepthwiseSeparable,
-    /// `InvertedResidual` (MBConv): pw expand, dw conv, (SE), pw project.
-    InvertedResidual,
-}
-
-const fn stage(
-    kind: BlockKind,
-    repeats: usize,
-    kernel: usize,
-    stride: usize,
-    expand: f64,
-    out_chs: usize,
-    se: f64,
-) -> StageDef {
-    StageDef { kind, repeats, kernel, stride, expand, out_chs, se_ratio: se }
-}
-
-use BlockKind::{DepthwiseSeparable as DS, InvertedResidual as IR};
+// ---------------------------------------------------------------- definitions
 
 /// EfficientNet-B0's definition (`_gen_efficientnet`).
-pub const EFFICIENTNET_DEF: [StageDef; 7] = [
-    stage(DS, 1, 3, 1, 1.0, 16, 0.25),
-    stage(IR, 2, 3, 2, 6.0, 24, 0.25),
-    stage(IR, 2, 5, 2, 6.0, 40, 0.25),
-    stage(IR, 3, 3, 2, 6.0, 80, 0.25),
-    stage(IR, 3, 5, 1, 6.0, 112, 0.25),
-    stage(IR, 4, 5, 2, 6.0, 192, 0.25),
-    stage(IR, 1, 3, 1, 6.0, 320, 0.25),
+pub const EFFICIENTNET_DEF: ArchDef = &[
+    &["ds_r1_k3_s1_e1_c16_se0.25"],
+    &["ir_r2_k3_s2_e6_c24_se0.25"],
+    &["ir_r2_k5_s2_e6_c40_se0.25"],
+    &["ir_r3_k3_s2_e6_c80_se0.25"],
+    &["ir_r3_k5_s1_e6_c112_se0.25"],
+    &["ir_r4_k5_s2_e6_c192_se0.25"],
+    &["ir_r1_k3_s1_e6_c320_se0.25"],
 ];
 
 /// EfficientNet-Lite's definition: B0 without squeeze-excitation (`_gen_efficientnet_lite`).
-pub const EFFICIENTNET_LITE_DEF: [StageDef; 7] = [
-    stage(DS, 1, 3, 1, 1.0, 16, 0.0),
-    stage(IR, 2, 3, 2, 6.0, 24, 0.0),
-    stage(IR, 2, 5, 2, 6.0, 40, 0.0),
-    stage(IR, 3, 3, 2, 6.0, 80, 0.0),
-    stage(IR, 3, 5, 1, 6.0, 112, 0.0),
-    stage(IR, 4, 5, 2, 6.0, 192, 0.0),
-    stage(IR, 1, 3, 1, 6.0, 320, 0.0),
+pub const EFFICIENTNET_LITE_DEF: ArchDef = &[
+    &["ds_r1_k3_s1_e1_c16"],
+    &["ir_r2_k3_s2_e6_c24"],
+    &["ir_r2_k5_s2_e6_c40"],
+    &["ir_r3_k3_s2_e6_c80"],
+    &["ir_r3_k5_s1_e6_c112"],
+    &["ir_r4_k5_s2_e6_c192"],
+    &["ir_r1_k3_s1_e6_c320"],
 ];
 
-/// A depthwise-separable or inverted-residual block.
-#[derive(Debug)]
-struct Block {
-    path: String,
-    kind: BlockKind,
-    /// IR: `conv_pw`+`bn1` (expand). DS: `conv_dw`+`bn1`.
-    first: ConvBnAct,
-    /// IR: `conv_dw`+`bn2`. DS: none.
-    dw: Option<ConvBnAct>,
-    se: Option<SqueezeExcite>,
-    /// IR: `conv_pwl`+`bn3`. DS: `conv_pw`+`bn2`. No activation.
-    project: ConvBnAct,
-    has_skip: bool,
-    drop_path: f32,
-}
-
-struct BlockArgs {
-    in_chs: usize,
-    out_chs: usize,
-    kernel: usize,
-    stride: usize,
-    expand: f64,
-    se_ratio: f64,
-    drop_path: f32,
-}
-
-impl Block {
-    fn new(vb: &Vb, kind: BlockKind, a: BlockArgs, cfg: &EfficientNetConfig) -> Self {
-        let eps = cfg.bn_eps;
-        let cba = |conv: &str, bn: &str, cin: usize, cout: usize, k: usize, o: ConvOpts, act: Activation| {
-            ConvBnAct::new(&vb.pp(conv), &vb.pp(bn), cin, cout, (k, k), o, eps, act)
-        };
-        let dw_opts = |c: usize| ConvOpts::stride(a.stride).with_groups(c).with_tf_same(cfg.tf_same);
-        let pw = ConvOpts::default();
-        // timm: se_ratio /= exp_ratio (SE channels from the block input), rounded with Python's round
-        let se = |c: usize| {
-            (a.se_ratio > 0.0).then(|| {
-                let rd = (c as f64 * (a.se_ratio / a.expand)).round_ties_even() as usize;
-                SqueezeExcite::new(&vb.pp("se"), c, &SeConfig::efficientnet(rd, cfg.act))
-            })
-        };
-        let (first, dw, se, project) = match kind {
-            BlockKind::DepthwiseSeparable => (
-                cba("conv_dw", "bn1", a.in_chs, a.in_chs, a.kernel, dw_opts(a.in_chs), cfg.act),
-                None,
-                se(a.in_chs),
-                cba("conv_pw", "bn2", a.in_chs, a.out_chs, 1, pw, Activation::Linear),
-            ),
-            BlockKind::InvertedResidual => {
-                let mid = make_divisible(a.in_chs as f64 * a.expand, 8, None);
-                (
-                    cba("conv_pw", "bn1", a.in_chs, mid, 1, pw, cfg.act),
-                    Some(cba("conv_dw", "bn2", mid, mid, a.kernel, dw_opts(mid), cfg.act)),
-                    se(mid),
-                    cba("conv_pwl", "bn3", mid, a.out_chs, 1, pw, Activation::Linear),
-                )
-            }
-        };
-        Block {
-            path: vb.prefix().to_string(),
-            kind,
-            first,
-            dw,
-            se,
-            project,
-            has_skip: a.stride == 1 && a.in_chs == a.out_chs,
-            drop_path: a.drop_path,
-        }
-    }
-
-    fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        // the depthwise conv before a squeeze-excitation also gives it its input's mean
-        let mut y = match (&self.dw, &self.se) {
-            (None, Some(se)) => {
-                let (y, mean) = self.first.forward_mean(cx, x)?;
-                se.excite(cx, y, &mean)?
-            }
-            _ => self.first.forward(cx, x)?,
-        };
-        if let Some(dw) = &self.dw {
-            y = match &self.se {
-                Some(se) => {
-                    let (y, mean) = dw.forward_mean(cx, &y)?;
-                    se.excite(cx, y, &mean)?
-                }
-                None => dw.forward(cx, &y)?,
-            };
-        }
-        let mut y = self.project.forward(cx, &y)?;
-        if self.has_skip {
-            y = drop_path(cx, &y, self.drop_path)?.add(x)?;
-        }
-        let kind = match self.kind {
-            BlockKind::DepthwiseSeparable => "DepthwiseSeparable",
-            BlockKind::InvertedResidual => "InvertedResidual",
-        };
-        cx.record(&self.path, kind, &y);
-        Ok(y)
-    }
-}
+/// MobileNet-V2's definition (`_gen_mobilenet_v2`; Sandler et al. 2018, "MobileNetV2:
+/// Inverted Residuals and Linear Bottlenecks"): ReLU6, no squeeze-excitation.
+pub const MOBILENETV2_DEF: ArchDef = &[
+    &["ds_r1_k3_s1_c16"],
+    &["ir_r2_k3_s2_e6_c24"],
+    &["ir_r3_k3_s2_e6_c32"],
+    &["ir_r4_k3_s2_e6_c64"],
+    &["ir_r3_k3_s1_e6_c96"],
+    &["ir_r3_k3_s2_e6_c160"],
+    &["ir_r1_k3_s1_e6_c320"],
+];
 
 // ---------------------------------------------------------------- model
 
-/// Everything that distinguishes one EfficientNet from another.
+/// Everything that distinguishes one EfficientNet (or MobileNet-V2) from another.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EfficientNetConfig {
-    /// Stage definitions before scaling.
-    pub stages: Vec<StageDef>,
+    /// Block strings before scaling.
+    pub arch_def: ArchDef,
     /// Width multiplier.
     pub channel_multiplier: f64,
     /// Depth multiplier.
     pub depth_multiplier: f64,
-    /// Keep the first and last stages' depth (Lite).
+    /// Keep the first and last stages' depth (Lite, MobileNet-V2 `d` variants).
     pub fix_first_last: bool,
     /// Stem width before rounding.
     pub stem_size: usize,
@@ -202,7 +78,7 @@ pub struct EfficientNetConfig {
     pub fix_stem: bool,
     /// Head width (already rounded).
     pub num_features: usize,
-    /// Activation (SiLU for B*, ReLU6 for Lite).
+    /// Activation (SiLU for B*, ReLU6 for Lite and MobileNet-V2).
     pub act: Activation,
     /// Batch-norm epsilon (1e-5, or 1e-3 for `tf_`).
     pub bn_eps: f32,
@@ -221,7 +97,7 @@ pub struct EfficientNetConfig {
 impl From<&ModelArgs> for EfficientNetConfig {
     fn from(a: &ModelArgs) -> Self {
         EfficientNetConfig {
-            stages: EFFICIENTNET_DEF.to_vec(),
+            arch_def: EFFICIENTNET_DEF,
             channel_multiplier: 1.0,
             depth_multiplier: 1.0,
             fix_first_last: false,
@@ -240,22 +116,22 @@ impl From<&ModelArgs> for EfficientNetConfig {
 }
 
 impl EfficientNetConfig {
-    /// `round_channels(c, channel_multiplier)`.
-    fn round_chs(&self, c: usize) -> usize {
-        make_divisible(c as f64 * self.channel_multiplier, 8, None)
+    /// The builder's view of this config (EfficientNet's squeeze-excitation rule).
+    pub fn builder(&self) -> BuilderConfig {
+        BuilderConfig {
+            channel_multiplier: self.channel_multiplier,
+            act: self.act,
+            se: SeRule::EFFICIENTNET,
+            bn_eps: self.bn_eps,
+            tf_same: self.tf_same,
+            drop_path_rate: self.drop_path_rate,
+        }
     }
 
-    /// Repeats of each stage after depth scaling (`_scale_stage_depth`, 'ceil').
-    pub fn stage_repeats(&self) -> Vec<usize> {
-        let n = self.stages.len();
-        self.stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let m = if self.fix_first_last && (i == 0 || i == n - 1) { 1.0 } else { self.depth_multiplier };
-                (s.repeats as f64 * m).ceil() as usize
-            })
-            .collect()
+    /// Blocks per stage after depth scaling.
+    pub fn stage_repeats(&self) -> Result<Vec<usize>> {
+        let stages = decode_arch_def(self.arch_def, self.depth_multiplier, self.fix_first_last)?;
+        Ok(stages.iter().map(|s| s.iter().map(|d| d.repeats).sum()).collect())
     }
 }
 
@@ -263,7 +139,7 @@ impl EfficientNetConfig {
 #[derive(Debug)]
 pub struct EfficientNet {
     stem: ConvBnAct,
-    blocks: Vec<Vec<Block>>,
+    blocks: Vec<Vec<MbBlock>>,
     conv_head: ConvBnAct,
     head: ClassifierHead,
 }
@@ -271,7 +147,8 @@ pub struct EfficientNet {
 impl EfficientNet {
     /// Builds the network under `vb`.
     pub fn new(vb: &Vb, cfg: EfficientNetConfig) -> Result<Self> {
-        let stem = if cfg.fix_stem { cfg.stem_size } else { cfg.round_chs(cfg.stem_size) };
+        let b = cfg.builder();
+        let stem = if cfg.fix_stem { cfg.stem_size } else { b.round_chs(cfg.stem_size) };
         let stem_opts = ConvOpts::stride(2).with_tf_same(cfg.tf_same);
         let stem_conv = ConvBnAct::new(
             &vb.pp("conv_stem"),
@@ -283,34 +160,12 @@ impl EfficientNet {
             cfg.bn_eps,
             cfg.act,
         );
-        let repeats = cfg.stage_repeats();
-        let total: usize = repeats.iter().sum();
-        let mut in_chs = stem;
-        let mut idx = 0;
-        let mut blocks = Vec::new();
-        for (si, (s, &r)) in cfg.stages.iter().zip(&repeats).enumerate() {
-            let out = cfg.round_chs(s.out_chs);
-            let mut stage = Vec::new();
-            for bi in 0..r {
-                let a = BlockArgs {
-                    in_chs,
-                    out_chs: out,
-                    kernel: s.kernel,
-                    stride: if bi == 0 { s.stride } else { 1 },
-                    expand: if s.kind == BlockKind::DepthwiseSeparable { 1.0 } else { s.expand },
-                    se_ratio: s.se_ratio,
-                    drop_path: cfg.drop_path_rate * idx as f32 / total as f32,
-                };
-                stage.push(Block::new(&vb.pp("blocks").pp(si).pp(bi), s.kind, a, &cfg));
-                in_chs = out;
-                idx += 1;
-            }
-            blocks.push(stage);
-        }
+        let stages = decode_arch_def(cfg.arch_def, cfg.depth_multiplier, cfg.fix_first_last)?;
+        let (blocks, head_chs) = build_blocks(&vb.pp("blocks"), stem, &stages, &b);
         let conv_head = ConvBnAct::new(
             &vb.pp("conv_head"),
             &vb.pp("bn2"),
-            in_chs,
+            head_chs,
             cfg.num_features,
             (1, 1),
             ConvOpts::default(),
@@ -324,13 +179,9 @@ impl EfficientNet {
 
 impl Architecture for EfficientNet {
     fn forward_features(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.stem.forward(cx, x)?;
+        let x = self.stem.forward(cx, x)?;
         cx.record("conv_stem", "Conv2d+BN", &x);
-        for stage in &self.blocks {
-            for b in stage {
-                x = b.forward(cx, &x)?;
-            }
-        }
+        let x = forward_blocks(cx, &self.blocks, x)?;
         let x = self.conv_head.forward(cx, &x)?;
         cx.record("conv_head", "Conv2d+BN", &x);
         Ok(x)
@@ -399,6 +250,11 @@ pub(crate) static TF_EFFICIENTNET_B7: &[PretrainedCfg] = &[
 ];
 pub(crate) static TF_EFFICIENTNET_LITE0: &[PretrainedCfg] = &[effnet_cfg("in1k").inception_norm()];
 
+pub(crate) static MOBILENETV2_035: &[PretrainedCfg] = &[effnet_cfg("untrained")];
+pub(crate) static MOBILENETV2_050: &[PretrainedCfg] = &[effnet_cfg("lamb_in1k")];
+pub(crate) static MOBILENETV2_075: &[PretrainedCfg] = &[effnet_cfg("untrained")];
+pub(crate) static MOBILENETV2_RA: &[PretrainedCfg] = &[effnet_cfg("ra_in1k")];
+
 // ---------------------------------------------------------------- entry points
 
 fn efficientnet(arch: &'static str, opts: ZooOpts, ch: f64, depth: f64, tf: bool) -> Result<Model> {
@@ -418,7 +274,7 @@ fn efficientnet(arch: &'static str, opts: ZooOpts, ch: f64, depth: f64, tf: bool
 fn efficientnet_lite(arch: &'static str, opts: ZooOpts, ch: f64, depth: f64, tf: bool) -> Result<Model> {
     build(arch, opts, |vb, a| {
         let cfg = EfficientNetConfig {
-            stages: EFFICIENTNET_LITE_DEF.to_vec(),
+            arch_def: EFFICIENTNET_LITE_DEF,
             channel_multiplier: ch,
             depth_multiplier: depth,
             fix_first_last: true,
@@ -427,6 +283,26 @@ fn efficientnet_lite(arch: &'static str, opts: ZooOpts, ch: f64, depth: f64, tf:
             act: Activation::Relu6,
             bn_eps: if tf { 1e-3 } else { 1e-5 },
             tf_same: tf,
+            ..a.into()
+        };
+        Ok(Box::new(EfficientNet::new(vb, cfg)?))
+    })
+}
+
+/// MobileNet-V2 (`_gen_mobilenet_v2`) as an EfficientNet: 32-wide stem, ReLU6, a 1280-wide
+/// head conv (wider when the multiplier makes it so). `fix_stem_head` (the `d` variants)
+/// keeps the stem, the head and the first and last stages' depth unscaled.
+fn mobilenet_v2(arch: &'static str, opts: ZooOpts, ch: f64, depth: f64, fix_stem_head: bool) -> Result<Model> {
+    build(arch, opts, |vb, a| {
+        let head = make_divisible(1280.0 * ch, 8, None);
+        let cfg = EfficientNetConfig {
+            arch_def: MOBILENETV2_DEF,
+            channel_multiplier: ch,
+            depth_multiplier: depth,
+            fix_first_last: fix_stem_head,
+            fix_stem: fix_stem_head,
+            num_features: if fix_stem_head { 1280 } else { head.max(1280) },
+            act: Activation::Relu6,
             ..a.into()
         };
         Ok(Box::new(EfficientNet::new(vb, cfg)?))
@@ -506,6 +382,35 @@ pub fn tf_efficientnet_lite0(opts: ZooOpts) -> Result<Model> {
     efficientnet_lite("tf_efficientnet_lite0", opts, 1.0, 1.0, true)
 }
 
+/// MobileNet-V2, width 0.35.
+pub fn mobilenetv2_035(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_035", opts, 0.35, 1.0, false)
+}
+/// MobileNet-V2, width 0.5.
+pub fn mobilenetv2_050(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_050", opts, 0.5, 1.0, false)
+}
+/// MobileNet-V2, width 0.75.
+pub fn mobilenetv2_075(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_075", opts, 0.75, 1.0, false)
+}
+/// MobileNet-V2 (3.5M params).
+pub fn mobilenetv2_100(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_100", opts, 1.0, 1.0, false)
+}
+/// MobileNet-V2, width 1.4.
+pub fn mobilenetv2_140(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_140", opts, 1.4, 1.0, false)
+}
+/// MobileNet-V2, width 1.1, depth 1.2 (stem, head, first and last stages fixed).
+pub fn mobilenetv2_110d(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_110d", opts, 1.1, 1.2, true)
+}
+/// MobileNet-V2, width 1.2, depth 1.4 (stem, head, first and last stages fixed).
+pub fn mobilenetv2_120d(opts: ZooOpts) -> Result<Model> {
+    mobilenet_v2("mobilenetv2_120d", opts, 1.2, 1.4, true)
+}
+
 // ---------------------------------------------------------------- registry
 
 /// The registered variants of this family, each one line (`name`, pretrained configs).
@@ -528,6 +433,13 @@ pub(crate) static MODELS: &[ModelEntry] = &[
     register!(tf_efficientnet_b7, TF_EFFICIENTNET_B7),
     register!(efficientnet_lite0, EFFICIENTNET_LITE0),
     register!(tf_efficientnet_lite0, TF_EFFICIENTNET_LITE0),
+    register!(mobilenetv2_035, MOBILENETV2_035),
+    register!(mobilenetv2_050, MOBILENETV2_050),
+    register!(mobilenetv2_075, MOBILENETV2_075),
+    register!(mobilenetv2_100, MOBILENETV2_RA),
+    register!(mobilenetv2_110d, MOBILENETV2_RA),
+    register!(mobilenetv2_120d, MOBILENETV2_RA),
+    register!(mobilenetv2_140, MOBILENETV2_RA),
 ];
 
 #[cfg(test)]
@@ -538,13 +450,21 @@ mod tests {
     fn depth_scaling_follows_timm() {
         let a = ModelArgs { num_classes: 1000, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
         let b7 = EfficientNetConfig { channel_multiplier: 2.0, depth_multiplier: 3.1, ..(&a).into() };
-        assert_eq!(b7.stage_repeats(), vec![4, 7, 7, 10, 10, 13, 4]);
+        assert_eq!(b7.stage_repeats().unwrap(), vec![4, 7, 7, 10, 10, 13, 4]);
         let lite4 = EfficientNetConfig {
-            stages: EFFICIENTNET_LITE_DEF.to_vec(),
+            arch_def: EFFICIENTNET_LITE_DEF,
             depth_multiplier: 1.8,
             fix_first_last: true,
             ..(&a).into()
         };
-        assert_eq!(lite4.stage_repeats(), vec![1, 4, 4, 6, 6, 8, 1]);
+        assert_eq!(lite4.stage_repeats().unwrap(), vec![1, 4, 4, 6, 6, 8, 1]);
+        // mobilenetv2_120d: x1.4 with the first and last stages fixed
+        let mnv2 = EfficientNetConfig {
+            arch_def: MOBILENETV2_DEF,
+            depth_multiplier: 1.4,
+            fix_first_last: true,
+            ..(&a).into()
+        };
+        assert_eq!(mnv2.stage_repeats().unwrap(), vec![1, 3, 5, 6, 5, 5, 1]);
     }
 }

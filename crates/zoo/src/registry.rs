@@ -4,6 +4,7 @@
 
 use crate::convnext;
 use crate::error::{Result, ZooError};
+use crate::mobilenetv3;
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
 use crate::vision_transformer;
@@ -79,6 +80,7 @@ pub(crate) use register;
 /// Every family's variants, each table kept beside its family's code.
 static FAMILIES: &[&[ModelEntry]] = &[
     efficientnet::MODELS,
+    mobilenetv3::MODELS,
     resnet::MODELS,
     senet::MODELS,
     regnet::MODELS,

@@ -41,6 +41,21 @@ fn heads_features_and_reset_classifier() {
 }
 
 #[test]
+fn mobilenetv3_pools_before_its_head_conv() {
+    // features end at the last block (576 wide); the head conv after pooling gives the
+    // 1024-wide pre-logits the classifier reads, and a new classifier keeps that width
+    let mut m = create_model("mobilenetv3_small_100", ZooOpts::new().with_num_classes(10)).unwrap();
+    let x = input(2, 64, 64, 3, 1);
+    let f = m.forward_features(&x).unwrap();
+    assert_eq!(f.dims(), [2, 2, 2, 576]);
+    assert_eq!(m.forward_head(&f, true).unwrap().dims(), [2, 1024]);
+    assert_eq!(m.forward_head(&f, false).unwrap().data(), m.forward(&x).unwrap().data());
+    m.reset_classifier(3, 7);
+    assert_eq!(m.params().by_key("classifier.weight").unwrap().torch_shape(), vec![3, 1024]);
+    assert_eq!(m.params().by_key("conv_head.bias").unwrap().torch_shape(), vec![1024]);
+}
+
+#[test]
 fn batches_run_in_parts_give_the_whole_batch_logits() {
     // EfficientNet-B0's widest convolution output is the first expansion, 112x112x96 floats
     // at 224x224: 4.8 MB per image, and the model is memory-bound (about 320 multiply-adds
@@ -73,6 +88,9 @@ fn small_inputs_run_through_every_family() {
         ("ecaresnetlight", 47),
         ("resnetrs50", 64),
         ("tf_efficientnet_lite0", 65),
+        ("mobilenetv2_050", 47),
+        ("tf_mobilenetv3_small_minimal_100", 67),
+        ("mobilenetv3_rw", 64),
         ("vgg11_bn", 32),
         ("densenet121", 64),
         ("inception_v3", 75),

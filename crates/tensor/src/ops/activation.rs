@@ -272,7 +272,7 @@ impl Tensor {
             Activation::Tanh => map(x, |v| Activation::Tanh.apply(v)),
             Activation::Silu => elementwise::unary(Unary::Silu, x),
             Activation::Gelu => map(x, |v| Activation::Gelu.apply(v)),
-            Activation::HardSwish => map(x, |v| Activation::HardSwish.apply(v)),
+            Activation::HardSwish => elementwise::unary(Unary::HardSwish, x),
             Activation::HardSigmoid => map(x, |v| Activation::HardSigmoid.apply(v)),
             // their own ops, which take the parameter
             Activation::LeakyRelu => return self.leaky_relu(LEAKY_RELU_SLOPE),

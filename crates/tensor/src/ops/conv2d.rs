@@ -176,6 +176,7 @@ impl Tensor {
             Activation::Relu => self.conv2d_fused(weight, bias, args, ConvAct::Relu),
             Activation::Relu6 => self.conv2d_fused(weight, bias, args, ConvAct::Relu6),
             Activation::Silu if !needs_grad => self.conv2d_fused(weight, bias, args, ConvAct::Silu),
+            Activation::HardSwish if !needs_grad => self.conv2d_fused(weight, bias, args, ConvAct::HardSwish),
             _ => Ok(self.conv2d(weight, bias, args)?.activation(act)),
         }
     }
@@ -258,6 +259,7 @@ impl Tensor {
             Activation::Relu => Some(ConvAct::Relu),
             Activation::Relu6 => Some(ConvAct::Relu6),
             Activation::Silu => Some(ConvAct::Silu),
+            Activation::HardSwish => Some(ConvAct::HardSwish),
             _ => None,
         };
         let geo = conv_geometry(self, weight, args)?;
