@@ -3,9 +3,13 @@
 //! `_registry.py` and `_factory.py`).
 
 use crate::convnext;
+use crate::dla;
 use crate::error::{Result, ZooError};
+use crate::hrnet;
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
+use crate::resnetv2;
+use crate::tresnet;
 use crate::vision_transformer;
 use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
 use crate::{byobnet, selecsls, vovnet};
@@ -105,6 +109,10 @@ static FAMILIES: &[&[ModelEntry]] = &[
     lenet::MODELS,
     convnext::MODELS,
     vision_transformer::MODELS,
+    dla::MODELS,
+    resnetv2::MODELS,
+    tresnet::MODELS,
+    hrnet::MODELS,
 ];
 
 /// Every registered model, family by family.
