@@ -547,8 +547,9 @@ mod tests {
         let a = ModelArgs { num_classes: 10, in_chans: 3, drop_rate: 0.0, drop_path_rate: 0.0 };
         let store = std::cell::RefCell::new(convnet_nn::store::Params::new());
         let vb = Vb::root(&store, 0);
-        let cfg = DlaConfig { block: DlaBlockType::Bottleneck, cardinality: 7, base_width: 4, ..(&a).into() };
+        // 64 * 1 / 64 / 2 rounds to an empty bottleneck
+        let cfg = DlaConfig { block: DlaBlockType::Bottleneck, base_width: 1, ..(&a).into() };
         let err = Dla::new(&vb, cfg).unwrap_err();
-        assert!(err.to_string().contains("cardinality"), "{err}");
+        assert!(err.to_string().contains("bottleneck width 0"), "{err}");
     }
 }
