@@ -146,10 +146,18 @@ impl Root {
     }
 }
 
+/// A leaf tree's two blocks and their root.
+#[derive(Debug)]
+struct Leaf {
+    tree1: Block,
+    tree2: Block,
+    root: Root,
+}
+
 #[derive(Debug)]
 enum TreeKind {
     /// `levels == 1`: two blocks and their root.
-    Leaf { tree1: Block, tree2: Block, root: Root },
+    Leaf(Box<Leaf>),
     /// `levels > 1`: two subtrees; the second one's root takes the first one's output.
     Node { tree1: Box<Tree>, tree2: Box<Tree> },
 }
@@ -189,11 +197,11 @@ impl Tree {
                 let (cv, bn) = (vb.pp("project").pp(0), vb.pp("project").pp(1));
                 ConvBnAct::new(&cv, &bn, t.cin, t.cout, (1, 1), ConvOpts::default(), EPS, Activation::Linear)
             });
-            let kind = TreeKind::Leaf {
+            let kind = TreeKind::Leaf(Box::new(Leaf {
                 tree1: Block::new(&vb.pp("tree1"), c, t.cin, t.cout, t.stride),
                 tree2: Block::new(&vb.pp("tree2"), c, t.cout, t.cout, 1),
                 root: Root::new(&vb.pp("root"), root_dim, t.cout, t.root_shortcut),
-            };
+            }));
             (project, kind)
         } else {
             let sub = TreeArgs { levels: t.levels - 1, level_root: false, ..t };
@@ -213,7 +221,8 @@ impl Tree {
             children.push(bottom.clone());
         }
         let y = match &self.kind {
-            TreeKind::Leaf { tree1, tree2, root } => {
+            TreeKind::Leaf(leaf) => {
+                let Leaf { tree1, tree2, root } = leaf.as_ref();
                 let shortcut = match &self.project {
                     Some(p) => p.forward(cx, &bottom)?,
                     None => bottom,

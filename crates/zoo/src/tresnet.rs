@@ -83,7 +83,8 @@ impl ConvAct {
 
 // ---------------------------------------------------------------- blocks
 
-/// The residual branch of a block.
+/// The residual branch of a block (one per block, so the variants' size difference is moot).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Branch {
     /// `conv1` (3x3, leaky, blurred when strided), `conv2` (3x3), `se`.
