@@ -560,6 +560,39 @@ impl ClassifierHead {
     }
 }
 
+/// timm's `ClassifierHead` with `use_conv=True` (DLA, BiT): global average, dropout, and a
+/// 1x1 conv with bias as classifier, so the key `{vb}.weight` is `[classes, c, 1, 1]`.
+#[derive(Debug)]
+pub struct ConvClassifierHead {
+    /// The 1x1 conv classifier (absent when `num_classes == 0`).
+    pub fc: Option<Conv2d>,
+    /// Dropout before it.
+    pub drop_rate: f32,
+    /// Input features.
+    pub num_features: usize,
+    /// Classes (0: no classifier).
+    pub num_classes: usize,
+}
+
+impl ConvClassifierHead {
+    /// A head `num_features -> num_classes` under `vb` (the classifier's own key).
+    pub fn new(vb: &Vb, num_features: usize, num_classes: usize, drop_rate: f32) -> Self {
+        let fc = (num_classes > 0)
+            .then(|| Conv2d::square(vb, num_features, num_classes, 1, ConvOpts::default().with_bias(true)));
+        ConvClassifierHead { fc, drop_rate, num_features, num_classes }
+    }
+
+    /// `[n, h, w, c]` (or already pooled `[n, c]`) -> `[n, classes]`, or `[n, c]` with `pre_logits`.
+    pub fn forward(&self, cx: &Cx, x: &Tensor, pre_logits: bool) -> Result<Tensor> {
+        let x = if x.rank() == 4 { x.global_avg_pool()? } else { x.clone() };
+        let x = dropout(cx, &x, self.drop_rate)?;
+        match (&self.fc, pre_logits) {
+            (Some(fc), false) => fc.forward_pooled(cx, &x),
+            _ => Ok(x),
+        }
+    }
+}
+
 /// `nn.LayerNorm(c)` over the last axis, timm's `LayerNorm` and `LayerNorm2d` alike (on
 /// NHWC maps the channel axis is the last): keys `weight`, `bias`.
 #[derive(Debug)]

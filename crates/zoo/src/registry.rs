@@ -2,16 +2,14 @@
 //! pretrained configs, and `create_model("name[.tag]", opts)` on top of it (timm's
 //! `_registry.py` and `_factory.py`).
 
-use crate::convnext;
 use crate::error::{Result, ZooError};
-use crate::mobilenetv3;
 use crate::model::{Model, ZooOpts};
 use crate::pretrained::PretrainedCfg;
-use crate::vision_transformer;
-use crate::{alexnet, cspnet, densenet, dpn, efficientnet, googlenet, inception_resnet_v2, inception_v3, inception_v4};
-use crate::{byobnet, selecsls, vovnet};
-use crate::{lenet, regnet, res2net, resnest, resnet, rexnet, senet, sknet, vgg, xception};
-use crate::{nasnet, pnasnet, xception_aligned};
+use crate::{
+    alexnet, byobnet, convnext, cspnet, densenet, dla, dpn, efficientnet, googlenet, hrnet, inception_resnet_v2,
+    inception_v3, inception_v4, lenet, mobilenetv3, nasnet, pnasnet, regnet, res2net, resnest, resnet, resnetv2,
+    rexnet, selecsls, senet, sknet, tresnet, vgg, vision_transformer, vovnet, xception, xception_aligned,
+};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -107,6 +105,10 @@ static FAMILIES: &[&[ModelEntry]] = &[
     lenet::MODELS,
     convnext::MODELS,
     vision_transformer::MODELS,
+    dla::MODELS,
+    resnetv2::MODELS,
+    tresnet::MODELS,
+    hrnet::MODELS,
 ];
 
 /// Every registered model, family by family.
