@@ -5,10 +5,9 @@
 //! test set, and prints seconds per epoch and images per second next to the
 //! reference figures measured on the 2-core AVX-512 development machine.
 
-use crate::mnist::{DEFAULT_DATA, tensors};
-use anyhow::{Context, Result, bail};
+use crate::mnist::{load_mnist, tensors};
+use anyhow::{Result, bail};
 use clap::Args;
-use convnet::data::Mnist;
 use convnet::models;
 use convnet::nn::{Adam, FitOptions, Loss, Metric};
 use serde_json::json;
@@ -26,12 +25,12 @@ const REFERENCES: [(&str, f64); 4] = [
 /// Options of `convnet bench mnist`.
 #[derive(Args, Debug)]
 pub struct MnistBenchArgs {
-    /// Folder with the four MNIST IDX files.
-    #[arg(long, default_value = DEFAULT_DATA)]
-    pub data: PathBuf,
+    #[arg(long, help = crate::data::MNIST_DATA_HELP)]
+    pub data: Option<PathBuf>,
     /// Epochs to time (the median is reported).
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Images per training step (the references use 128).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Print JSON instead of a table.
@@ -62,7 +61,7 @@ pub fn mnist(args: &MnistBenchArgs) -> Result<()> {
         bail!("--epochs must be at least 1: there is nothing to time in zero epochs");
     }
     crate::limits::batch("--batch-size", args.batch_size)?;
-    let mnist = Mnist::load(&args.data).with_context(|| format!("loading MNIST from {}", args.data.display()))?;
+    let mnist = load_mnist(args.data.as_deref(), None, None)?;
     let (x_train, y_train) = tensors(&mnist.train_images, &mnist.train_labels)?;
     let (x_test, y_test) = tensors(&mnist.test_images, &mnist.test_labels)?;
     let mut model = models::mnist_cnn(42)?;

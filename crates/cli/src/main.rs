@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod data;
 mod images;
 mod limits;
 mod mnist;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "convnet", version, about = "Convolutional neural networks in Rust, Keras-simple")]
 struct Cli {
-    /// Threads for the compute kernels (default: all cores).
+    /// Threads for the compute kernels; 0 uses every core.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
     /// On error, print every cause on its own line, and the backtrace when `RUST_BACKTRACE=1`
@@ -45,9 +46,8 @@ enum Command {
         /// The saved MNIST model (.safetensors).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Folder with the four MNIST IDX files.
-        #[arg(long, default_value = mnist::DEFAULT_DATA)]
-        data: PathBuf,
+        #[arg(long, help = data::MNIST_DATA_HELP)]
+        data: Option<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -91,6 +91,11 @@ enum Command {
     Compare(compare::CompareArgs),
     /// The local web app: draw digits, classify photos, look at and classify sounds, compare models.
     Serve(serve::ServeArgs),
+    /// Put a dataset where the commands find it (`convnet data mnist`).
+    Data {
+        #[command(subcommand)]
+        what: data::DataCmd,
+    },
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
@@ -185,13 +190,14 @@ fn run(command: Command) -> Result<()> {
         Command::Evaluate { what: Some(EvaluateWhat::Images(args)), .. } => images::evaluate(&args),
         Command::Evaluate { what: None, model, data, json } => {
             let model = model.context("--model is required: the saved MNIST model (or use `evaluate images`)")?;
-            mnist::evaluate(&model, &data, json)
+            mnist::evaluate(&model, data.as_deref(), json)
         }
         Command::Predict { model, images, json } => mnist::predict(&model, &images, json),
         Command::Bench { what: BenchWhat::Mnist(args) } => bench::mnist(&args),
         Command::Bench { what: BenchWhat::Infer(args) } => zoo::bench_infer(&args),
         Command::Bench { what: BenchWhat::Train(args) } => zoo::bench_train(&args),
         Command::Bench { what: BenchWhat::Speech(args) } => speech::bench(&args),
+        Command::Data { what } => data::data_cmd(&what),
         Command::Models(args) => zoo::models(&args),
         Command::SoundDigit { what } => sound::sound_digit(&what),
         Command::Audio { what } => sound::audio_cmd(&what),
@@ -201,5 +207,57 @@ fn run(command: Command) -> Result<()> {
         Command::Forward(args) => zoo::forward(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Serve(args) => serve::serve(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every (sub)command, as `path: --name`, that `--help` shows
+    /// without a description.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && !arg.is_hide_set() && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = arg.get_long().map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                out.push(format!("{path}: {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                out.push(format!("{path} {}: no description", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        undocumented(&cmd, "convnet", &mut missing);
+        assert!(missing.is_empty(), "options without a help line:\n{}", missing.join("\n"));
+    }
+
+    /// A default shown twice (`(default: all cores) [default: 0]`) reads as a contradiction.
+    #[test]
+    fn no_default_said_twice() {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if !arg.get_default_values().is_empty() && help.contains("default") {
+                    out.push(format!("{path}: --{}: {help}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut twice = Vec::new();
+        walk(&Cli::command(), "convnet", &mut twice);
+        assert!(twice.is_empty(), "defaults said in the help text and by clap:\n{}", twice.join("\n"));
     }
 }

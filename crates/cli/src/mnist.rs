@@ -9,17 +9,15 @@ use convnet::{Tensor, models};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Where the vendored MNIST lives, relative to the repository root.
-pub const DEFAULT_DATA: &str = "data/mnist";
-
 /// Options of `convnet train mnist`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Folder with the four MNIST IDX files (.gz or raw).
-    #[arg(long, default_value = DEFAULT_DATA)]
-    pub data: PathBuf,
+    #[arg(long, help = crate::data::MNIST_DATA_HELP)]
+    pub data: Option<PathBuf>,
+    /// Passes over the training images.
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
+    /// Images per gradient step.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Seed of the initial weights, the shuffling and the dropout masks.
@@ -45,8 +43,12 @@ pub fn tensors(images: &convnet::data::Images, labels: &[u8]) -> Result<(Tensor,
     Ok((x, Targets::Sparse(labels.iter().map(|&l| l as u32).collect())))
 }
 
-fn load_mnist(dir: &Path, train_limit: Option<usize>, test_limit: Option<usize>) -> Result<Mnist> {
-    let mnist = Mnist::load(dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+/// MNIST from `--data`, or from the first folder where [`crate::data::mnist_dir`] finds it.
+pub fn load_mnist(data: Option<&Path>, train_limit: Option<usize>, test_limit: Option<usize>) -> Result<Mnist> {
+    let dir = crate::data::mnist_dir(data)?;
+    let mnist = Mnist::load(&dir).with_context(|| {
+        format!("loading MNIST from {} (`convnet data mnist --out DIR` puts the files in DIR)", dir.display())
+    })?;
     Ok(match (train_limit, test_limit) {
         (None, None) => mnist,
         (a, b) => {
@@ -64,7 +66,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // before the epochs, not after them
     convnet::nn::fsio::ensure_writable_dir(&args.out)
         .with_context(|| format!("cannot write to --out {}", args.out.display()))?;
-    let mnist = load_mnist(&args.data, args.train_limit, args.test_limit)?;
+    let mnist = load_mnist(args.data.as_deref(), args.train_limit, args.test_limit)?;
     let (x_train, y_train) = tensors(&mnist.train_images, &mnist.train_labels)?;
     let (x_test, y_test) = tensors(&mnist.test_images, &mnist.test_labels)?;
 
@@ -127,7 +129,7 @@ fn load_model(path: &Path) -> Result<Sequential> {
     Sequential::load(path).with_context(|| format!("loading model {}", path.display()))
 }
 
-pub fn evaluate(model_path: &Path, data: &Path, json: bool) -> Result<()> {
+pub fn evaluate(model_path: &Path, data: Option<&Path>, json: bool) -> Result<()> {
     let mut model = load_model(model_path)?;
     if model.compile_config().is_none() {
         model.compile(Loss::sparse_categorical_crossentropy(), Adam::default(), &[Metric::Accuracy])?;

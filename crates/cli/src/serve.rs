@@ -31,8 +31,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
     /// MNIST files for training the digit model on a first start without one.
-    #[arg(long, default_value = crate::mnist::DEFAULT_DATA)]
-    pub mnist_data: PathBuf,
+    #[arg(long, help = crate::data::MNIST_DATA_HELP)]
+    pub mnist_data: Option<PathBuf>,
     /// Epochs of that first-start training.
     #[arg(long, default_value_t = 1)]
     pub first_start_epochs: usize,
@@ -52,7 +52,13 @@ pub fn serve(a: &ServeArgs) -> Result<()> {
         max_audio_seconds: a.max_audio_seconds,
         queue: a.queue,
     };
-    let digits = load_or_train_mnist(&a.models, &a.mnist_data, a.first_start_epochs, a.first_start_limit)?;
+    // the data is looked for only when the digit model has to be trained
+    let mnist_data = match &a.mnist_data {
+        Some(d) => d.clone(),
+        None if a.models.join(convnet_serve::models::MNIST_FILE).is_file() => PathBuf::from("data/mnist"),
+        None => crate::data::mnist_dir(None)?,
+    };
+    let digits = load_or_train_mnist(&a.models, &mnist_data, a.first_start_epochs, a.first_start_limit)?;
     let models = Models::load(digits, &a.models, limits)?;
     let photos: Vec<&str> = models.photos.iter().map(|m| m.name.as_str()).collect();
     println!(

@@ -40,6 +40,7 @@ pub struct TrainArgs {
     /// Epochs (250 chosen on a 20 % validation split of SoundDigit/train).
     #[arg(long, default_value_t = 250)]
     pub epochs: usize,
+    /// Clips per gradient step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Adam learning rate.
@@ -51,6 +52,7 @@ pub struct TrainArgs {
     /// Sample rate the clips are resampled to.
     #[arg(long, default_value_t = 22050)]
     pub sr: u32,
+    /// MFCC coefficients per frame (the image's height).
     #[arg(long, default_value_t = 40)]
     pub n_mfcc: usize,
     /// Frames per example (default: a 1 s clip, 1 + sr / 512).
@@ -349,12 +351,16 @@ pub struct AudioArgs {
     /// Sample rate in Hz, or `native` to keep the file's.
     #[arg(long, default_value = "22050")]
     pub sr: String,
+    /// MFCC coefficients per frame (mfcc).
     #[arg(long, default_value_t = 20)]
     pub n_mfcc: usize,
+    /// FFT window length in samples.
     #[arg(long, default_value_t = 2048)]
     pub n_fft: usize,
+    /// Samples between the starts of consecutive frames.
     #[arg(long, default_value_t = 512)]
     pub hop_length: usize,
+    /// Mel bands (melspec; mfcc is computed from them).
     #[arg(long, default_value_t = 128)]
     pub n_mels: usize,
 }

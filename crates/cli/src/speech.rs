@@ -59,17 +59,22 @@ pub struct TrainArgs {
     /// Learning rate of each phase.
     #[arg(long, value_delimiter = ',', default_value = "0.001,0.0001")]
     pub learning_rate: Vec<f64>,
+    /// Clips per training step.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     /// Steps between validations.
     #[arg(long, default_value_t = 400)]
     pub eval_step_interval: usize,
+    /// Update rule: adam, gradient-descent (the example's) or momentum.
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
+    /// Fraction of activations dropped in training (0 to 1).
     #[arg(long, default_value_t = 0.5)]
     pub dropout_rate: f32,
+    /// Share of each split made of silence clips, in percent.
     #[arg(long, default_value_t = 10.0)]
     pub silence_percentage: f64,
+    /// Share of each split made of words outside --wanted-words (_unknown_), in percent.
     #[arg(long, default_value_t = 10.0)]
     pub unknown_percentage: f64,
     /// Largest random time shift in ms.
@@ -132,6 +137,7 @@ pub struct PredictArgs {
     /// A model written by `convnet speech train`.
     #[arg(long)]
     pub model: PathBuf,
+    /// WAV files to classify (one word each, 1 s at 16 kHz as trained).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print a JSON list of `{"file", "top": [{"label", "probability"}]}`.
@@ -142,6 +148,7 @@ pub struct PredictArgs {
 /// Options of `convnet speech listen`.
 #[derive(Args, Debug)]
 pub struct ListenArgs {
+    /// A model written by `convnet speech train`.
     #[arg(long)]
     pub model: PathBuf,
     /// The recording.
@@ -158,6 +165,7 @@ pub struct ListenArgs {
     /// Quiet time after a detection in ms [default: the model's tuned setting, else 500].
     #[arg(long)]
     pub suppression_ms: Option<u32>,
+    /// Fewest windows inside the averaging span for a detection to be reported.
     #[arg(long, default_value_t = 3)]
     pub minimum_count: usize,
     /// `word,start_ms` list of the words in the file (from `make-stream`): score the detections.
@@ -170,6 +178,7 @@ pub struct ListenArgs {
     /// look at the raw posteriors or choose the recogniser's settings.
     #[arg(long)]
     pub scores: Option<PathBuf>,
+    /// Print one JSON object (detections, audio_seconds, windows, real_time_factor, settings, stats) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -201,6 +210,7 @@ pub struct TuningArgs {
 /// Options of `convnet speech make-stream`.
 #[derive(Args, Debug)]
 pub struct MakeStreamArgs {
+    /// The Speech Commands folder (with _background_noise_).
     #[arg(long)]
     pub data: PathBuf,
     /// The WAV file to write; the word list goes next to it as `<name>.txt`.
@@ -212,8 +222,10 @@ pub struct MakeStreamArgs {
     /// At most this many clips.
     #[arg(long)]
     pub max_clips: Option<usize>,
+    /// Loudness of the background noise, as a fraction of full scale (0 to 1).
     #[arg(long, default_value_t = 0.1)]
     pub background_volume: f32,
+    /// Seed of the clip order, gaps and noise.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
@@ -607,11 +619,13 @@ pub struct SpeechBenchArgs {
     /// Timed training steps (after 2 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Clips per training step (TensorFlow's reference is measured at 100).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     /// Seconds of audio for the streaming measurement.
     #[arg(long, default_value_t = 60)]
     pub stream_seconds: usize,
+    /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }

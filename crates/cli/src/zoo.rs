@@ -28,6 +28,15 @@ pub struct ModelsArgs {
 /// `convnet models [pattern]`: name, parameters, GMACs, input size, default tag.
 pub fn models(args: &ModelsArgs) -> Result<()> {
     let entries = list_models(args.pattern.as_deref().unwrap_or(""));
+    // no match is an error in both modes, so that scripts see the same exit code as people
+    if entries.is_empty() {
+        let p = args.pattern.as_deref().unwrap_or("");
+        let close = convnet_zoo::registry::suggestions(p.trim_matches('*'));
+        if close.is_empty() {
+            bail!("no model matches {p:?}; `convnet models` lists all of them");
+        }
+        bail!("no model matches {p:?}; did you mean {}?", close.join(", "));
+    }
     if args.json {
         let rows: Vec<_> = entries
             .iter()
@@ -40,14 +49,6 @@ pub fn models(args: &ModelsArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
-    }
-    if entries.is_empty() {
-        let p = args.pattern.as_deref().unwrap_or("");
-        let close = convnet_zoo::registry::suggestions(p.trim_matches('*'));
-        if close.is_empty() {
-            bail!("no model matches {p:?}; `convnet models` lists all of them");
-        }
-        bail!("no model matches {p:?}; did you mean {}?", close.join(", "));
     }
     println!("{:<34} {:>13} {:>9} {:>13}  family", "model", "params", "GMACs", "input");
     for e in entries {
@@ -324,7 +325,7 @@ pub struct InferBenchArgs {
     /// Input size `C,H,W` (default: the model's pretrained input size).
     #[arg(long)]
     pub input_size: Option<String>,
-    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec"}` instead of a table.
+    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec", "gflops"}` instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Time the training-time branches instead of the folded inference convs (RepVGG).
@@ -346,9 +347,11 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     if args.json {
         let v: Vec<_> = rows
             .iter()
-            .map(|r| json!({"batch": r.batch, "median_ms": r.median_ms, "images_per_sec": r.images_per_sec}))
+            .map(|r| {
+                json!({"batch": r.batch, "median_ms": r.median_ms, "images_per_sec": r.images_per_sec, "gflops": r.gflops})
+            })
             .collect();
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let [c, h, w] = size;
