@@ -113,11 +113,14 @@ pub fn mnist_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(found) = looked.iter().find(|d| has_mnist(d)) {
         return Ok(found.clone());
     }
-    let env_note =
-        if std::env::var_os(DATA_ENV).is_some_and(|v| !v.is_empty()) { "" } else { " ($CONVNET_DATA not set)" };
+    let env_note = if std::env::var_os(DATA_ENV).is_some_and(|v| !v.is_empty()) {
+        ""
+    } else {
+        "$CONVNET_DATA/mnist ($CONVNET_DATA not set), "
+    };
     let store = default_store().map_or_else(|| "a folder".to_string(), |d| d.display().to_string());
     bail!(
-        "MNIST not found: looked for the four IDX files (train-images-idx3-ubyte.gz, ...) in {}{env_note}; \
+        "MNIST not found: looked for the four IDX files (train-images-idx3-ubyte.gz, ...) in {env_note}{}; \
          run `convnet data mnist` to put them in {store} (about 11 MB, checksums verified), \
          or pass --data DIR, or set {DATA_ENV}=DIR with the files in DIR/mnist",
         looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")

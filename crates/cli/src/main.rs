@@ -248,7 +248,7 @@ mod tests {
         fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
             for arg in cmd.get_arguments() {
                 let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                if !arg.get_default_values().is_empty() && help.contains("default") {
+                if !arg.get_default_values().is_empty() && help.contains("(default") {
                     out.push(format!("{path}: --{}: {help}", arg.get_id()));
                 }
             }

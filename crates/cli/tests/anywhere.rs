@@ -71,8 +71,7 @@ fn a_checkout_trains_and_predicts_from_the_root_folder() {
     let exe = checkout(&root.join("clone"));
     let home = root.join("home");
     let out = root.join("out");
-    let trained =
-        json_of(&run(&exe, &home, &[], &[&QUICK[..], &["--out", s(&out), "--json"]].concat()), "train");
+    let trained = json_of(&run(&exe, &home, &[], &[&QUICK[..], &["--out", s(&out), "--json"]].concat()), "train");
     let acc = trained["test_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc), "{trained}");
     assert_eq!(trained["history"]["loss"].as_array().unwrap().len(), 1, "{trained}");
@@ -102,7 +101,8 @@ fn without_mnist_the_error_says_where_it_looked_and_data_mnist_fixes_it() {
     let root = root.path().canonicalize().unwrap();
     let bare = place_binary(&root.join("bare"));
     let home = root.join("home");
-    let quick = [&QUICK[..], &["--out", s(&root.join("out"))]].concat();
+    let out = root.join("out");
+    let quick = [&QUICK[..], &["--out", s(&out)]].concat();
 
     let failed = run(&bare, &home, &[], &quick);
     assert_eq!(failed.status.code(), Some(1));
