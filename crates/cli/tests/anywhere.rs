@@ -164,4 +164,18 @@ fn every_json_output_is_one_document() {
     for key in ["median_ms", "images_per_sec", "gflops"] {
         assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
     }
+
+    // classify: a random-weight timm checkpoint of a small ImageNet model
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("mobilenetv3_small_050.safetensors");
+    let model = convnet_zoo::create_model("mobilenetv3_small_050", convnet_zoo::ZooOpts::default()).unwrap();
+    model.save_checkpoint(&weights).unwrap();
+    let img = dir.path().join("photo.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])).save(&img).unwrap();
+    let args =
+        ["classify", "--model", "mobilenetv3_small_050", "--weights", s(&weights), "--top", "3", "--json", s(&img)];
+    let classified = json_of(&run(exe, home.path(), &[], &args), "classify");
+    let rows = classified.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{classified}");
+    assert_eq!(rows[0]["top"].as_array().unwrap().len(), 3, "{classified}");
 }
