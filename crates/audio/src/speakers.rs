@@ -92,9 +92,10 @@ impl SpeakerTable {
     }
 
     /// The table file in `data_dir`, its parent or its grandparent (the shared layout keeps it
-    /// in `datasets/`, beside `SoundDigit/`).
+    /// in `datasets/`, beside `SoundDigit/`). Relative folders such as `.` are resolved first.
     pub fn find_near(data_dir: &Path) -> Option<PathBuf> {
-        data_dir.ancestors().take(3).map(|d| d.join(SPEAKER_TABLE_NAME)).find(|p| p.is_file())
+        let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        dir.ancestors().take(3).map(|d| d.join(SPEAKER_TABLE_NAME)).find(|p| p.is_file())
     }
 
     /// Number of clips listed.
@@ -107,8 +108,13 @@ impl SpeakerTable {
         self.map.is_empty()
     }
 
-    /// The speaker of `.../<folder>/<split>/<d>_<nnn>.wav`, looked up as (`<folder>/<split>`, `nnn`).
+    /// The speaker of `.../<folder>/<split>/<d>_<nnn>.wav`, looked up as (`<folder>/<split>`, `nnn`);
+    /// a relative path that lacks the folders (`./train/3_000.wav`) is resolved on disk first.
     pub fn speaker_of(&self, file: &Path) -> Option<&str> {
+        self.lookup(file).or_else(|| self.lookup(&std::fs::canonicalize(file).ok()?))
+    }
+
+    fn lookup(&self, file: &Path) -> Option<&str> {
         let stem = file.file_stem()?.to_str()?;
         let nnn = stem.split_once('_')?.1;
         let split_dir = file.parent()?;
