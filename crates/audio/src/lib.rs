@@ -8,6 +8,8 @@
 //!   reusable front ends [`MfccExtractor`] / [`MfccTransform`] / [`LogMelTransform`].
 //! - TensorFlow's speech-commands front end: [`tf_audio_spectrogram`] (`AudioSpectrogram`) and
 //!   [`tf_mfcc`] / [`TfMfccTransform`] (`Mfcc`).
+//! - Spoken digits ([`SpokenDigits`]) and speaker-disjoint splits of them ([`SpeakerTable`],
+//!   [`speaker_folds`], [`speaker_holdout`]).
 //!
 //! Every front end returns [`Features`] `[n_coeffs, frames]` and implements [`Transform`], so a
 //! data pipeline can switch between them. Bad input is an [`AudioError`] naming the file.
@@ -28,6 +30,7 @@ mod mel;
 mod mfcc;
 mod plot;
 mod resample;
+mod speakers;
 mod spoken_digits;
 mod stft;
 mod tf;
@@ -43,6 +46,7 @@ pub use mfcc::{
 pub use plot::{RowAxis, save_features_png, save_waveform_png};
 pub use realfft::num_complex::Complex;
 pub use resample::{MAX_RESAMPLE_SECONDS, MAX_SAMPLE_RATE, Resampler, check_finite, resample};
+pub use speakers::{SPEAKER_TABLE_NAME, SpeakerError, SpeakerTable, speaker_folds, speaker_holdout};
 pub use spoken_digits::{
     DigitSplit, FrameFit, SpokenDigitError, SpokenDigitOptions, SpokenDigits, clip_features, label_of, load_split,
 };

@@ -23,14 +23,22 @@ pub fn mnist_cnn(seed: u64) -> Result<Sequential> {
 }
 
 /// A small CNN for spoken digits over an `[n_mfcc, frames, 1]` MFCC image -> 10 probabilities:
-/// three Conv2D(3x3, same, relu) blocks (32, 64, 128 filters, the first two followed by
-/// MaxPooling2D(2); no BatchNormalization: its moving statistics were unstable on 200 clips), then GlobalAveragePooling2D / Dropout(0.3) /
+/// three Conv2D(3x3, same, no bias) / BatchNormalization / ReLU blocks (32, 64, 128 filters, the
+/// first two followed by MaxPooling2D(2)), then GlobalAveragePooling2D / Dropout(0.3) /
 /// Dense(10, softmax). `seed` fixes the initial weights and the dropout masks.
+///
+/// Batch norm is what lets training leave chance within a few epochs: without it the default
+/// recipe sat at loss ln 10 for ~110 of 250 epochs on some seeds. Its moving statistics use
+/// momentum 0.9 (Keras: 0.99), since 200 clips make only ~7 steps an epoch and the statistics
+/// that validation uses must have caught up after a few epochs.
 pub fn sound_digit_cnn(n_mfcc: usize, frames: usize, seed: u64) -> Result<Sequential> {
-    use crate::nn::GlobalAveragePooling2dConfig;
+    use crate::nn::{ActivationConfig, BatchNormalizationConfig, GlobalAveragePooling2dConfig};
     let mut model = Sequential::new([n_mfcc, frames, 1]).with_seed(seed).with_name("sound_digit_cnn");
     for (i, filters) in [32, 64, 128].into_iter().enumerate() {
-        model.add(Conv2dConfig::new(filters, 3).with_padding(Padding::Same).with_activation(Activation::Relu))?;
+        model
+            .add(Conv2dConfig::new(filters, 3).with_padding(Padding::Same).with_use_bias(false))?
+            .add(BatchNormalizationConfig::new().with_momentum(0.9))?
+            .add(ActivationConfig::new(Activation::Relu))?;
         if i < 2 {
             model.add(MaxPooling2dConfig::new(2))?;
         }
@@ -55,7 +63,7 @@ mod tests {
     fn sound_digit_cnn_shapes() {
         let model = super::sound_digit_cnn(40, 44, 0).unwrap();
         assert_eq!(model.output_shape(), [10]);
-        // convs 320 + 18496 + 73856, dense 1290
-        assert_eq!(model.count_params(), 320 + 18_496 + 73_856 + 1290);
+        // convs without bias 288 + 18432 + 73728, batch norms 4 * (32 + 64 + 128), dense 1290
+        assert_eq!(model.count_params(), 288 + 18_432 + 73_728 + 896 + 1290);
     }
 }
