@@ -366,16 +366,23 @@ fn kill_during_checkpoint_save_keeps_previous_file() {
         }
         // kill while a write is in progress: wait for the helper's temporary file to appear
         // (it exists from creation to rename), then kill at a different moment of the write
-        let tmp = dir.path().join(format!(".model.safetensors.tmp-{}", child.id()));
+        // (`.model.safetensors.tmp-<pid>-<n>`, see convnet_nn::fsio)
+        let prefix = format!(".model.safetensors.tmp-{}-", child.id());
+        let temp_file = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+        };
         let wait = Instant::now();
-        while !tmp.exists() && wait.elapsed() < Duration::from_secs(10) {
+        while temp_file().is_none() && wait.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_micros(200));
         }
         std::thread::sleep(Duration::from_micros((kills as u64 * 1_789) % 8_000));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
-        if tmp.exists() {
+        if let Some(tmp) = temp_file() {
             mid_write += 1;
             std::fs::remove_file(&tmp).unwrap();
         }
