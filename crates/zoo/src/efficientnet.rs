@@ -148,18 +148,7 @@ impl EfficientNet {
     /// Builds the network under `vb`.
     pub fn new(vb: &Vb, cfg: EfficientNetConfig) -> Result<Self> {
         let b = cfg.builder();
-        let stem = if cfg.fix_stem { cfg.stem_size } else { b.round_chs(cfg.stem_size) };
-        let stem_opts = ConvOpts::stride(2).with_tf_same(cfg.tf_same);
-        let stem_conv = ConvBnAct::new(
-            &vb.pp("conv_stem"),
-            &vb.pp("bn1"),
-            cfg.in_chans,
-            stem,
-            (3, 3),
-            stem_opts,
-            cfg.bn_eps,
-            cfg.act,
-        );
+        let (stem_conv, stem) = b.build_stem(vb, cfg.in_chans, cfg.stem_size, cfg.fix_stem);
         let stages = decode_arch_def(cfg.arch_def, cfg.depth_multiplier, cfg.fix_first_last)?;
         let (blocks, head_chs) = build_blocks(&vb.pp("blocks"), stem, &stages, &b);
         let conv_head = ConvBnAct::new(

@@ -241,6 +241,17 @@ pub struct BuilderConfig {
 }
 
 impl BuilderConfig {
+    /// timm's stem for these networks: a 3x3 stride-2 `conv_stem` + `bn1` with the model's
+    /// activation, `stem_size` channels rounded by the width multiplier unless `fix_stem`.
+    /// Returns the stem and its output channels.
+    pub fn build_stem(&self, vb: &Vb, in_chans: usize, stem_size: usize, fix_stem: bool) -> (ConvBnAct, usize) {
+        let chs = if fix_stem { stem_size } else { self.round_chs(stem_size) };
+        let opts = ConvOpts::stride(2).with_tf_same(self.tf_same);
+        let conv =
+            ConvBnAct::new(&vb.pp("conv_stem"), &vb.pp("bn1"), in_chans, chs, (3, 3), opts, self.bn_eps, self.act);
+        (conv, chs)
+    }
+
     /// `round_channels(c, channel_multiplier)`: `make_divisible(c * multiplier, 8)`.
     pub fn round_chs(&self, c: usize) -> usize {
         make_divisible(c as f64 * self.channel_multiplier, 8, None)
