@@ -204,6 +204,8 @@ pub enum Unary {
     Silu,
     /// `v * min(max(v + 3, 0), 6) / 6` (MobileNet-V3's hard-swish).
     HardSwish,
+    /// `v * Phi(v)`: the exact (erf) GELU of PyTorch's `nn.GELU()` and Keras' default.
+    Gelu,
 }
 
 impl Unary {
@@ -222,7 +224,60 @@ impl Unary {
             Unary::Sigmoid => sigmoid(v),
             Unary::Silu => v * sigmoid(v),
             Unary::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+            Unary::Gelu => gelu(v),
         }
+    }
+}
+
+/// `erfc(z)` for `z >= 0` with fractional error < 1.2e-7 (Numerical Recipes' Chebyshev
+/// fit), in f64. The AVX-512 GELU evaluates the same fit in f32 (`x86::gelu_ps`).
+fn erfc_fit(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    t * (-z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+        .exp()
+}
+
+/// erf with |error| < 1.2e-7, computed in f64 so that GELU's derivative matches
+/// PyTorch's exact form to f32 precision.
+pub fn erf(x: f32) -> f32 {
+    let r = erfc_fit((x as f64).abs());
+    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+/// The exact GELU `x * Phi(x)`, with `Phi` read from erfc on the negative side
+/// (`x/2 * erfc(|x|/sqrt 2)`) so that the tail keeps its relative accuracy, where
+/// `1 + erf` would cancel.
+pub fn gelu(x: f32) -> f32 {
+    let x = x as f64;
+    let r = erfc_fit(x.abs() * std::f64::consts::FRAC_1_SQRT_2);
+    (0.5 * x * if x < 0.0 { r } else { 2.0 - r }) as f32
+}
+
+/// `erfc(z)` for `z >= 0` in f64 to about 1e-15 relative (the Maclaurin series of erf
+/// below 2.5, the continued fraction of erfc above): slow, the reference that the
+/// fast forms are tested against (std has no erf).
+pub fn erfc_reference(z: f64) -> f64 {
+    if z < 2.5 {
+        let (mut term, mut sum, mut n) = (z, z, 0.0);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        1.0 - sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(z) = exp(-z^2)/sqrt(pi) / (z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
+        let mut t = z;
+        for k in (1..=120).rev() {
+            t = z + (k as f64 / 2.0) / t;
+        }
+        (-z * z).exp() / std::f64::consts::PI.sqrt() / t
     }
 }
 
@@ -462,9 +517,12 @@ mod tests {
                 Unary::Sigmoid => s,
                 Unary::Silu => x * s,
                 Unary::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+                // Phi(x) = erfc(-x / sqrt 2) / 2, without cancellation on either side
+                Unary::Gelu if x < 0.0 => 0.5 * x * erfc_reference(-x * std::f64::consts::FRAC_1_SQRT_2),
+                Unary::Gelu => 0.5 * x * (2.0 - erfc_reference(x * std::f64::consts::FRAC_1_SQRT_2)),
             }
         };
-        for op in [Unary::Relu, Unary::Relu6, Unary::Sigmoid, Unary::Silu, Unary::HardSwish] {
+        for op in [Unary::Relu, Unary::Relu6, Unary::Sigmoid, Unary::Silu, Unary::HardSwish, Unary::Gelu] {
             let got = unary(op, &xs);
             let mut in_place = xs.clone();
             unary_in_place(op, &mut in_place);
@@ -498,7 +556,7 @@ mod tests {
             big[2 * TASK + 1] = f32::NAN;
             let y = unary(op, &big);
             assert!(y[2 * TASK + 1].is_nan(), "{op:?}(NaN)");
-            assert_eq!(y[0], op.apply(0.5));
+            assert!((y[0] - op.apply(0.5)).abs() <= 1e-6 * op.apply(0.5).abs(), "{op:?}(0.5) = {}", y[0]);
             assert_eq!(y.len(), big.len());
         }
         assert_eq!(n, xs.len());

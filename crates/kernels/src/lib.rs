@@ -24,6 +24,7 @@
 //!   rows with f64 partial sums.
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
+//! * [`softmax`]: softmax over the last axis, rows in parallel (AVX-512 exp).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -50,6 +51,7 @@ pub mod norm;
 pub mod pool;
 pub mod process;
 pub mod scratch;
+pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

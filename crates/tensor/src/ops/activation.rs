@@ -7,7 +7,7 @@
 
 use super::{constant, map, zip_map};
 use crate::{Backward, Tensor};
-use convnet_kernels::elementwise::{self, Unary};
+use convnet_kernels::elementwise::{self, Unary, erf};
 use serde::{Deserialize, Serialize};
 
 /// An activation function, named as Keras names it.
@@ -103,7 +103,7 @@ impl Activation {
             Activation::Sigmoid => sigmoid(x),
             Activation::Tanh => x.tanh(),
             Activation::Silu => x * sigmoid(x),
-            Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::Gelu => elementwise::gelu(x),
             Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::LeakyRelu => leaky_relu(x, LEAKY_RELU_SLOPE),
@@ -171,25 +171,6 @@ fn sigmoid(x: f32) -> f32 {
         let e = x.exp();
         e / (1.0 + e)
     }
-}
-
-/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), computed
-/// in f64 so that GELU matches PyTorch's exact form to f32 precision.
-pub fn erf(x: f32) -> f32 {
-    let x = x as f64;
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
 }
 
 /// Leaky relu's backward: `g` where `x > 0`, `slope * g` elsewhere.
@@ -271,7 +252,7 @@ impl Tensor {
             Activation::Sigmoid => elementwise::unary(Unary::Sigmoid, x),
             Activation::Tanh => map(x, |v| Activation::Tanh.apply(v)),
             Activation::Silu => elementwise::unary(Unary::Silu, x),
-            Activation::Gelu => map(x, |v| Activation::Gelu.apply(v)),
+            Activation::Gelu => elementwise::unary(Unary::Gelu, x),
             Activation::HardSwish => elementwise::unary(Unary::HardSwish, x),
             Activation::HardSigmoid => map(x, |v| Activation::HardSigmoid.apply(v)),
             // their own ops, which take the parameter

@@ -8,8 +8,8 @@
 //! target row is `(1 - eps) * onehot + eps / classes`.
 
 use super::constant;
-use super::softmax::softmax_rows;
 use crate::{Backward, Result, Tensor, TensorError};
+use convnet_kernels::softmax::softmax_rows;
 use std::sync::Arc;
 
 /// Keras' `backend.epsilon()`: probabilities are clipped to `[eps, 1 - eps]`.

@@ -4,25 +4,12 @@
 
 use super::constant;
 use crate::{Backward, Result, Tensor, TensorError};
+use convnet_kernels::softmax::softmax_rows;
 
 fn last_axis(x: &Tensor, op: &'static str) -> Result<usize> {
     match x.dims().last() {
         Some(&c) if c > 0 => Ok(c),
         _ => Err(TensorError::shape(op, format!("needs a non-empty last axis, got {}", x.shape()))),
-    }
-}
-
-/// Softmax of each row of `x` (`[rows, c]` flattened) into `y`.
-pub(crate) fn softmax_rows(x: &[f32], c: usize, y: &mut [f32]) {
-    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-        let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut s = 0.0;
-        for (o, v) in yr.iter_mut().zip(xr) {
-            *o = (v - m).exp();
-            s += *o;
-        }
-        let inv = 1.0 / s;
-        yr.iter_mut().for_each(|v| *v *= inv);
     }
 }
 

@@ -212,25 +212,7 @@ pub fn away_from(rng: &mut Rng, n: usize, lo: f32, hi: f32, kinks: &[f32], gap: 
     out
 }
 
-/// f64 `erf`, to ~1e-15 (std's is not stable): the Maclaurin series below
-/// 2.5, the continued fraction of erfc above.
+/// f64 `erf`, to ~1e-15 (std's is not stable), from the kernels' reference erfc.
 pub fn erf64(x: f64) -> f64 {
-    let z = x.abs();
-    let r = if z < 2.5 {
-        let (mut term, mut sum, mut n) = (z, z, 0.0);
-        while term.abs() > 1e-17 * sum.abs() {
-            n += 1.0;
-            term *= -z * z / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // erfc(z) = exp(-z^2)/sqrt(pi) / (z + (1/2)/(z + 1/(z + (3/2)/(z + ...))))
-        let mut t = z;
-        for k in (1..=120).rev() {
-            t = z + (k as f64 / 2.0) / t;
-        }
-        1.0 - (-z * z).exp() / std::f64::consts::PI.sqrt() / t
-    };
-    r.copysign(x)
+    (1.0 - convnet_kernels::elementwise::erfc_reference(x.abs())).copysign(x)
 }
