@@ -12,7 +12,11 @@ const TASK_FLOATS: usize = 1 << 14;
 /// # Panics
 /// When the lengths differ or are not a multiple of `c > 0`.
 pub fn softmax_rows(x: &[f32], c: usize, y: &mut [f32]) {
-    assert!(c > 0 && x.len() == y.len() && x.len() % c == 0, "softmax_rows: {} floats in rows of {c}", x.len());
+    assert!(
+        c > 0 && x.len() == y.len() && x.len().is_multiple_of(c),
+        "softmax_rows: {} floats in rows of {c}",
+        x.len()
+    );
     let rows_per_task = TASK_FLOATS.div_ceil(c).max(1);
     if x.len() <= TASK_FLOATS {
         rows(x, c, y);

@@ -598,8 +598,9 @@ pub(crate) fn gelu_ps(x: __m512) -> __m512 {
     let z = _mm512_mul_ps(_mm512_abs_ps(xc), _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
     let one = _mm512_set1_ps(1.0);
     let t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5), one));
+    // the published coefficients (f64 literals, rounded once to f32)
     let mut p = _mm512_set1_ps(0.170_872_77);
-    for c in [
+    let coefficients: [f64; 9] = [
         -0.822_152_23,
         1.488_515_87,
         -1.135_203_98,
@@ -609,8 +610,9 @@ pub(crate) fn gelu_ps(x: __m512) -> __m512 {
         0.374_091_96,
         1.000_023_68,
         -1.265_512_23,
-    ] {
-        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+    ];
+    for c in coefficients {
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c as f32));
     }
     // The exponent `P - x^2/2` reaches -70 in the tail, where one f32 rounding of it is
     // 4e-6 relative after the exponential: carry it as hi + lo. x^2 = xx + sq_lo exactly
