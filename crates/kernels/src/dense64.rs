@@ -27,7 +27,7 @@ const SERIAL_MACS: usize = 1 << 15;
 /// When a slice's length does not match `rows`, `cin` and `cout`.
 pub fn dense_f64(x: &[f64], w: &[f32], bias: Option<&[f32]>, cin: usize, cout: usize, out: &mut [f64]) {
     assert_eq!(w.len(), cin * cout, "dense_f64: weight length");
-    let rows = if cin == 0 { out.len() / cout.max(1) } else { x.len() / cin };
+    let rows = x.len().checked_div(cin).unwrap_or(out.len() / cout.max(1));
     assert!(x.len() == rows * cin && out.len() == rows * cout, "dense_f64: input or output length");
     if let Some(b) = bias {
         assert_eq!(b.len(), cout, "dense_f64: bias length");
@@ -73,8 +73,7 @@ fn columns(
     out: &mut [f64],
     ostride: usize,
 ) {
-    let rows = x.len() / cin.max(1);
-    let rows = if cin == 0 { out.len() / ostride } else { rows };
+    let rows = x.len().checked_div(cin).unwrap_or(out.len() / ostride.max(1));
     let mut r0 = 0;
     while r0 < rows {
         let nr = (rows - r0).min(ROWS);
