@@ -89,6 +89,23 @@ fn rows_per_task(rows: usize, row_work: usize) -> usize {
     rows.div_ceil(4 * crate::threads()).max(min_rows).clamp(1, rows.max(1))
 }
 
+/// Forward tasks for `rows` output rows: as many as [`rows_per_task`] gives,
+/// rounded up to a multiple of the thread count (at most one per row), so that
+/// near-equal bands ([`split_even`]) share out evenly: 14 rows in 7 tasks of 2
+/// left one of two threads 8 rows and the other 6 (MobileNet's 7, 14 and 28
+/// row maps).
+fn task_count(rows: usize, row_work: usize) -> usize {
+    let count = rows.div_ceil(rows_per_task(rows, row_work)).max(1);
+    let threads = crate::threads();
+    if count > 1 && threads > 1 { count.div_ceil(threads).saturating_mul(threads).min(rows) } else { count }
+}
+
+/// `n` in `count` near-equal pieces: `(start, len)`.
+fn split_even(n: usize, count: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = count.max(1);
+    (0..count).map(move |i| (i * n / count, (i + 1) * n / count - i * n / count))
+}
+
 /// The activation of one value (the portable epilogue).
 fn act_scalar(act: ConvAct, v: f32) -> f32 {
     act.unary().map_or(v, |u| u.apply(v))
@@ -181,10 +198,10 @@ fn forward_impl(
         }
         return;
     }
-    let per = rows_per_task(rows, row * geo.kernel_h * geo.kernel_w);
-    let task = |t: usize, mut yc: &mut [MaybeUninit<f32>], mut sc: Option<&mut [f32]>| {
+    let count = task_count(rows, row * geo.kernel_h * geo.kernel_w);
+    let task = |r0: usize, mut yc: &mut [MaybeUninit<f32>], mut sc: Option<&mut [f32]>| {
         // the task's rows, image by image
-        let mut r = t * per;
+        let mut r = r0;
         while !yc.is_empty() {
             let (n, oy) = (r / geo.out_h, r % geo.out_h);
             let count = (geo.out_h - oy).min(yc.len() / row);
@@ -200,14 +217,22 @@ fn forward_impl(
             (yc, sc, r) = (rest, srest, r + count);
         }
     };
-    match row_sums {
-        Some(s) => y
-            .par_chunks_mut(per * row)
-            .zip(s.par_chunks_mut(per * c))
-            .enumerate()
-            .for_each(|(t, (yc, sc))| task(t, yc, Some(sc))),
-        None => y.par_chunks_mut(per * row).enumerate().for_each(|(t, yc)| task(t, yc, None)),
+    // near-equal bands of rows, `(first row, output, row sums)`
+    let mut bands = Vec::with_capacity(count);
+    let (mut yrest, mut srest) = (y, row_sums);
+    for (r0, len) in split_even(rows, count) {
+        let (yb, yr) = std::mem::take(&mut yrest).split_at_mut(len * row);
+        let (sb, sr) = match srest.take() {
+            Some(s) => {
+                let (a, b) = s.split_at_mut(len * c);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        bands.push((r0, yb, sb));
+        (yrest, srest) = (yr, sr);
     }
+    bands.into_par_iter().for_each(|(r0, yb, sb)| task(r0, yb, sb));
 }
 
 /// Output rows `oy ..` of image `n` (as many as `out` holds), with their row sums.

@@ -13,6 +13,8 @@
 //!   Plain-loop references.
 //! * [`depthwise`]: depthwise convolution (`groups == in_c == out_c`) with
 //!   channels as the vector axis and the activation fused into the store.
+//! * [`dense64`]: a dense layer on a few rows with f64 sums (the gate of a
+//!   squeeze-excitation at inference), tiles of rows sharing each weight row.
 //! * [`conv_fft`]: FFT convolution for large kernels (stride 1), chosen by a
 //!   cost model from the routing in [`conv`]; `CONVNET_NO_FFT` turns it off.
 //! * [`gemm`]: `sgemm` over the `gemm` crate, one panel per thread.
@@ -43,6 +45,7 @@ pub mod conv_fft;
 mod conv_gemm;
 #[cfg(target_arch = "x86_64")]
 mod conv_igemm;
+pub mod dense64;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;

@@ -85,6 +85,17 @@ pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// `out[r, j] = bias[j] + sum_i x[r, i] * w[i, j]` with f64 inputs and sums and f32
+/// weights (`x: [rows, cin]`, `w: [cin, cout]`): the exact small dense maps of an
+/// inference-time squeeze-excitation gate, outside autograd. Bit-identical to the plain
+/// loop for any thread count (`convnet_kernels::dense64`).
+///
+/// # Panics
+/// When a slice's length does not match `rows`, `cin` and `cout`.
+pub fn dense_f64(x: &[f64], w: &[f32], bias: Option<&[f32]>, cin: usize, cout: usize, out: &mut [f64]) {
+    convnet_kernels::dense64::dense_f64(x, w, bias, cin, cout, out);
+}
+
 /// Applies the allocator settings the kernels rely on (freed buffers kept for
 /// reuse, one heap shared by all threads; `convnet_kernels::alloc`). The
 /// kernels do it on their first call; a program that builds its own thread

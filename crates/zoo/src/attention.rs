@@ -233,14 +233,7 @@ impl SqueezeExcite {
             let b = conv.bias.map(|b| params.get(b).data());
             cx.add_macs((n * cin * cout) as u64);
             let mut out = vec![0.0f64; n * cout];
-            for (o, s) in out.chunks_exact_mut(cout).zip(s.chunks_exact(cin)) {
-                if let Some(b) = b {
-                    o.iter_mut().zip(b).for_each(|(o, b)| *o = *b as f64);
-                }
-                for (si, wi) in s.iter().zip(w.chunks_exact(cout)) {
-                    o.iter_mut().zip(wi).for_each(|(o, w)| *o += si * *w as f64);
-                }
-            }
+            convnet_tensor::dense_f64(s, w, b, cin, cout, &mut out);
             out
         };
         let mut r = fc(&self.reduce, mean);
