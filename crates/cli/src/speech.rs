@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use convnet::speech::{
-    Architecture, Confusion, DataOptions, OptimizerKind, RecognizerConfig, SpeechCommands, SpeechModel, StreamOptions,
-    TrainConfig, TrainEvent, TuneOptions, WindowScores, listen, make_stream, read_truth, score_detections,
-    tune_recognizer, write_truth, write_wav,
+    Architecture, Confusion, DataOptions, OptimizerKind, PositionReport, RecognizerConfig, SpeechCommands, SpeechModel,
+    StreamOptions, TrainConfig, TrainEvent, TuneOptions, WindowScores, WordReport, evaluate, listen, make_stream,
+    position_report, read_truth, score_detections, tune_recognizer, word_report, write_truth, write_wav,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -28,6 +28,9 @@ pub enum SpeechCmd {
     /// Choose a model's streaming settings on validation streams and store them in the model
     /// file (`train` does this at its end).
     Tune(TuneArgs),
+    /// Clip accuracy, per-class accuracy and the confusion matrix of a trained model on one
+    /// split (the figures `train` prints at its end, for any saved model).
+    Evaluate(EvaluateArgs),
 }
 
 /// Update rules of `--optimizer`.
@@ -196,6 +199,23 @@ pub struct TuneArgs {
     pub tuning: TuningArgs,
 }
 
+/// Options of `convnet speech evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// A model written by `convnet speech train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The Speech Commands folder the model was trained on.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// training, validation or testing.
+    #[arg(long, default_value = "testing")]
+    pub split: String,
+    /// Print one JSON object (accuracy, loss, per_class, labels, matrix) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// How `train` and `tune` choose the streaming settings.
 #[derive(Args, Debug)]
 pub struct TuningArgs {
@@ -238,6 +258,7 @@ pub fn speech(cmd: &SpeechCmd) -> Result<()> {
         SpeechCmd::Listen(a) => listen_cmd(a),
         SpeechCmd::MakeStream(a) => make_stream_cmd(a),
         SpeechCmd::Tune(a) => tune_cmd(a),
+        SpeechCmd::Evaluate(a) => evaluate_cmd(a),
     }
 }
 
@@ -451,11 +472,16 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
     if let Some(path) = &a.scores {
         write_scores(path, &model.info.labels, &heard.window_scores)?;
     }
-    let stats = match &a.truth {
+    let scored = match &a.truth {
         Some(t) => {
             let truth = read_truth(t)?;
             let clip_ms = i64::from(model.info.front_end.clip_duration_ms);
-            Some(score_detections(&truth, &heard.detections, clip_ms, a.time_tolerance_ms, heard.audio_seconds / 60.0))
+            let (d, tol) = (&heard.detections, a.time_tolerance_ms);
+            Some((
+                score_detections(&truth, d, clip_ms, tol, heard.audio_seconds / 60.0),
+                word_report(&truth, d, clip_ms, tol),
+                position_report(&model.info.labels, &truth, &heard.window_scores, clip_ms, &POSITIONS_MS),
+            ))
         }
         None => None,
     };
@@ -466,7 +492,9 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
             "windows": heard.windows,
             "real_time_factor": rtf,
             "settings": cfg,
-            "stats": stats,
+            "stats": scored.as_ref().map(|s| &s.0),
+            "words": scored.as_ref().map(|s| &s.1),
+            "positions": scored.as_ref().map(|s| &s.2),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -495,7 +523,7 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
         seconds,
         rtf
     );
-    if let Some(s) = stats {
+    if let Some((s, words, positions)) = scored {
         println!(
             "found {}/{} words ({:.1}%), {} wrong, {} false alarms: {:.2} false detections per minute",
             s.found,
@@ -505,8 +533,38 @@ fn listen_cmd(a: &ListenArgs) -> Result<()> {
             s.false_alarms,
             s.false_per_minute()
         );
+        print_stream_report(&words, &positions);
     }
     Ok(())
+}
+
+/// Window positions of `listen --truth`'s position table: window end minus clip end, in ms.
+const POSITIONS_MS: [i64; 9] = [-400, -300, -200, -100, 0, 100, 200, 300, 400];
+
+/// The per-word and per-position tables of `listen --truth`, as Markdown.
+fn print_stream_report(words: &[WordReport], positions: &[PositionReport]) {
+    println!(
+        "\n| word | said | found | missed | misread as | false detections |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for w in words {
+        let misread: Vec<String> = w.misread_as.iter().map(|(l, n)| format!("{l} {n}")).collect();
+        let found =
+            if w.said == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * w.found as f64 / w.said as f64) };
+        println!(
+            "| {} | {} | {} ({found}) | {} | {} | {} |",
+            w.word,
+            w.said,
+            w.found,
+            w.missed,
+            if misread.is_empty() { "-".to_string() } else { misread.join(", ") },
+            w.false_alarms
+        );
+    }
+    let head: Vec<String> = positions.iter().map(|p| format!("{:+}", p.offset_ms)).collect();
+    println!("\n| window end - clip end (ms) | {} |\n| --- |{}", head.join(" | "), " --- |".repeat(positions.len()));
+    let row = |f: fn(&PositionReport) -> f64| positions.iter().map(|p| format!("{:.2}", f(p))).collect::<Vec<_>>();
+    println!("| top label is the word | {} |", row(|p| p.accuracy).join(" | "));
+    println!("| mean probability of the word | {} |", row(|p| p.mean_probability).join(" | "));
 }
 
 /// Writes window scores as CSV: a header `time_ms,<label>...`, then one row per window.
@@ -558,28 +616,59 @@ fn tune_model(model: &mut SpeechModel, data: &SpeechCommands, t: &TuningArgs) ->
     Ok(())
 }
 
-fn tune_cmd(a: &TuneArgs) -> Result<()> {
-    let mut model = load_model(&a.model)?;
+/// Loads `dir` with the labels, front end and feature standardisation `model` was trained
+/// with (stderr only when `quiet`).
+fn load_data_for(model: &SpeechModel, model_path: &Path, dir: &Path, quiet: bool) -> Result<SpeechCommands> {
     let options = DataOptions {
         wanted_words: model.info.labels.get(2..).unwrap_or_default().to_vec(),
         front_end: model.info.front_end,
+        normalize: model.info.feature_norm.is_some(),
         ..DataOptions::default()
     };
-    let data = load_data(&a.data, options, false)?;
+    let data = load_data(dir, options, quiet)?;
     if data.labels() != model.info.labels.as_slice() {
-        bail!("{} has labels {:?} but the data gives {:?}", a.model.display(), model.info.labels, data.labels());
+        bail!("{} has labels {:?} but the data gives {:?}", model_path.display(), model.info.labels, data.labels());
     }
+    Ok(data)
+}
+
+fn tune_cmd(a: &TuneArgs) -> Result<()> {
+    let mut model = load_model(&a.model)?;
+    let data = load_data_for(&model, &a.model, &a.data, false)?;
     tune_model(&mut model, &data, &a.tuning)?;
     model.save(&a.model).with_context(|| format!("saving {}", a.model.display()))
 }
 
-fn make_stream_cmd(a: &MakeStreamArgs) -> Result<()> {
-    let split = match a.split.as_str() {
+fn evaluate_cmd(a: &EvaluateArgs) -> Result<()> {
+    let split = parse_split(&a.split)?;
+    let model = load_model(&a.model)?;
+    let data = load_data_for(&model, &a.model, &a.data, a.json)?;
+    let c = evaluate(&model.model, data.eval_set(split)?, data.labels())?;
+    let n: usize = c.matrix.iter().flatten().sum();
+    if a.json {
+        let per_class: Vec<_> =
+            c.per_class().into_iter().map(|(l, acc, n)| json!({"label": l, "accuracy": acc, "n": n})).collect();
+        let v = json!({"split": split.name(), "accuracy": c.accuracy(), "loss": c.loss, "n": n,
+            "per_class": per_class, "labels": c.labels, "matrix": c.matrix});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} accuracy = {:.4} (N={n}), loss {:.4}", split.name(), c.accuracy(), c.loss);
+    report(&c);
+    Ok(())
+}
+
+fn parse_split(name: &str) -> Result<convnet::speech::Split> {
+    Ok(match name {
         "training" => convnet::speech::Split::Training,
         "validation" => convnet::speech::Split::Validation,
         "testing" => convnet::speech::Split::Testing,
         s => bail!("--split must be training, validation or testing, not `{s}`"),
-    };
+    })
+}
+
+fn make_stream_cmd(a: &MakeStreamArgs) -> Result<()> {
+    let split = parse_split(&a.split)?;
     let data = load_data(&a.data, DataOptions::default(), false)?;
     let opts = StreamOptions {
         split,

@@ -20,6 +20,7 @@ pub mod models;
 pub mod recognize;
 pub mod speech_model;
 pub mod split;
+pub mod stream_report;
 pub mod stream_test;
 pub mod train;
 pub mod tune;
@@ -33,11 +34,12 @@ pub use error::{Result, SpeechError};
 pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd};
 pub use models::{Architecture, create_model};
 pub use recognize::{
-    Detection, Listening, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord, WindowScores,
-    listen, recognize, score_detections, window_scores,
+    Detection, Listening, Outcome, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord,
+    WindowScores, listen, match_detections, recognize, score_detections, window_scores,
 };
 pub use speech_model::{Prediction, SpeechModel, SpeechModelInfo};
 pub use split::{Split, SplitLists, which_set};
+pub use stream_report::{PositionReport, WordReport, position_report, word_report};
 pub use stream_test::{StreamOptions, make_stream, read_truth, write_truth, write_wav};
 pub use train::{Confusion, EvalPoint, OptimizerKind, TrainConfig, TrainEvent, TrainOutcome, evaluate, train};
 pub use tune::{TuneOptions, TunedRecognizer, tune_recognizer};

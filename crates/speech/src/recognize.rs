@@ -226,9 +226,52 @@ impl StreamingStats {
     }
 }
 
+/// How [`match_detections`] placed one detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The right label for the truth word at this index.
+    Found(usize),
+    /// Another wanted word's label for the (wanted) truth word at this index.
+    Wrong(usize),
+    /// A false detection: no unused word nearby (`None`) or a filler word (its index).
+    False(Option<usize>),
+}
+
 /// Matches detections to the stream's words: a detection belongs to a word whose clip ends
 /// within `tolerance_ms` of it (the window end at which the whole clip is in view), each word
-/// matched at most once, nearest first.
+/// matched at most once, nearest first. One outcome per detection, in order.
+pub fn match_detections(
+    truth: &[TruthWord],
+    detections: &[Detection],
+    clip_ms: i64,
+    tolerance_ms: i64,
+) -> Vec<Outcome> {
+    let mut used = vec![false; truth.len()];
+    detections
+        .iter()
+        .map(|d| {
+            let near = truth
+                .iter()
+                .enumerate()
+                .filter(|(i, t)| !used[*i] && (d.time_ms - (t.start_ms + clip_ms)).abs() <= tolerance_ms)
+                .min_by_key(|(_, t)| (d.time_ms - (t.start_ms + clip_ms)).abs());
+            match near {
+                Some((i, t)) if t.word == d.word => {
+                    used[i] = true;
+                    Outcome::Found(i)
+                }
+                Some((i, t)) if !t.word.starts_with('_') => {
+                    used[i] = true;
+                    Outcome::Wrong(i)
+                }
+                Some((i, _)) => Outcome::False(Some(i)),
+                None => Outcome::False(None),
+            }
+        })
+        .collect()
+}
+
+/// Counts [`match_detections`]' outcomes.
 pub fn score_detections(
     truth: &[TruthWord],
     detections: &[Detection],
@@ -236,28 +279,16 @@ pub fn score_detections(
     tolerance_ms: i64,
     minutes: f64,
 ) -> StreamingStats {
-    let wanted: Vec<&TruthWord> = truth.iter().filter(|t| !t.word.starts_with('_')).collect();
-    let mut used = vec![false; truth.len()];
+    let words = truth.iter().filter(|t| !t.word.starts_with('_')).count();
     let (mut found, mut wrong, mut false_alarms) = (0, 0, 0);
-    for d in detections {
-        let near = truth
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| !used[*i] && (d.time_ms - (t.start_ms + clip_ms)).abs() <= tolerance_ms)
-            .min_by_key(|(_, t)| (d.time_ms - (t.start_ms + clip_ms)).abs());
-        match near {
-            Some((i, t)) if t.word == d.word => {
-                used[i] = true;
-                found += 1;
-            }
-            Some((i, t)) if !t.word.starts_with('_') => {
-                used[i] = true;
-                wrong += 1;
-            }
-            _ => false_alarms += 1,
+    for o in match_detections(truth, detections, clip_ms, tolerance_ms) {
+        match o {
+            Outcome::Found(_) => found += 1,
+            Outcome::Wrong(_) => wrong += 1,
+            Outcome::False(_) => false_alarms += 1,
         }
     }
-    StreamingStats { words: wanted.len(), found, wrong, false_alarms, minutes }
+    StreamingStats { words, found, wrong, false_alarms, minutes }
 }
 
 #[cfg(test)]
