@@ -24,6 +24,8 @@
 //!   rows with f64 partial sums.
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
+//! * [`profile`]: opt-in per-call timing of the forward kernels, and the
+//!   machine's FMA peak (`convnet bench infer --layers`).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -49,6 +51,7 @@ pub mod layer_norm;
 pub mod norm;
 pub mod pool;
 pub mod process;
+pub mod profile;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod x86;

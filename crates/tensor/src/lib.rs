@@ -18,6 +18,8 @@ mod shape;
 mod tensor;
 
 pub use autograd::{Backward, Gradients};
+/// Per-call timing of the forward kernels (for layer profiles).
+pub use convnet_kernels::profile;
 pub use error::{Result, TensorError};
 pub use ops::activation::Activation;
 pub use ops::conv2d::{Conv2dArgs, Padding2d};
