@@ -122,7 +122,7 @@ impl ConvGeometry {
             && self.out_h == self.in_h
             && self.out_w == self.in_w
     }
-    fn check(&self, x: usize, w: usize, y: usize) {
+    pub(crate) fn check(&self, x: usize, w: usize, y: usize) {
         assert!(self.groups > 0 && self.in_c.is_multiple_of(self.groups) && self.out_c.is_multiple_of(self.groups));
         assert_eq!(x, self.input_len(), "conv: input length");
         assert_eq!(w, self.weight_len(), "conv: weight length");
@@ -370,6 +370,22 @@ fn forward_kernel(geo: &ConvGeometry) -> Forward {
     }
     let _ = geo;
     Forward::Gemm
+}
+
+/// Whether the implicit GEMM on prepacked weights ([`crate::prepared`]) runs
+/// this forward: where the implicit GEMM would, and for the 1x1 convolutions
+/// the `gemm` crate runs on plain weights (repacking them on every call).
+/// `CONVNET_CONV_FORWARD` forcing another kernel turns it off.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn prepared_path(geo: &ConvGeometry) -> bool {
+    if crate::depthwise::supported(geo) || conv_fft::preferred(geo, ConvPass::Forward) {
+        return false;
+    }
+    if matches!(forced_forward(), Some(Forward::Gemm | Forward::Direct)) {
+        return false;
+    }
+    let pointwise = geo.kernel_h == 1 && geo.kernel_w == 1;
+    crate::conv_igemm::supported(geo) && (pointwise || forward_kernel(geo) == Forward::Implicit)
 }
 
 /// The kernel that runs this forward, as [`crate::profile`] names it.

@@ -24,6 +24,8 @@
 //!   rows with f64 partial sums.
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
+//! * [`prepared`]: convolution weights packed once for inference, in the
+//!   implicit GEMM's panel layout.
 //! * [`profile`]: opt-in per-call timing of the forward kernels, and the
 //!   machine's FMA peak (`convnet bench infer --layers`).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
@@ -50,6 +52,7 @@ pub mod gemm;
 pub mod layer_norm;
 pub mod norm;
 pub mod pool;
+pub mod prepared;
 pub mod process;
 pub mod profile;
 pub mod scratch;
