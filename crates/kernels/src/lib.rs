@@ -25,7 +25,8 @@
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
 //! * [`prepared`]: convolution weights packed once for inference, in the
-//!   implicit GEMM's panel layout.
+//!   implicit GEMM's panel layout, and for 3x3 layers Winograd F(2x2, 3x3)
+//!   transformed (`winograd`), chosen per call by a cost model.
 //! * [`profile`]: opt-in per-call timing of the forward kernels, and the
 //!   machine's FMA peak (`convnet bench infer --layers`).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
@@ -56,6 +57,8 @@ pub mod prepared;
 pub mod process;
 pub mod profile;
 pub mod scratch;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -44,6 +44,8 @@ pub struct PreparedConv {
     shape: (usize, usize, usize, usize, usize),
     /// `[panel][kh * kw * in][PANEL]` (zeros past `out`), when the implicit GEMM can run it.
     panels: Option<Aligned>,
+    /// Winograd F(2x2, 3x3) transformed weights, for 3x3 dense layers ([`crate::winograd`]).
+    winograd: Option<Aligned>,
 }
 
 impl PreparedConv {
@@ -66,7 +68,12 @@ impl PreparedConv {
             }
             p
         });
-        PreparedConv { shape: (kh, kw, in_per_group, out, groups), panels }
+        #[cfg(target_arch = "x86_64")]
+        let winograd = crate::winograd::worth_preparing((kh, kw, in_per_group, out), groups)
+            .then(|| crate::winograd::transform_weights(w, in_per_group, out));
+        #[cfg(not(target_arch = "x86_64"))]
+        let winograd = None;
+        PreparedConv { shape: (kh, kw, in_per_group, out, groups), panels, winograd }
     }
 
     /// Whether these weights fit `geo` (its kernel, channels and groups).
@@ -108,6 +115,19 @@ pub fn conv2d_forward_prepared(
     assert!(prep.fits(geo), "prepared conv: weights of another shape");
     let relu = act == crate::conv::ConvAct::Relu;
     let epi = Epilogue { bias, residual, relu, then: if relu { None } else { act.unary() } };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(u) = &prep.winograd
+        && crate::winograd::preferred(geo)
+    {
+        crate::alloc::configure();
+        let n = geo.output_len();
+        check(geo, x, w, epi);
+        return crate::profile::timed(
+            || ("winograd", crate::conv::describe(geo), crate::conv::flops(geo)),
+            // SAFETY: the Winograd forward writes every output value.
+            || unsafe { crate::alloc::filled_vec(n, |y| crate::winograd::forward(geo, x, u.as_slice(), epi, y)) },
+        );
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(panels) = prep.panels()
         && crate::conv::prepared_path(geo)
@@ -171,6 +191,8 @@ mod tests {
             g(2, (13, 11), 19, 20, 3, 1, 1),
             g(1, (7, 7), 300, 520, 3, 1, 1),
             g(1, (1, 1), 700, 16, 1, 1, 0),
+            // enough 2x2 tiles for the Winograd path
+            g(2, (30, 29), 16, 24, 3, 1, 1),
             // grouped: no panels, the plain path
             g(2, (6, 5), 8, 12, 3, 1, 1).with_groups(4),
         ];
