@@ -325,12 +325,17 @@ pub struct InferBenchArgs {
     /// Input size `C,H,W` (default: the model's pretrained input size).
     #[arg(long)]
     pub input_size: Option<String>,
-    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec", "gflops"}` instead of a table.
+    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec", "gflops"}` instead of a
+    /// table (with `--layers`, an object: that list as `rows`, `peak_gflops` and `profiles`).
     #[arg(long)]
     pub json: bool,
     /// Time the training-time branches instead of the folded inference convs (RepVGG).
     #[arg(long)]
     pub no_reparam: bool,
+    /// Also print each convolution's and matrix product's time, GFLOP/s and share of
+    /// the machine's FMA peak (measured first).
+    #[arg(long)]
+    pub layers: bool,
 }
 
 /// `convnet bench infer MODEL --batch 1,16`: median milliseconds per batch, images per
@@ -351,6 +356,24 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
                 json!({"batch": r.batch, "median_ms": r.median_ms, "images_per_sec": r.images_per_sec, "gflops": r.gflops})
             })
             .collect();
+        if args.layers {
+            let peak = convnet::tensor::profile::peak_gflops(300);
+            let profiles = convnet_zoo::bench::profile_layers(&model, size, &batches, args.runs, args.warmup)?;
+            let layers: Vec<_> = profiles
+                .iter()
+                .map(|p| {
+                    let rows: Vec<_> = p
+                        .layers
+                        .iter()
+                        .map(|l| json!({"kernel": l.kernel, "layer": l.what, "flops": l.flops, "ms": l.ms}))
+                        .collect();
+                    json!({"batch": p.batch, "total_ms": p.total_ms, "layers": rows})
+                })
+                .collect();
+            let out = json!({"rows": v, "peak_gflops": peak, "profiles": layers});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -368,7 +391,54 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     for r in rows {
         println!("{:>6} {:>12.2} {:>12.1} {:>10.1}", r.batch, r.median_ms, r.images_per_sec, r.gflops);
     }
+    if args.layers {
+        let peak = convnet::tensor::profile::peak_gflops(300);
+        let profiles = convnet_zoo::bench::profile_layers(&model, size, &batches, args.runs, args.warmup)?;
+        print_layers(peak, &profiles);
+    }
     Ok(())
+}
+
+/// The `--layers` tables: one row per kernel call, then the time per kernel and the rest.
+fn print_layers(peak: f64, profiles: &[convnet_zoo::bench::LayerProfile]) {
+    let pct = |gf: f64| 100.0 * gf / peak;
+    println!();
+    println!("measured FMA peak: {peak:.1} GFLOP/s on {} threads", rayon::current_num_threads());
+    for p in profiles {
+        println!();
+        println!("batch {}: {:.2} ms per pass while profiled", p.batch, p.total_ms);
+        println!(
+            "{:>4} {:<10} {:<46} {:>9} {:>9} {:>7} {:>7}",
+            "#", "kernel", "layer", "ms", "GFLOP/s", "% peak", "% time"
+        );
+        let gflops = |flops: u64, ms: f64| flops as f64 / (ms * 1e6).max(f64::MIN_POSITIVE);
+        for (i, l) in p.layers.iter().enumerate() {
+            let g = gflops(l.flops, l.ms);
+            println!(
+                "{i:>4} {:<10} {:<46} {:>9.3} {:>9.1} {:>6.1}% {:>6.1}%",
+                l.kernel,
+                l.what,
+                l.ms,
+                g,
+                pct(g),
+                100.0 * l.ms / p.total_ms
+            );
+        }
+        let mut kernels: Vec<&str> = p.layers.iter().map(|l| l.kernel).collect();
+        kernels.sort_unstable();
+        kernels.dedup();
+        println!("{:<10} {:>6} {:>9} {:>9} {:>7} {:>7}", "kernel", "calls", "ms", "GFLOP/s", "% peak", "% time");
+        let mut counted = 0.0;
+        for k in kernels {
+            let of: Vec<_> = p.layers.iter().filter(|l| l.kernel == k).collect();
+            let ms: f64 = of.iter().map(|l| l.ms).sum();
+            let g = gflops(of.iter().map(|l| l.flops).sum(), ms);
+            counted += ms;
+            println!("{k:<10} {:>6} {ms:>9.3} {g:>9.1} {:>6.1}% {:>6.1}%", of.len(), pct(g), 100.0 * ms / p.total_ms);
+        }
+        let rest = (p.total_ms - counted).max(0.0);
+        println!("{:<10} {:>6} {rest:>9.3} {:>9} {:>7} {:>6.1}%", "the rest", "", "", "", 100.0 * rest / p.total_ms);
+    }
 }
 
 /// Options of `convnet bench train`.

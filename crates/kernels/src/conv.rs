@@ -122,7 +122,7 @@ impl ConvGeometry {
             && self.out_h == self.in_h
             && self.out_w == self.in_w
     }
-    fn check(&self, x: usize, w: usize, y: usize) {
+    pub(crate) fn check(&self, x: usize, w: usize, y: usize) {
         assert!(self.groups > 0 && self.in_c.is_multiple_of(self.groups) && self.out_c.is_multiple_of(self.groups));
         assert_eq!(x, self.input_len(), "conv: input length");
         assert_eq!(w, self.weight_len(), "conv: weight length");
@@ -225,6 +225,10 @@ pub fn conv2d_forward(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f
 
 /// `y = act(conv(x, w) (+ bias))`, the activation fused into the store. `y` is overwritten.
 pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct, y: &mut [f32]) {
+    profiled(geo, || forward_act(geo, x, w, bias, act, y))
+}
+
+fn forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct, y: &mut [f32]) {
     crate::alloc::configure();
     geo.check(x.len(), w.len(), y.len());
     if let Some(b) = bias {
@@ -244,7 +248,7 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // the direct, implicit and FFT paths fuse relu only: the other
         // activations are one more in-place pass
-        conv2d_forward_act(geo, x, w, bias, ConvAct::Identity, y);
+        forward_act(geo, x, w, bias, ConvAct::Identity, y);
         crate::elementwise::conv_act_in_place(act, y);
         return;
     }
@@ -259,6 +263,10 @@ pub fn conv2d_forward_act(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
 /// As [`conv2d_forward_act`] into a new vector, which every path fills
 /// without zeroing it first (saving a memset of the whole output).
 pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct) -> Vec<f32> {
+    profiled(geo, || forward_vec(geo, x, w, bias, act))
+}
+
+fn forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: ConvAct) -> Vec<f32> {
     crate::alloc::configure();
     let n = geo.output_len();
     geo.check(x.len(), w.len(), n);
@@ -279,7 +287,7 @@ pub fn conv2d_forward_vec(geo: &ConvGeometry, x: &[f32], w: &[f32], bias: Option
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // the direct, implicit and FFT paths fuse relu only: the other
         // activations are one more in-place pass
-        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        let mut y = forward_vec(geo, x, w, bias, ConvAct::Identity);
         crate::elementwise::conv_act_in_place(act, &mut y);
         return y;
     }
@@ -364,6 +372,65 @@ fn forward_kernel(geo: &ConvGeometry) -> Forward {
     Forward::Gemm
 }
 
+/// Whether the implicit GEMM on prepacked weights ([`crate::prepared`]) runs
+/// this forward: where the implicit GEMM would, and for the 1x1 convolutions
+/// the `gemm` crate runs on plain weights (repacking them on every call).
+/// `CONVNET_CONV_FORWARD` forcing another kernel turns it off.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn prepared_path(geo: &ConvGeometry) -> bool {
+    if crate::depthwise::supported(geo) || conv_fft::preferred(geo, ConvPass::Forward) {
+        return false;
+    }
+    if matches!(forced_forward(), Some(Forward::Gemm | Forward::Direct)) {
+        return false;
+    }
+    let pointwise = geo.kernel_h == 1 && geo.kernel_w == 1;
+    crate::conv_igemm::supported(geo) && (pointwise || forward_kernel(geo) == Forward::Implicit)
+}
+
+/// The kernel that runs this forward, as [`crate::profile`] names it.
+pub(crate) fn forward_path(geo: &ConvGeometry) -> &'static str {
+    if crate::depthwise::supported(geo) {
+        return "depthwise";
+    }
+    if conv_fft::preferred(geo, ConvPass::Forward) {
+        return "fft";
+    }
+    match forward_kernel(geo) {
+        Forward::Direct => "direct",
+        Forward::Implicit => "igemm",
+        Forward::Gemm => "gemm",
+    }
+}
+
+/// A short description of a convolution's shape, for profiles.
+pub(crate) fn describe(geo: &ConvGeometry) -> String {
+    let groups = if geo.groups > 1 { format!(" g{}", geo.groups) } else { String::new() };
+    format!(
+        "conv {}x{}/{} {}x{}x{} -> {}x{}x{}{groups}, n={}",
+        geo.kernel_h,
+        geo.kernel_w,
+        geo.stride_h,
+        geo.in_h,
+        geo.in_w,
+        geo.in_c,
+        geo.out_h,
+        geo.out_w,
+        geo.out_c,
+        geo.batch
+    )
+}
+
+/// Floating-point operations of a convolution computed directly (2 per multiply-accumulate).
+pub(crate) fn flops(geo: &ConvGeometry) -> u64 {
+    2 * geo.output_len() as u64 * geo.patch_len() as u64
+}
+
+/// Runs one forward entry point under [`crate::profile`].
+fn profiled<R>(geo: &ConvGeometry, f: impl FnOnce() -> R) -> R {
+    crate::profile::timed(|| (forward_path(geo), describe(geo), flops(geo)), f)
+}
+
 /// The forward without the FFT path. `y` may be uninitialised: every value is written.
 fn forward_dense(
     geo: &ConvGeometry,
@@ -413,6 +480,17 @@ pub fn conv2d_forward_residual_vec(
     residual: &[f32],
     act: ConvAct,
 ) -> Vec<f32> {
+    profiled(geo, || forward_residual_vec(geo, x, w, bias, residual, act))
+}
+
+fn forward_residual_vec(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: &[f32],
+    act: ConvAct,
+) -> Vec<f32> {
     crate::alloc::configure();
     let n = geo.output_len();
     geo.check(x.len(), w.len(), n);
@@ -425,13 +503,13 @@ pub fn conv2d_forward_residual_vec(
     }
     if matches!(act, ConvAct::Relu6 | ConvAct::Silu | ConvAct::HardSwish) {
         // only identity and relu are fused with the residual
-        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        let mut y = forward_vec(geo, x, w, bias, ConvAct::Identity);
         add_residual(&mut y, residual, false);
         crate::elementwise::conv_act_in_place(act, &mut y);
         return y;
     }
     if crate::depthwise::supported(geo) || conv_fft::preferred(geo, ConvPass::Forward) {
-        let mut y = conv2d_forward_vec(geo, x, w, bias, ConvAct::Identity);
+        let mut y = forward_vec(geo, x, w, bias, ConvAct::Identity);
         add_residual(&mut y, residual, act == ConvAct::Relu);
         return y;
     }

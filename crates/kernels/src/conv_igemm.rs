@@ -9,6 +9,9 @@
 //! taken in panels of 64 output channels and blocks of 256 rows, each block
 //! copied once per band into an aligned, contiguous buffer (rows `cout`
 //! apart would share a few L1 sets).
+//! Weights prepared once for inference ([`crate::prepared`]) are already in
+//! that panel layout and are read in place, with no copy per band; that path
+//! also runs the 1x1 convolutions, and applies ReLU6 and SiLU on the store.
 //! [`x86::gemm_tile`] keeps `6 x 64` of output in registers over a block;
 //! the bias starts the sum and the residual and relu are applied on the last
 //! block's store, so no pass over the output follows.
@@ -37,8 +40,17 @@ use crate::x86::{self, GEMM_ROWS, GemmTile, TileInit};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// Output channels per panel: four zmm vectors.
-const PANEL: usize = 64;
+// output channels per panel: four zmm vectors
+use crate::prepared::PANEL;
+
+/// Where the right operand comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    /// Plain HWIO weights (`[k, oc]` row-major): each band packs the blocks it uses.
+    Plain(&'a [f32]),
+    /// Prepacked `[panel][k][PANEL]`, 64-byte aligned ([`crate::prepared`]): read in place.
+    Panels(&'a [f32]),
+}
 
 /// Weight rows in one block of the reduction (64 KiB of a panel; 256 measured
 /// faster than 64 or 128: fewer reloads of the output tile, and the block
@@ -123,9 +135,25 @@ fn split(n: usize, max: usize) -> Vec<(usize, usize)> {
 /// `y = act(conv(x, w) + bias + residual)`; see [`supported`].
 /// `y` may be uninitialised: every value is written.
 pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_>, y: &mut [MaybeUninit<f32>]) {
+    forward_weights(geo, x, Weights::Plain(w), epi, y);
+}
+
+/// [`forward`] with the weights plain or prepacked; also applies `epi.then`
+/// (ReLU6, SiLU) to each tile as it is stored.
+pub(crate) fn forward_weights(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: Weights<'_>,
+    epi: Epilogue<'_>,
+    y: &mut [MaybeUninit<f32>],
+) {
     assert!(supported(geo));
     let (m, k, oc, c) = (geo.batch * geo.out_pixels(), geo.patch_len(), geo.out_c, geo.in_c);
-    assert!(x.len() >= geo.input_len() && w.len() >= k * oc && y.len() >= m * oc);
+    let wlen = match w {
+        Weights::Plain(w) => w.len() >= k * oc,
+        Weights::Panels(p) => p.len() >= oc.div_ceil(PANEL) * k * PANEL && p.as_ptr().align_offset(64) == 0,
+    };
+    assert!(x.len() >= geo.input_len() && wlen && y.len() >= m * oc);
     assert!(epi.bias.is_none_or(|b| b.len() == oc) && epi.residual.is_none_or(|r| r.len() == m * oc));
     if m == 0 || oc == 0 {
         return;
@@ -164,7 +192,7 @@ pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_
     // pixel's window ends at row `rows - 1`, column `cols - 1`, and
     // `hp >= rows`, `wp >= cols`); `y` (and the residual, and the partial
     // sums) hold `m * oc` floats; jobs write disjoint parts of them.
-    let src = Source { x: Shared(xp.as_ptr()), w, oc, pixel_offset: &pixel_offset };
+    let src = Source { x: Shared(xp.as_ptr()), w, k, oc, pixel_offset: &pixel_offset };
     let splits = k_splits(m, blocks.len());
     if splits > 1 {
         // few pixels, long reduction (late layers at batch 1): the weights
@@ -190,6 +218,11 @@ pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_
                 }
                 v.write(if epi.relu { sum.max(0.0) } else { sum });
             }
+            if let Some(op) = epi.then {
+                // SAFETY: every value of the row was written just above.
+                let row = unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                crate::elementwise::unary_in_place_serial(op, row);
+            }
         });
         return;
     }
@@ -206,7 +239,9 @@ pub(crate) fn forward(geo: &ConvGeometry, x: &[f32], w: &[f32], epi: Epilogue<'_
 struct Source<'a> {
     /// The (padded) input.
     x: Shared<*const f32>,
-    w: &'a [f32],
+    w: Weights<'a>,
+    /// Length of the reduction (`kh * kw * cin`).
+    k: usize,
     oc: usize,
     /// Offset in `x` of the top-left of an output pixel's window.
     pixel_offset: &'a (dyn Fn(usize) -> usize + Sync),
@@ -227,7 +262,7 @@ unsafe fn job(
     out: Shared<*mut f32>,
     epi: Epilogue<'_>,
 ) {
-    let (w, oc) = (src.w, src.oc);
+    let oc = src.oc;
     // SAFETY (pointer arithmetic): the caller's contract.
     let a: Vec<*const f32> = (r0..r0 + len).map(|r| unsafe { src.x.0.add((src.pixel_offset)(r)) }).collect();
     let cp: Vec<*mut f32> = (r0..r0 + len).map(|r| unsafe { out.0.add(r * oc) }).collect();
@@ -235,9 +270,14 @@ unsafe fn job(
         epi.residual.map_or(Vec::new(), |res| (r0..r0 + len).map(|r| res[r * oc..].as_ptr()).collect());
     let tiles = split(len, GEMM_ROWS);
     // a block of the reduction for up to CHUNK panels, packed [panel][KC][PANEL], 64-byte aligned
-    let mut buf = scratch::take(CHUNK * KC * PANEL + 16, false);
-    let shift = buf.as_ptr().align_offset(64);
-    let packed = &mut buf[shift..shift + CHUNK * KC * PANEL];
+    let plain = matches!(src.w, Weights::Plain(_));
+    let mut buf = scratch::take(if plain { CHUNK * KC * PANEL + 16 } else { 0 }, false);
+    let packed: &mut [f32] = if plain {
+        let shift = buf.as_ptr().align_offset(64);
+        &mut buf[shift..shift + CHUNK * KC * PANEL]
+    } else {
+        &mut []
+    };
     for q0 in (p0..p1).step_by(CHUNK) {
         let q1 = (q0 + CHUNK).min(p1);
         let (n0, n1) = (q0 * PANEL, (q1 * PANEL).min(oc));
@@ -245,10 +285,12 @@ unsafe fn job(
             let kb: usize = block.iter().map(|r| r.1).sum();
             // one pass along each weight row; packed, each panel's block is
             // contiguous (rows `oc` apart would share a few L1 sets)
-            for kk in 0..kb {
-                let src = &w[(k0 + kk) * oc + n0..(k0 + kk) * oc + n1];
-                for (q, s) in src.chunks(PANEL).enumerate() {
-                    packed[(q * KC + kk) * PANEL..][..s.len()].copy_from_slice(s);
+            if let Weights::Plain(w) = src.w {
+                for kk in 0..kb {
+                    let src = &w[(k0 + kk) * oc + n0..(k0 + kk) * oc + n1];
+                    for (q, s) in src.chunks(PANEL).enumerate() {
+                        packed[(q * KC + kk) * PANEL..][..s.len()].copy_from_slice(s);
+                    }
                 }
             }
             let last = bi + 1 == blocks.len();
@@ -261,10 +303,14 @@ unsafe fn job(
                     (0, None) => TileInit::Zero,
                     _ => TileInit::Output,
                 };
+                let b = match src.w {
+                    Weights::Plain(_) => packed[(panel - q0) * KC * PANEL..].as_ptr(),
+                    Weights::Panels(p) => p[(panel * src.k + k0) * PANEL..].as_ptr(),
+                };
                 for &(t0, rows) in &tiles {
                     let args = GemmTile {
                         runs: block,
-                        b: packed[(panel - q0) * KC * PANEL..].as_ptr(),
+                        b,
                         ldb: PANEL,
                         last_mask: x86::lane_mask(width - 16 * (nv - 1)),
                         init,
@@ -282,6 +328,13 @@ unsafe fn job(
                     // bias has `oc` values. A block after the first reads
                     // back only lanes the first one wrote.
                     unsafe { x86::gemm_tile_dyn(rows, nv, &args, &a[t0..], &cp[t0..]) };
+                    if let (true, Some(op)) = (last, epi.then) {
+                        for &row in &cp[t0..t0 + rows] {
+                            // SAFETY: the tile just stored columns col..col + width of its rows.
+                            let v = unsafe { std::slice::from_raw_parts_mut(row.add(col), width) };
+                            crate::elementwise::unary_in_place_serial(op, v);
+                        }
+                    }
                 }
             }
         }

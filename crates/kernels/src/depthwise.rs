@@ -144,6 +144,19 @@ pub fn forward_with_mean(
     bias: Option<&[f32]>,
     act: ConvAct,
 ) -> (Vec<f32>, Vec<f32>) {
+    crate::profile::timed(
+        || ("depthwise", crate::conv::describe(geo), crate::conv::flops(geo)),
+        || forward_mean_impl(geo, x, w, bias, act),
+    )
+}
+
+fn forward_mean_impl(
+    geo: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: ConvAct,
+) -> (Vec<f32>, Vec<f32>) {
     crate::alloc::configure();
     let c = geo.out_c;
     let mut row_sums = crate::scratch::take(geo.batch * geo.out_h * c, false);

@@ -66,7 +66,11 @@ impl<'a> MatMut<'a> {
 /// Panics if the views do not fit their slices (an internal invariant: the
 /// tensor layer checks user-facing shapes before calling).
 pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>, accumulate: bool) {
-    sgemm_impl(a, b, c, accumulate, true);
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    crate::profile::timed(
+        || ("matmul", format!("matmul {m}x{k} @ {k}x{n}"), 2 * (m * n * k) as u64),
+        || sgemm_impl(a, b, c, accumulate, true),
+    );
 }
 
 /// [`sgemm`] on the calling thread only, for kernels that parallelise

@@ -27,6 +27,11 @@
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
 //! * [`softmax`]: softmax over the last axis, rows in parallel (AVX-512 exp).
+//! * [`prepared`]: convolution weights packed once for inference, in the
+//!   implicit GEMM's panel layout, and for 3x3 layers Winograd F(2x2, 3x3)
+//!   transformed (`winograd`), chosen per call by a cost model.
+//! * [`profile`]: opt-in per-call timing of the forward kernels, and the
+//!   machine's FMA peak (`convnet bench infer --layers`).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
 //!   and uninitialised output vectors.
 //!
@@ -52,9 +57,13 @@ pub mod gemm;
 pub mod layer_norm;
 pub mod norm;
 pub mod pool;
+pub mod prepared;
 pub mod process;
+pub mod profile;
 pub mod scratch;
 pub mod softmax;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -724,3 +724,28 @@ pub(crate) unsafe fn bias_unary(
         }
     }
 }
+
+/// `iters` rounds of 16 independent 16-lane fused multiply-adds (enough chains
+/// to cover the FMA latency on two ports): the peak the GEMM tiles aim at.
+/// Returns the floating-point operations done and a value that depends on
+/// every chain (so the loop is not optimised away).
+///
+/// # Safety
+/// AVX-512F must be available.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn fma_peak_loop(iters: u64) -> (f64, f32) {
+    const CHAINS: usize = 16;
+    let a = _mm512_set1_ps(std::hint::black_box(0.999_999));
+    let b = _mm512_set1_ps(std::hint::black_box(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for v in acc {
+        sum = _mm512_add_ps(sum, v);
+    }
+    ((iters as usize * CHAINS * 16 * 2) as f64, _mm512_reduce_add_ps(sum))
+}

@@ -18,6 +18,10 @@ mod shape;
 mod tensor;
 
 pub use autograd::{Backward, Gradients};
+/// Convolution weights packed once for inference.
+pub use convnet_kernels::prepared::PreparedConv;
+/// Per-call timing of the forward kernels (for layer profiles).
+pub use convnet_kernels::profile;
 pub use error::{Result, TensorError};
 pub use ops::activation::Activation;
 pub use ops::conv2d::{Conv2dArgs, Padding2d};

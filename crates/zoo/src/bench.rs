@@ -74,6 +74,83 @@ pub fn bench_inference(
     Ok(rows)
 }
 
+/// One kernel call of a profiled forward pass ([`profile_layers`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerRow {
+    /// The kernel that ran it (`igemm`, `gemm`, `depthwise`, `matmul`, ...).
+    pub kernel: &'static str,
+    /// Its shape (`conv 3x3/1 56x56x64 -> 56x56x64, n=1`).
+    pub what: String,
+    /// Floating-point operations, at the direct convolution's count.
+    pub flops: u64,
+    /// Median wall time over the profiled runs, milliseconds.
+    pub ms: f64,
+}
+
+/// Where one batch size's forward pass spends its time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerProfile {
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Median wall time of the whole profiled forward pass, milliseconds.
+    pub total_ms: f64,
+    /// Every convolution and matrix product, in the order they ran.
+    pub layers: Vec<LayerRow>,
+}
+
+/// Times each convolution and matrix product of eval-mode `model.forward` at each batch
+/// size (median of `runs` after `warmup` passes), through [`convnet_tensor::profile`].
+/// What the table leaves out (pooling, activations that did not fuse, additions, the
+/// squeeze-excitation's gates) is `total_ms` minus the rows' sum.
+pub fn profile_layers(
+    model: &Model,
+    size: [usize; 3],
+    batches: &[usize],
+    runs: usize,
+    warmup: usize,
+) -> Result<Vec<LayerProfile>> {
+    use convnet_tensor::profile;
+    let [c, h, w] = size;
+    let mut out = Vec::new();
+    for &b in batches {
+        if b == 0 {
+            return Err(ZooError::arg("batch", "batch sizes must be positive"));
+        }
+        let data: Vec<f32> = (0..b * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let x = Tensor::from_vec(data, [b, h, w, c])?;
+        for _ in 0..warmup {
+            model.forward(&x)?;
+        }
+        let mut totals = Vec::new();
+        let mut passes: Vec<Vec<profile::Record>> = Vec::new();
+        for _ in 0..runs.max(1) {
+            profile::start();
+            let t = Instant::now();
+            let y = model.forward(&x);
+            totals.push(t.elapsed().as_secs_f64() * 1e3);
+            passes.push(profile::stop());
+            drop(y?);
+        }
+        let first = &passes[0];
+        if passes.iter().any(|p| p.len() != first.len()) {
+            return Err(ZooError::arg("model", "the forward pass ran a different number of kernels from run to run"));
+        }
+        let layers = (0..first.len())
+            .map(|i| {
+                let times: Vec<f64> = passes.iter().map(|p| p[i].seconds * 1e3).collect();
+                LayerRow {
+                    kernel: first[i].kernel,
+                    what: first[i].what.clone(),
+                    flops: first[i].flops,
+                    ms: median_of(&times),
+                }
+            })
+            .collect();
+        out.push(LayerProfile { batch: b, total_ms: median_of(&totals), layers });
+    }
+    Ok(out)
+}
+
 /// The largest image side [`train_step_bench`] takes: far above any zoo model's input.
 pub const MAX_TRAIN_SIDE: usize = 2048;
 

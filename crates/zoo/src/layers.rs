@@ -13,8 +13,8 @@
 use crate::error::Result;
 use convnet_nn::context::{BnUpdate, Cx, RunningStats};
 use convnet_nn::store::{Init, Layout, ParamId, Params, Vb};
-use convnet_tensor::{Activation, Conv2dArgs, Padding2d, Pool2dArgs, Tensor};
-use std::sync::Mutex;
+use convnet_tensor::{Activation, Conv2dArgs, Padding2d, Pool2dArgs, PreparedConv, Tensor};
+use std::sync::{Arc, Mutex};
 
 pub use crate::attention::{SeConfig, SqueezeExcite};
 
@@ -255,8 +255,17 @@ pub struct ConvBnAct {
     pub conv: Conv2d,
     /// The norm, with the activation.
     pub bn: BatchNorm2d,
-    /// Eval-mode folded `(weight, bias)`, valid for the store version it was made from.
-    folded: Mutex<Option<(u64, Tensor, Tensor)>>,
+    /// Eval-mode folded weights, valid for the store version they were made from.
+    folded: Mutex<Option<(u64, Arc<Folded>)>>,
+}
+
+/// A [`ConvBnAct`]'s eval-mode convolution: the norm folded into the kernel and bias,
+/// and the kernel prepared once for the forward kernels.
+#[derive(Debug)]
+struct Folded {
+    weight: Tensor,
+    bias: Tensor,
+    prepared: PreparedConv,
 }
 
 impl ConvBnAct {
@@ -300,12 +309,12 @@ impl ConvBnAct {
     }
 
     /// The kernel and bias with the eval-mode norm folded in (cached per store version).
-    fn folded(&self, params: &Params) -> Result<(Tensor, Tensor)> {
+    fn folded(&self, params: &Params) -> Result<Arc<Folded>> {
         let mut cache = self.folded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((v, w, b)) = cache.as_ref()
+        if let Some((v, f)) = cache.as_ref()
             && *v == params.version()
         {
-            return Ok((w.clone(), b.clone()));
+            return Ok(Arc::clone(f));
         }
         let (scale, shift) = self.bn.eval_affine(params);
         let w = params.get(self.conv.weight);
@@ -322,10 +331,15 @@ impl ConvBnAct {
                 *o += cb * s;
             }
         }
-        let w = Tensor::from_vec(wd, w.dims().to_vec())?;
-        let b = Tensor::from_vec(bd, [out])?;
-        *cache = Some((params.version(), w.clone(), b.clone()));
-        Ok((w, b))
+        let d = w.dims();
+        let prepared = PreparedConv::new(&wd, (d[0], d[1], d[2], d[3]), self.conv.args.groups);
+        let f = Arc::new(Folded {
+            weight: Tensor::from_vec(wd, d.to_vec())?,
+            bias: Tensor::from_vec(bd, [out])?,
+            prepared,
+        });
+        *cache = Some((params.version(), Arc::clone(&f)));
+        Ok(f)
     }
 
     /// `x: [n, h, w, in] -> [n, oh, ow, out]`.
@@ -334,9 +348,9 @@ impl ConvBnAct {
             let y = self.conv.forward(cx, x)?;
             return self.bn.forward(cx, &y);
         }
-        let (w, b) = self.folded(cx.params())?;
-        let y = x.conv2d_act(&w, Some(&b), &self.conv.args, self.bn.act)?;
-        count_conv(cx, &w, &y);
+        let f = self.folded(cx.params())?;
+        let y = x.conv2d_prepared(&f.weight, &f.prepared, Some(&f.bias), &self.conv.args, None, self.bn.act)?;
+        count_conv(cx, &f.weight, &y);
         Ok(y)
     }
 
@@ -347,9 +361,9 @@ impl ConvBnAct {
         if cx.training() || self.bn.act != Activation::Linear {
             return Ok(act(&self.forward(cx, x)?.add(residual)?, a));
         }
-        let (w, b) = self.folded(cx.params())?;
-        let y = x.conv2d_add_act(&w, Some(&b), &self.conv.args, residual, a)?;
-        count_conv(cx, &w, &y);
+        let f = self.folded(cx.params())?;
+        let y = x.conv2d_prepared(&f.weight, &f.prepared, Some(&f.bias), &self.conv.args, Some(residual), a)?;
+        count_conv(cx, &f.weight, &y);
         Ok(y)
     }
 }
@@ -364,9 +378,9 @@ impl ConvBnAct {
             let m = y.global_avg_pool()?;
             return Ok((y, m));
         }
-        let (w, b) = self.folded(cx.params())?;
-        let (y, m) = x.conv2d_act_mean(&w, Some(&b), &self.conv.args, self.bn.act)?;
-        count_conv(cx, &w, &y);
+        let f = self.folded(cx.params())?;
+        let (y, m) = x.conv2d_act_mean(&f.weight, Some(&f.bias), &self.conv.args, self.bn.act)?;
+        count_conv(cx, &f.weight, &y);
         Ok((y, m))
     }
 }

@@ -7,6 +7,7 @@
 use super::constant;
 use crate::{Activation, Backward, Result, Tensor, TensorError};
 use convnet_kernels::conv::{self, ConvAct, ConvGeometry};
+use convnet_kernels::prepared::{self, PreparedConv};
 use serde::{Deserialize, Serialize};
 
 /// How a convolution or pooling window pads its input.
@@ -288,6 +289,67 @@ impl Tensor {
         let y = self.conv2d_act(weight, bias, args, act)?;
         let m = y.global_avg_pool()?;
         Ok((y, m))
+    }
+}
+
+impl Tensor {
+    /// [`Tensor::conv2d_act`] (or, with `residual`, [`Tensor::conv2d_add_act`]) through
+    /// weights prepared once for inference (`prep`, made from `weight`'s values): the
+    /// kernels read its packed form instead of repacking `weight` on every call. With
+    /// autograd (any input needing a gradient) this is the plain op on `weight`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_prepared(
+        &self,
+        weight: &Tensor,
+        prep: &PreparedConv,
+        bias: Option<&Tensor>,
+        args: &Conv2dArgs,
+        residual: Option<&Tensor>,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let grad = self.requires_grad()
+            || weight.requires_grad()
+            || bias.is_some_and(|b| b.requires_grad())
+            || residual.is_some_and(|r| r.requires_grad());
+        let fused = match act {
+            Activation::Linear => Some(ConvAct::Identity),
+            Activation::Relu => Some(ConvAct::Relu),
+            Activation::Relu6 => Some(ConvAct::Relu6),
+            Activation::Silu => Some(ConvAct::Silu),
+            Activation::HardSwish => Some(ConvAct::HardSwish),
+            _ => None,
+        };
+        let geo = conv_geometry(self, weight, args)?;
+        let (Some(fused), false, true) = (fused, grad, prep.fits(&geo)) else {
+            return match residual {
+                Some(r) => self.conv2d_add_act(weight, bias, args, r, act),
+                None => self.conv2d_act(weight, bias, args, act),
+            };
+        };
+        let shape = [geo.batch, geo.out_h, geo.out_w, geo.out_c];
+        if let Some(b) = bias
+            && b.dims() != [geo.out_c]
+        {
+            return Err(TensorError::shape("conv2d", format!("bias {} for {} filters", b.shape(), geo.out_c)));
+        }
+        if let Some(r) = residual
+            && r.dims() != shape
+        {
+            return Err(TensorError::shape(
+                "conv2d_prepared",
+                format!("residual {} for a convolution output of {:?}", r.shape(), shape),
+            ));
+        }
+        let y = prepared::conv2d_forward_prepared(
+            &geo,
+            self.data(),
+            weight.data(),
+            prep,
+            bias.map(|b| b.data()),
+            residual.map(|r| r.data()),
+            fused,
+        );
+        Ok(constant(y, &shape))
     }
 }
 
