@@ -10,9 +10,12 @@
 //!   input gradient (stride 1: the forward kernel on the padded output
 //!   gradient with flipped, transposed weights, since a transposed conv is a
 //!   conv; no col2im, no writes shared between threads) and the weight
-//!   gradient (sums of outer products, [`x86::rank1_tile`]) into a private
-//!   partial per chunk. Partials are added in chunk order, so the result is
-//!   bit-identical for any number of threads.
+//!   gradient into a private partial per chunk: with many input channels, one
+//!   GEMM per tap over all the chunk's pixels (the pixels each tap meets
+//!   gathered into rows; a 1x1 convolution reads its input in place), else
+//!   sums of outer products ([`x86::rank1_tile`]) per image. Partials are
+//!   added in chunk order, so the result is bit-identical for any number of
+//!   threads.
 //!
 //! Parallelism is over images (forward) and image chunks (backward); each
 //! task owns the output it writes.
