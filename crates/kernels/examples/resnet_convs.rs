@@ -3,6 +3,11 @@
 //! zoo runs them (folded bias, fused relu): milliseconds and GFLOP/s per
 //! layer and per kind of convolution.
 //!
+//! `CONV_PASS=dw|dx|train` times the training passes instead: the weight
+//! gradient, the input gradient, or one `conv2d_backward` call for every
+//! gradient a training step needs (relu mask, dx except for the stem, dw, db;
+//! counted as two products).
+//!
 //! `RAYON_NUM_THREADS=2 cargo run --release -p convnet-kernels --example resnet_convs -- [batch] [reps] [filter]`
 
 use convnet_kernels::conv::{self, ConvAct, ConvGeometry};
@@ -107,6 +112,20 @@ fn main() {
             (g, x, w, vec![0.1f32; g.out_c])
         })
         .collect();
+    let pass = std::env::var("CONV_PASS").unwrap_or_default();
+    // output-sized gradient and relu output, and the gradient buffers, for the training passes
+    let grads: Vec<_> = data
+        .iter()
+        .map(|(g, ..)| {
+            if pass.is_empty() {
+                return Default::default();
+            }
+            let dy: Vec<f32> = (0..g.output_len()).map(|i| ((i * 3 % 17) as f32 - 8.0) / 9.0).collect();
+            let y: Vec<f32> = (0..g.output_len()).map(|i| ((i * 5 % 7) as f32 - 3.0) / 4.0).collect();
+            (dy, y, vec![0.0f32; g.input_len()], vec![0.0f32; g.weight_len()], vec![0.0f32; g.out_c])
+        })
+        .collect::<Vec<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)>>();
+    let mut grads = grads;
     let mut times = vec![Vec::new(); layers.len()];
     // CONV_CPU_TIME=1: CPU time instead of wall time (meaningful with one thread)
     let use_cpu = std::env::var_os("CONV_CPU_TIME").is_some();
@@ -116,7 +135,18 @@ fn main() {
             // in a model the input was just written by the layer before: bring it into cache
             std::hint::black_box(x.iter().step_by(16).sum::<f32>());
             let (t, c) = (Instant::now(), cpu_seconds());
-            std::hint::black_box(conv::conv2d_forward_vec(g, x, w, Some(b), act));
+            let (dy, y, dx, dw, db) = &mut grads[i];
+            match pass.as_str() {
+                "dw" => conv::conv2d_backward_weight(g, x, dy, dw),
+                "dx" => conv::conv2d_backward_input(g, dy, w, dx),
+                "train" => {
+                    let dx = (g.in_c > 3).then_some(&mut dx[..]);
+                    conv::conv2d_backward(g, x, w, dy, act, Some(y), dx, Some(dw), Some(db))
+                }
+                _ => {
+                    std::hint::black_box(conv::conv2d_forward_vec(g, x, w, Some(b), act));
+                }
+            }
             times[i].push(if use_cpu { cpu_seconds() - c } else { t.elapsed().as_secs_f64() });
         }
     }
@@ -126,7 +156,8 @@ fn main() {
         t.remove(0);
         t.sort_by(f64::total_cmp);
         let med = t[t.len() / 2];
-        let flops = 2.0 * (g.batch * g.out_pixels() * g.patch_len() * g.out_c) as f64;
+        let products = if pass == "train" && g.in_c > 3 { 2.0 } else { 1.0 };
+        let flops = products * 2.0 * (g.batch * g.out_pixels() * g.patch_len() * g.out_c) as f64;
         let (name, h, c, co, k, s, _) = layer;
         println!(
             "{name:<14} {h:>3}x{h:<3} {c:>4}->{co:<4} k{k} s{s}  {:>8.3} ms {:>7.1} GFLOP/s",

@@ -10,14 +10,18 @@
 //!   input gradient (stride 1: the forward kernel on the padded output
 //!   gradient with flipped, transposed weights, since a transposed conv is a
 //!   conv; no col2im, no writes shared between threads) and the weight
-//!   gradient (sums of outer products, [`x86::rank1_tile`]) into a private
-//!   partial per chunk. Partials are added in chunk order, so the result is
-//!   bit-identical for any number of threads.
+//!   gradient into a private partial per chunk: with many input channels, one
+//!   GEMM per tap over all the chunk's pixels (the pixels each tap meets
+//!   gathered into rows; a 1x1 convolution reads its input in place), else
+//!   sums of outer products ([`x86::rank1_tile`]) per image. Partials are
+//!   added in chunk order, so the result is bit-identical for any number of
+//!   threads.
 //!
 //! Parallelism is over images (forward) and image chunks (backward); each
 //! task owns the output it writes.
 
 use crate::conv::ConvGeometry;
+use crate::gemm::{MatMut, MatRef};
 use crate::scratch::{self, Scratch};
 use crate::x86::{self, ConvTile, MAX_ROWS, Rank1Tile};
 use rayon::prelude::*;
@@ -370,9 +374,7 @@ pub(crate) fn backward(
     // weight-gradient geometry: the padded NHWC input
     let cols = (geo.out_w - 1) * geo.stride_w + (kw - 1) * geo.dilation_w + 1;
     let rows = (geo.out_h - 1) * geo.stride_h + (kh - 1) * geo.dilation_h + 1;
-    let cblocks = channel_blocks(c, if c > 16 { 32 } else { 16 });
     let oblocks = channel_blocks(co, if co > 16 { 32 } else { 16 });
-    let co_tiles = row_tiles(co);
     let k_tiles = row_tiles(geo.patch_len());
     let run_tiles = row_tiles(kw * c);
     // output-row bands whose padded input rows take about 24 KiB, so that a
@@ -383,6 +385,15 @@ pub(crate) fn backward(
         let count = geo.out_h.div_ceil(band_rows);
         (0..count).map(|i| (i * geo.out_h / count, (i + 1) * geo.out_h / count - i * geo.out_h / count)).collect()
     };
+
+    // Channels: the weight gradient runs once per chunk over all its images,
+    // as products `[co][ci] = G^T X` (the gemm crate's packed kernel) over the
+    // chunk's pixels, one per tap; `x` is read in place when no padding is needed
+    let batched = want_w && mode == WeightGrad::Channels;
+    let direct_x = batched && geo.pad_top == 0 && geo.pad_left == 0 && rows <= geo.in_h && cols <= geo.in_w;
+    // a 1x1 convolution over every pixel: the input rows are the gradient's rows
+    let pointwise = direct_x && kh == 1 && kw == 1 && geo.stride_h == 1 && geo.stride_w == 1 && cols == geo.in_w;
+    let (x_cols, x_img) = if direct_x { (geo.in_w, img_in) } else { (cols, rows * cols * c) };
 
     let plen = wlen + co;
     let mut partials = scratch::take(if want_w || want_b { chunks * plen } else { 0 }, false);
@@ -397,22 +408,32 @@ pub(crate) fn backward(
     };
     part_chunks.into_par_iter().zip(dx_chunks).enumerate().for_each(|(ch, (part, mut dxc))| {
         part.fill(0.0);
-        let mut gm = scratch::take(if relu_y.is_some() { img_out } else { 0 }, false);
+        let first = ch * CHUNK;
+        let imgs = CHUNK.min(geo.batch - first);
+        let per_image_g = if batched { imgs * img_out } else { img_out };
+        let mut gm = scratch::take(if relu_y.is_some() { per_image_g } else { 0 }, false);
         let mut pad = scratch::take(dx_plan.as_ref().map_or(0, |p| p.input_len()), true);
-        let mut xp = scratch::take(if want_w { rows * cols * c } else { 0 }, true);
+        let xp_len = match (want_w, batched) {
+            (false, _) => 0,
+            (true, true) if direct_x => 0,
+            (true, true) => imgs * x_img,
+            (true, false) => x_img,
+        };
+        let mut xp = scratch::take(xp_len, true);
         let mut col = scratch::take(
             if want_w && mode == WeightGrad::Patches { geo.out_pixels() * geo.patch_len() } else { 0 },
             false,
         );
-        for (j, n) in (ch * CHUNK..((ch + 1) * CHUNK).min(geo.batch)).enumerate() {
+        for (j, n) in (first..first + imgs).enumerate() {
             let g: &[f32] = match relu_y {
                 Some(y) => {
+                    let gj = if batched { &mut gm[j * img_out..(j + 1) * img_out] } else { &mut gm[..] };
                     crate::elementwise::relu_backward_serial(
                         &dy[n * img_out..(n + 1) * img_out],
                         &y[n * img_out..(n + 1) * img_out],
-                        &mut gm,
+                        gj,
                     );
-                    &gm
+                    gj
                 }
                 None => &dy[n * img_out..(n + 1) * img_out],
             };
@@ -435,52 +456,21 @@ pub(crate) fn backward(
                 );
                 plan.run(&pad, crate::alloc::as_uninit(&mut dxc[j * img_in..(j + 1) * img_in]));
             }
-            if !want_w {
+            if !want_w || direct_x {
                 continue;
             }
+            // the next image rewrites the interior of its padded copy; the zero border stays
+            let xj = if batched { &mut xp[j * x_img..(j + 1) * x_img] } else { &mut xp[..] };
             fill_nhwc(
                 &x[n * img_in..(n + 1) * img_in],
                 (geo.in_h, geo.in_w, c),
                 (geo.pad_top, geo.pad_left),
                 (rows, cols),
-                &mut xp,
+                xj,
             );
             match mode {
-                WeightGrad::Channels => {
-                    for &(y0, band) in &bands {
-                        let (ga, xb) = (y0 * geo.out_w * co, y0 * geo.stride_h * cols * c);
-                        for &(o0, r) in &co_tiles {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let tap = ky * kw + kx;
-                                    let off = xb + (ky * geo.dilation_h * cols + kx * geo.dilation_w) * c;
-                                    for &(c0, nv, mask) in &cblocks {
-                                        let t = Rank1Tile {
-                                            a: g[ga + o0..].as_ptr(),
-                                            a_row: geo.out_w * co,
-                                            a_col: co,
-                                            b: xp[off + c0..].as_ptr(),
-                                            b_row: geo.stride_h * cols * c,
-                                            b_col: geo.stride_w * c,
-                                            rows: band,
-                                            cols: geo.out_w,
-                                            out: part[(tap * co + o0) * c + c0..].as_mut_ptr(),
-                                            out_stride: c,
-                                            last_mask: mask,
-                                        };
-                                        // SAFETY: avx512f checked by `backward_weight_supported`;
-                                        // `a` reads gradient channels o0..o0+r of the band's
-                                        // pixels, `b` reads the padded image at every tap
-                                        // position of them (its size covers the last output
-                                        // pixel's window), `out` writes r rows of `part[tap]`,
-                                        // masked to c.
-                                        unsafe { x86::rank1_tile_dyn(r, nv, &t) };
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                // after the loop, over all the chunk's images at once
+                WeightGrad::Channels => {}
                 WeightGrad::Runs => {
                     let run = kw * c;
                     for &(y0, band) in &bands {
@@ -541,7 +531,51 @@ pub(crate) fn backward(
                     }
                 }
             }
-            // the next image rewrites the interior of `xp`; the zero border stays
+        }
+        if !batched {
+            return;
+        }
+        // the chunk's gradients and (padded) inputs, image after image
+        let gs: &[f32] = if relu_y.is_some() { &gm } else { &dy[first * img_out..(first + imgs) * img_out] };
+        let xs: &[f32] = if direct_x { &x[first * img_in..(first + imgs) * img_in] } else { &xp };
+        let pixels = imgs * geo.out_pixels();
+        // `part[tap]` is `[co][ci]`: written as the transposed view of `X^T G`, the
+        // orientation the gemm crate runs faster here (the gradient's channels as columns)
+        let product = |xm: &[f32], out: &mut [f32]| {
+            let o = MatMut { data: out, rows: c, cols: co, row_stride: 1, col_stride: c };
+            crate::gemm::sgemm_serial(
+                MatRef::row_major(xm, pixels, c).t(),
+                MatRef::row_major(gs, pixels, co),
+                o,
+                false,
+            );
+        };
+        if pointwise {
+            // the input rows are the gradient's rows: one product
+            product(xs, &mut part[..wlen]);
+            return;
+        }
+        // per tap, the input pixels it meets gathered into rows, then the product
+        let mut xt = scratch::take(pixels * c, false);
+        let (out_h, out_w) = (geo.out_h, geo.out_w);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for (m, oy) in (0..imgs).flat_map(|m| (0..out_h).map(move |oy| (m, oy))) {
+                    let src =
+                        m * x_img + ((oy * geo.stride_h + ky * geo.dilation_h) * x_cols + kx * geo.dilation_w) * c;
+                    let dst = &mut xt[(m * out_h + oy) * out_w * c..(m * out_h + oy + 1) * out_w * c];
+                    if geo.stride_w == 1 {
+                        dst.copy_from_slice(&xs[src..src + out_w * c]);
+                    } else {
+                        for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
+                            let s = src + ox * geo.stride_w * c;
+                            d.copy_from_slice(&xs[s..s + c]);
+                        }
+                    }
+                }
+                let tap = ky * kw + kx;
+                product(&xt, &mut part[tap * co * c..(tap + 1) * co * c]);
+            }
         }
     });
     let sum_into =

@@ -98,80 +98,108 @@ pub fn batch_stats_reference(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
     (mean.iter().map(|&m| m as f32).collect(), var.iter().map(|&v| (v / rows as f64) as f32).collect())
 }
 
-/// `xhat = (x - mean) * inv_std` and `y = xhat * gamma + beta`, both `[rows, c]`.
-pub fn normalise(x: &[f32], mean: &[f32], inv_std: &[f32], gamma: &[f32], beta: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let c = mean.len();
-    check(x.len(), c, "normalise");
-    assert!(inv_std.len() == c && gamma.len() == c && beta.len() == c, "batch_norm normalise: parameter lengths");
+/// The per-channel constants of one batch norm,
+/// `y = act((x - mean) * inv_std * gamma + beta)` with `act` a relu or nothing.
+///
+/// The backward passes take `x` and these, not a saved `xhat`: recomputing
+/// `xhat = (x - mean) * inv_std` (and the relu's mask from it) costs less than
+/// writing `xhat` in the forward pass and reading it (and a mask) back, and
+/// the bits are the same.
+#[derive(Clone, Copy, Debug)]
+pub struct Affine<'a> {
+    pub mean: &'a [f32],
+    pub inv_std: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    /// A relu follows (fused: no pass of its own, forward or backward).
+    pub relu: bool,
+}
+
+impl Affine<'_> {
+    fn channels(&self, len: usize, what: &str) -> usize {
+        let c = self.mean.len();
+        check(len, c, what);
+        assert!(
+            self.inv_std.len() == c && self.gamma.len() == c && self.beta.len() == c,
+            "batch_norm {what}: parameter lengths"
+        );
+        c
+    }
+}
+
+/// `xhat` and the gradient reaching the norm's output (`g`, masked where the
+/// fused relu was off) at one element of channel `j`: the forward's arithmetic,
+/// so the mask is bit-for-bit the forward's.
+#[inline(always)]
+fn xhat_grad<const RELU: bool>(a: &Affine<'_>, j: usize, x: f32, g: f32) -> (f32, f32) {
+    let h = (x - a.mean[j]) * a.inv_std[j];
+    let on = !RELU || h * a.gamma[j] + a.beta[j] > 0.0;
+    (h, if on { g } else { 0.0 })
+}
+
+/// `y = act(xhat * gamma + beta)` with `xhat = (x - mean) * inv_std`, `[rows, c]`.
+pub fn normalise(x: &[f32], a: &Affine<'_>) -> Vec<f32> {
+    let c = a.channels(x.len(), "normalise");
     let band = band_rows(c) * c;
-    let body = |x: &[f32], h: &mut [MaybeUninit<f32>], y: &mut [MaybeUninit<f32>]| {
+    let body = |x: &[f32], y: &mut [MaybeUninit<f32>]| {
         vectorised(|| {
-            for ((xr, hr), yr) in x.chunks_exact(c).zip(h.chunks_exact_mut(c)).zip(y.chunks_exact_mut(c)) {
+            for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
                 for j in 0..c {
-                    let v = (xr[j] - mean[j]) * inv_std[j];
-                    hr[j].write(v);
-                    yr[j].write(v * gamma[j] + beta[j]);
+                    let o = (xr[j] - a.mean[j]) * a.inv_std[j] * a.gamma[j] + a.beta[j];
+                    yr[j].write(if a.relu && !(o > 0.0) { 0.0 } else { o });
                 }
             }
         })
     };
-    let mut y = Vec::new();
-    // SAFETY: the chunks cover both outputs and `body` writes every element of each.
-    let xhat = unsafe {
-        crate::alloc::filled_vec(x.len(), |h| {
-            y = crate::alloc::filled_vec(x.len(), |yo| {
-                h.par_chunks_mut(band)
-                    .zip(yo.par_chunks_mut(band))
-                    .zip(x.par_chunks(band))
-                    .for_each(|((h, yo), x)| body(x, h, yo));
-            });
+    // SAFETY: the chunks cover the output and `body` writes every element.
+    unsafe {
+        crate::alloc::filled_vec(x.len(), |y| {
+            y.par_chunks_mut(band).zip(x.par_chunks(band)).for_each(|(y, x)| body(x, y));
         })
-    };
-    (xhat, y)
+    }
 }
 
 /// [`normalise`] in plain loops.
-pub fn normalise_reference(
-    x: &[f32],
-    mean: &[f32],
-    inv_std: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-) -> (Vec<f32>, Vec<f32>) {
-    let c = mean.len();
-    let mut xhat = vec![0.0; x.len()];
+pub fn normalise_reference(x: &[f32], a: &Affine<'_>) -> Vec<f32> {
+    let c = a.mean.len();
     let mut y = vec![0.0; x.len()];
-    for ((xr, hr), yr) in x.chunks_exact(c).zip(xhat.chunks_exact_mut(c)).zip(y.chunks_exact_mut(c)) {
+    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
         for j in 0..c {
-            hr[j] = (xr[j] - mean[j]) * inv_std[j];
-            yr[j] = hr[j] * gamma[j] + beta[j];
+            let h = (xr[j] - a.mean[j]) * a.inv_std[j];
+            yr[j] = h * a.gamma[j] + a.beta[j];
+            if a.relu && yr[j] <= 0.0 {
+                yr[j] = 0.0;
+            }
         }
     }
-    (xhat, y)
+    y
 }
 
-/// `(dgamma, dbeta) = (sum g * xhat, sum g)` per channel over rows, in f64.
-pub fn backward_sums(g: &[f32], xhat: &[f32], c: usize) -> (Vec<f64>, Vec<f64>) {
-    check(g.len(), c, "backward");
-    assert_eq!(g.len(), xhat.len(), "batch_norm backward: lengths differ");
+/// `(dgamma, dbeta) = (sum g' * xhat, sum g')` per channel over rows, in f64, where
+/// `g'` is `g` (the gradient of the norm's output `y`) masked by the fused relu.
+pub fn backward_sums(g: &[f32], x: &[f32], a: &Affine<'_>) -> (Vec<f64>, Vec<f64>) {
+    let c = a.channels(g.len(), "backward");
+    assert_eq!(g.len(), x.len(), "batch_norm backward: lengths differ");
     // one pass: both sums side by side in a `2c` accumulator
-    let both = band_sums_pairs(g, xhat, c);
+    let both = if a.relu { band_sums_pairs::<true>(g, x, a) } else { band_sums_pairs::<false>(g, x, a) };
     (both[..c].to_vec(), both[c..].to_vec())
 }
 
-fn band_sums_pairs(g: &[f32], xhat: &[f32], c: usize) -> Vec<f64> {
+fn band_sums_pairs<const RELU: bool>(g: &[f32], x: &[f32], a: &Affine<'_>) -> Vec<f64> {
+    let c = a.mean.len();
     let band = band_rows(c) * c;
     let bands = g.len().div_ceil(band);
     let mut partials = vec![0.0f64; bands * 2 * c];
     partials.par_chunks_mut(2 * c).enumerate().for_each(|(t, acc)| {
         let end = ((t + 1) * band).min(g.len());
-        let (gb, hb) = (&g[t * band..end], &xhat[t * band..end]);
+        let (gb, xb) = (&g[t * band..end], &x[t * band..end]);
         let (dgamma, dbeta) = acc.split_at_mut(c);
         vectorised(|| {
-            for (gr, hr) in gb.chunks_exact(c).zip(hb.chunks_exact(c)) {
+            for (gr, xr) in gb.chunks_exact(c).zip(xb.chunks_exact(c)) {
                 for j in 0..c {
-                    dgamma[j] += (gr[j] * hr[j]) as f64;
-                    dbeta[j] += gr[j] as f64;
+                    let (h, gj) = xhat_grad::<RELU>(a, j, xr[j], gr[j]);
+                    dgamma[j] += (gj * h) as f64;
+                    dbeta[j] += gj as f64;
                 }
             }
         })
@@ -185,8 +213,22 @@ fn band_sums_pairs(g: &[f32], xhat: &[f32], c: usize) -> Vec<f64> {
     total
 }
 
+/// `g` masked by the fused relu (unchanged without one), in plain loops.
+fn masked_reference(g: &[f32], x: &[f32], a: &Affine<'_>) -> Vec<f32> {
+    let y = normalise_reference(x, &Affine { relu: false, ..*a });
+    g.iter().zip(&y).map(|(g, y)| if a.relu && *y <= 0.0 { 0.0 } else { *g }).collect()
+}
+
+/// `xhat` in plain loops.
+fn xhat_reference(x: &[f32], a: &Affine<'_>) -> Vec<f32> {
+    let c = a.mean.len();
+    x.chunks_exact(c).flat_map(|r| r.iter().enumerate().map(|(j, v)| (v - a.mean[j]) * a.inv_std[j])).collect()
+}
+
 /// [`backward_sums`] in plain loops.
-pub fn backward_sums_reference(g: &[f32], xhat: &[f32], c: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn backward_sums_reference(g: &[f32], x: &[f32], a: &Affine<'_>) -> (Vec<f64>, Vec<f64>) {
+    let c = a.mean.len();
+    let (g, xhat) = (masked_reference(g, x, a), xhat_reference(x, a));
     let mut dgamma = vec![0.0f64; c];
     let mut dbeta = vec![0.0f64; c];
     for (gr, xr) in g.chunks_exact(c).zip(xhat.chunks_exact(c)) {
@@ -198,39 +240,44 @@ pub fn backward_sums_reference(g: &[f32], xhat: &[f32], c: usize) -> (Vec<f64>, 
     (dgamma, dbeta)
 }
 
-/// The input gradient: `gamma * inv_std * (g - (dbeta + xhat * dgamma) / rows)` with the
-/// batch's statistics (`training`), else `gamma * inv_std * g`.
-pub fn backward_input(
-    g: &[f32],
-    xhat: &[f32],
-    gamma: &[f32],
-    inv_std: &[f32],
-    dgamma: &[f64],
-    dbeta: &[f64],
-    training: bool,
-) -> Vec<f32> {
-    let c = gamma.len();
-    let rows = check(g.len(), c, "backward");
-    assert_eq!(g.len(), xhat.len(), "batch_norm backward: lengths differ");
-    let k: Vec<f32> = gamma.iter().zip(inv_std).map(|(a, b)| a * b).collect();
+/// The input gradient: `gamma * inv_std * (g' - (dbeta + xhat * dgamma) / rows)` with the
+/// batch's statistics (`training`), else `gamma * inv_std * g'` (`g'` as in [`backward_sums`]).
+pub fn backward_input(g: &[f32], x: &[f32], a: &Affine<'_>, dgamma: &[f64], dbeta: &[f64], training: bool) -> Vec<f32> {
+    let c = a.channels(g.len(), "backward");
+    let rows = g.len() / c;
+    assert_eq!(g.len(), x.len(), "batch_norm backward: lengths differ");
+    let k: Vec<f32> = a.gamma.iter().zip(a.inv_std).map(|(a, b)| a * b).collect();
     let (dg, db): (Vec<f32>, Vec<f32>) = dgamma.iter().zip(dbeta).map(|(&a, &b)| (a as f32, b as f32)).unzip();
     let n = rows as f32;
     let band = band_rows(c) * c;
-    let body = |g: &[f32], h: &[f32], d: &mut [MaybeUninit<f32>]| {
-        vectorised(|| {
-            for ((dr, gr), hr) in d.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(h.chunks_exact(c)) {
+    let body = |g: &[f32], x: &[f32], d: &mut [MaybeUninit<f32>]| {
+        fn rows<const RELU: bool>(
+            (g, x, d): (&[f32], &[f32], &mut [MaybeUninit<f32>]),
+            a: &Affine<'_>,
+            (k, dg, db): (&[f32], &[f32], &[f32]),
+            n: f32,
+            training: bool,
+        ) {
+            let c = k.len();
+            for ((dr, gr), xr) in d.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(x.chunks_exact(c)) {
                 for j in 0..c {
-                    dr[j].write(if training { k[j] * (gr[j] - (db[j] + hr[j] * dg[j]) / n) } else { k[j] * gr[j] });
+                    let (h, gj) = xhat_grad::<RELU>(a, j, xr[j], gr[j]);
+                    dr[j].write(if training { k[j] * (gj - (db[j] + h * dg[j]) / n) } else { k[j] * gj });
                 }
+            }
+        }
+        vectorised(|| {
+            if a.relu {
+                rows::<true>((g, x, d), a, (&k, &dg, &db), n, training)
+            } else {
+                rows::<false>((g, x, d), a, (&k, &dg, &db), n, training)
             }
         })
     };
     // SAFETY: the chunks cover the output and `body` writes every element.
     unsafe {
         crate::alloc::filled_vec(g.len(), |d| {
-            d.par_chunks_mut(band)
-                .zip(g.par_chunks(band).zip(xhat.par_chunks(band)))
-                .for_each(|(d, (g, h))| body(g, h, d))
+            d.par_chunks_mut(band).zip(g.par_chunks(band).zip(x.par_chunks(band))).for_each(|(d, (g, x))| body(g, x, d))
         })
     }
 }
@@ -238,19 +285,19 @@ pub fn backward_input(
 /// [`backward_input`] in plain loops.
 pub fn backward_input_reference(
     g: &[f32],
-    xhat: &[f32],
-    gamma: &[f32],
-    inv_std: &[f32],
+    x: &[f32],
+    a: &Affine<'_>,
     dgamma: &[f64],
     dbeta: &[f64],
     training: bool,
 ) -> Vec<f32> {
-    let c = gamma.len();
+    let c = a.mean.len();
     let n = (g.len() / c) as f32;
+    let (g, xhat) = (masked_reference(g, x, a), xhat_reference(x, a));
     let mut dx = vec![0.0; g.len()];
     for ((d, gr), xr) in dx.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(xhat.chunks_exact(c)) {
         for j in 0..c {
-            let k = gamma[j] * inv_std[j];
+            let k = a.gamma[j] * a.inv_std[j];
             d[j] = if training { k * (gr[j] - (dbeta[j] as f32 + xr[j] * dgamma[j] as f32) / n) } else { k * gr[j] };
         }
     }
@@ -287,19 +334,33 @@ mod tests {
                 let inv: Vec<f32> = v.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
                 let gamma = data(c, 3);
                 let beta = data(c, 4);
-                let (h, y) = normalise(&x, &m, &inv, &gamma, &beta);
-                let (hr, yr) = normalise_reference(&x, &m, &inv, &gamma, &beta);
-                assert_eq!(h, hr, "xhat c={c} rows={rows}");
-                assert_eq!(y, yr, "y c={c} rows={rows}");
-                let (dg, db) = backward_sums(&g, &h, c);
-                let (dgr, dbr) = backward_sums_reference(&g, &h, c);
-                for (a, b) in dg.iter().zip(&dgr).chain(db.iter().zip(&dbr)) {
-                    assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "sums c={c} rows={rows}: {a} vs {b}");
-                }
-                for training in [true, false] {
-                    let d = backward_input(&g, &h, &gamma, &inv, &dgr, &dbr, training);
-                    let dr = backward_input_reference(&g, &h, &gamma, &inv, &dgr, &dbr, training);
-                    assert_eq!(d, dr, "dx c={c} rows={rows} training={training}");
+                for relu in [false, true] {
+                    let a = Affine { mean: &m, inv_std: &inv, gamma: &gamma, beta: &beta, relu };
+                    let y = normalise(&x, &a);
+                    assert_eq!(y, normalise_reference(&x, &a), "y c={c} rows={rows} relu={relu}");
+                    let (dg, db) = backward_sums(&g, &x, &a);
+                    let (dgr, dbr) = backward_sums_reference(&g, &x, &a);
+                    for (p, q) in dg.iter().zip(&dgr).chain(db.iter().zip(&dbr)) {
+                        assert!((p - q).abs() <= 1e-9 * q.abs().max(1.0), "sums c={c} rows={rows}: {p} vs {q}");
+                    }
+                    for training in [true, false] {
+                        let d = backward_input(&g, &x, &a, &dgr, &dbr, training);
+                        let dr = backward_input_reference(&g, &x, &a, &dgr, &dbr, training);
+                        assert_eq!(d, dr, "dx c={c} rows={rows} relu={relu} training={training}");
+                    }
+                    if relu {
+                        // the fused mask is the forward output's: y > 0
+                        let pre = normalise(&x, &Affine { relu: false, ..a });
+                        assert_eq!(y, pre.iter().map(|v| v.max(0.0)).collect::<Vec<_>>(), "relu c={c} rows={rows}");
+                        let masked: Vec<f32> = g.iter().zip(&y).map(|(g, y)| if *y > 0.0 { *g } else { 0.0 }).collect();
+                        let plain = Affine { relu: false, ..a };
+                        assert_eq!(backward_sums(&masked, &x, &plain), (dg, db), "premasked c={c} rows={rows}");
+                        assert_eq!(
+                            backward_input(&masked, &x, &plain, &dgr, &dbr, true),
+                            backward_input(&g, &x, &a, &dgr, &dbr, true),
+                            "premasked dx c={c} rows={rows}"
+                        );
+                    }
                 }
             }
         }
@@ -313,6 +374,8 @@ mod tests {
         let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         assert_eq!(one.install(|| batch_stats(&x, c)), three.install(|| batch_stats(&x, c)));
         let g = data(rows * c, 10);
-        assert_eq!(one.install(|| backward_sums(&g, &x, c)), three.install(|| backward_sums(&g, &x, c)));
+        let p = vec![0.5; c];
+        let a = Affine { mean: &p, inv_std: &p, gamma: &p, beta: &p, relu: true };
+        assert_eq!(one.install(|| backward_sums(&g, &x, &a)), three.install(|| backward_sums(&g, &x, &a)));
     }
 }

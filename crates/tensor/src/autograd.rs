@@ -86,7 +86,7 @@ impl Tensor {
                                 pending.insert(input.id(), g);
                             }
                             Some(prev) => {
-                                pending.insert(input.id(), accumulate(prev, &g));
+                                pending.insert(input.id(), accumulate(prev, g));
                             }
                         }
                     }
@@ -97,13 +97,17 @@ impl Tensor {
     }
 }
 
-/// `a + b` for same-shaped gradients, reusing `a`'s buffer when it is not shared.
-fn accumulate(a: Tensor, b: &Tensor) -> Tensor {
-    let mut a = a.detach();
-    for (x, y) in a.data_mut().iter_mut().zip(b.data()) {
+/// `a + b` for same-shaped gradients, added into whichever buffer is not
+/// shared (gradients are shared when an op passes its output's gradient on
+/// unchanged, as a sum does): a copy only when both are.
+fn accumulate(a: Tensor, b: Tensor) -> Tensor {
+    let (dst, src) = if !a.is_unique() && b.is_unique() { (b, a) } else { (a, b) };
+    // a gradient that is itself differentiable keeps its graph out of the sum
+    let mut dst = if dst.requires_grad() { dst.detach() } else { dst };
+    for (x, y) in dst.data_mut().iter_mut().zip(src.data()) {
         *x += *y;
     }
-    a
+    dst
 }
 
 /// Every tensor reachable from `root` that requires a gradient, inputs before

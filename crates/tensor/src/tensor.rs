@@ -180,6 +180,12 @@ impl Tensor {
         self.inner.node.as_ref()
     }
 
+    /// Whether this handle is the only owner of the tensor and of its data
+    /// (so [`Tensor::data_mut`] will not copy).
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1 && Arc::strong_count(&self.inner.data) == 1
+    }
+
     /// Mutable access to the values, for optimizers updating parameters in
     /// place. Copies the data first if anything else shares it (a live graph
     /// still referencing the old value keeps seeing the old value).

@@ -665,6 +665,29 @@ fn batch_norm_train_and_infer() {
                 bn_apply(&v[0], &v[1], &v[2], &mean, &var)
             },
         );
+        // with the relu fused in: the same values and gradients as the norm then a relu
+        let fused_and_plain: Vec<Vec<Vec<f32>>> = [true, false]
+            .iter()
+            .map(|&fused| {
+                let t = [
+                    Tensor::from_vec(x.clone(), dims.clone()).unwrap().var(),
+                    Tensor::from_vec(gamma.clone(), [c]).unwrap().var(),
+                    Tensor::from_vec(beta.clone(), [c]).unwrap().var(),
+                ];
+                let y = if fused {
+                    t[0].batch_norm_train_act(&t[1], &t[2], BN_EPS, true).unwrap().0
+                } else {
+                    t[0].batch_norm_train(&t[1], &t[2], BN_EPS).unwrap().0.relu()
+                };
+                let seed = Tensor::from_vec(normal(&mut Rng::new(3), n), dims.clone()).unwrap();
+                let grads = y.backward_with(seed).unwrap();
+                let mut out = vec![y.data().to_vec()];
+                out.extend(t.iter().map(|v| grads.get(v).unwrap().data().to_vec()));
+                out
+            })
+            .collect();
+        assert!(fused_and_plain[0][0].iter().any(|v| *v == 0.0) && fused_and_plain[0][0].iter().any(|v| *v > 0.0));
+        assert_eq!(fused_and_plain[0], fused_and_plain[1], "batch_norm_train_act relu {dims:?}");
         // the returned statistics are the batch's (biased variance)
         let xt = Tensor::from_vec(x.clone(), dims.clone()).unwrap();
         let (_, stats) = xt.batch_norm_train(&Tensor::full([c], 1.0), &Tensor::zeros([c]), BN_EPS).unwrap();

@@ -209,8 +209,10 @@ impl BatchNorm2d {
     /// Normalises the last axis of `x`, then applies the activation.
     pub fn forward(&self, cx: &Cx, x: &Tensor) -> Result<Tensor> {
         let (g, b) = (cx.p(self.weight), cx.p(self.bias));
-        let y = if cx.bn_training(Some(self.weight)) {
-            let (y, stats) = x.batch_norm_train(g, b, self.eps)?;
+        if cx.bn_training(Some(self.weight)) {
+            // a relu is fused into the training op (no pass of its own)
+            let relu = self.act == Activation::Relu;
+            let (y, stats) = x.batch_norm_train_act(g, b, self.eps, relu)?;
             cx.push_bn_update(BnUpdate {
                 mean: self.running_mean,
                 var: self.running_var,
@@ -218,10 +220,9 @@ impl BatchNorm2d {
                 rule: self.running_stats,
                 stats,
             });
-            y
-        } else {
-            x.batch_norm_infer(g, b, cx.p(self.running_mean).data(), cx.p(self.running_var).data(), self.eps)?
-        };
+            return Ok(if relu { y } else { act(&y, self.act) });
+        }
+        let y = x.batch_norm_infer(g, b, cx.p(self.running_mean).data(), cx.p(self.running_var).data(), self.eps)?;
         Ok(act(&y, self.act))
     }
 

@@ -22,10 +22,13 @@ pub struct BatchStats {
 }
 
 struct BatchNormBackward {
-    /// `(x - mean) * inv_std`
-    xhat: Vec<f32>,
+    /// The statistics the input was normalised with (the backward recomputes
+    /// `xhat = (x - mean) * inv_std` from the input rather than keeping it).
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
     training: bool,
+    /// A relu is fused into the output.
+    relu: bool,
 }
 
 impl Backward for BatchNormBackward {
@@ -33,12 +36,13 @@ impl Backward for BatchNormBackward {
         "batch_norm"
     }
     fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
-        let gamma = inputs[1].data();
+        let (x, gamma, beta) = (inputs[0].data(), inputs[1].data(), inputs[2].data());
         let c = gamma.len();
         let g = grad.data();
-        let (dgamma, dbeta) = norm::backward_sums(g, &self.xhat, c);
+        let a = norm::Affine { mean: &self.mean, inv_std: &self.inv_std, gamma, beta, relu: self.relu };
+        let (dgamma, dbeta) = norm::backward_sums(g, x, &a);
         let dx = needs[0].then(|| {
-            let dx = norm::backward_input(g, &self.xhat, gamma, &self.inv_std, &dgamma, &dbeta, self.training);
+            let dx = norm::backward_input(g, x, &a, &dgamma, &dbeta, self.training);
             constant(dx, inputs[0].dims())
         });
         let to_t = |v: Vec<f64>| constant(v.into_iter().map(|x| x as f32).collect(), &[c]);
@@ -57,15 +61,36 @@ fn check(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<usize> {
     Ok(c)
 }
 
-fn normalise(x: &Tensor, gamma: &Tensor, beta: &Tensor, mean: &[f32], inv_std: &[f32], training: bool) -> Tensor {
-    let (xhat, y) = norm::normalise(x.data(), mean, inv_std, gamma.data(), beta.data());
-    let op = BatchNormBackward { xhat, inv_std: inv_std.to_vec(), training };
+fn normalise(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &[f32],
+    inv_std: &[f32],
+    training: bool,
+    relu: bool,
+) -> Tensor {
+    let a = norm::Affine { mean, inv_std, gamma: gamma.data(), beta: beta.data(), relu };
+    let y = norm::normalise(x.data(), &a);
+    let op = BatchNormBackward { mean: mean.to_vec(), inv_std: inv_std.to_vec(), training, relu };
     Tensor::from_op(y, x.shape().clone(), &[x, gamma, beta], op)
 }
 
 impl Tensor {
     /// Training-mode batch norm: normalises with this batch's statistics and returns them.
     pub fn batch_norm_train(&self, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<(Tensor, BatchStats)> {
+        self.batch_norm_train_act(gamma, beta, eps, false)
+    }
+
+    /// [`Tensor::batch_norm_train`] followed by a relu when `relu`, in one op:
+    /// the relu costs no pass of its own over the activations, forward or backward.
+    pub fn batch_norm_train_act(
+        &self,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+        relu: bool,
+    ) -> Result<(Tensor, BatchStats)> {
         let c = check(self, gamma, beta)?;
         let rows = self.numel() / c;
         if rows == 0 {
@@ -73,7 +98,7 @@ impl Tensor {
         }
         let (mean, var) = norm::batch_stats(self.data(), c);
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let y = normalise(self, gamma, beta, &mean, &inv_std, true);
+        let y = normalise(self, gamma, beta, &mean, &inv_std, true, relu);
         Ok((y, BatchStats { mean, var, count: rows }))
     }
 
@@ -94,6 +119,6 @@ impl Tensor {
             ));
         }
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        Ok(normalise(self, gamma, beta, mean, &inv_std, false))
+        Ok(normalise(self, gamma, beta, mean, &inv_std, false, false))
     }
 }

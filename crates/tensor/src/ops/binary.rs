@@ -156,13 +156,17 @@ impl Backward for BinaryBackward {
         let out = output.dims();
         let g = grad.data();
         let reduce = |full: Vec<f32>, t: &Tensor| constant(sum_to_shape(&full, out, t.dims()), t.dims());
+        // an unbroadcast operand of a sum takes the gradient as it is: shared, not copied
+        let pass = |t: &Tensor| {
+            if t.dims() == out { grad.detach() } else { constant(sum_to_shape(g, out, t.dims()), t.dims()) }
+        };
         let da = needs[0].then(|| match self.0 {
-            BinaryOp::Add | BinaryOp::Sub => constant(sum_to_shape(g, out, a.dims()), a.dims()),
+            BinaryOp::Add | BinaryOp::Sub => pass(a),
             BinaryOp::Mul => reduce(broadcast_zip(grad, b, out, |g, b| g * b), a),
             BinaryOp::Div => reduce(broadcast_zip(grad, b, out, |g, b| g / b), a),
         });
         let db = needs[1].then(|| match self.0 {
-            BinaryOp::Add => constant(sum_to_shape(g, out, b.dims()), b.dims()),
+            BinaryOp::Add => pass(b),
             BinaryOp::Sub => constant(sum_to_shape(g, out, b.dims()).into_iter().map(|v| -v).collect(), b.dims()),
             BinaryOp::Mul => reduce(broadcast_zip(grad, a, out, |g, a| g * a), b),
             // d(a/b)/db = -a/b^2 = -(a/b)/b = -y/b
