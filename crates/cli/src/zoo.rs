@@ -103,6 +103,10 @@ pub struct SummaryArgs {
     /// Classes of the classifier.
     #[arg(long)]
     pub num_classes: Option<usize>,
+    /// Print one JSON object (`model`, `rows` of `layer`, `shape` (NCHW), `params`, the totals
+    /// and `notes`) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
@@ -139,7 +143,21 @@ fn opts(num_classes: Option<usize>) -> Result<ZooOpts> {
 pub fn summary(args: &SummaryArgs) -> Result<()> {
     let model = create_model(&args.model, opts(args.num_classes)?)?;
     let size = input_size(&model, args.input_size.as_deref())?;
-    println!("{}", model.summary(size)?);
+    let table = model.summary(size)?;
+    if args.json {
+        let rows: Vec<_> =
+            table.rows.iter().map(|r| json!({"layer": r.layer, "shape": r.shape, "params": r.params})).collect();
+        return print_json(&json!({
+            "model": table.name,
+            "input_size": size,
+            "rows": rows,
+            "total_params": table.trainable + table.non_trainable,
+            "trainable_params": table.trainable,
+            "non_trainable_params": table.non_trainable,
+            "notes": table.notes,
+        }));
+    }
+    println!("{table}");
     Ok(())
 }
 

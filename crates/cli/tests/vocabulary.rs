@@ -193,3 +193,26 @@ fn shared(test: &str, needed: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// `zoo summary` says which layout its shapes are in (NCHW, as the command line takes tensors),
+/// its rows add up to the total, and a wrong channel count is not mistaken for a wrong layout.
+#[test]
+fn zoo_summary_is_nchw_and_counts_every_parameter() {
+    let v = json_of(&["zoo", "summary", "resnet18", "--input-size", "3,64,64", "--json"]);
+    let rows = v["rows"].as_array().unwrap();
+    let sum: u64 = rows.iter().map(|r| r["params"].as_u64().unwrap()).sum();
+    assert_eq!(sum, v["total_params"].as_u64().unwrap(), "{v}");
+    // conv1 with the stem's batch norm: 64x3x7x7 weights, 4 x 64 norm values, its step counter
+    assert_eq!(rows[0]["layer"], "conv1 (Conv2d+BN+ReLU)", "{v}");
+    assert_eq!(rows[0]["params"], 64 * 3 * 7 * 7 + 4 * 64 + 1, "{v}");
+    assert_eq!(rows[0]["shape"], serde_json::json!([64, 32, 32]), "NCHW: {v}");
+    assert!(v["notes"][0].as_str().unwrap().starts_with("Shapes are NCHW"), "{v}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .args(["zoo", "summary", "resnet18", "--input-size", "1,64,64"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 channels, but the model takes 3") && !err.contains("transpose"), "{err}");
+}

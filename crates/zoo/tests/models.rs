@@ -38,7 +38,7 @@ fn summary_rows_add_up_to_the_total_and_shapes_are_nchw() {
         let text = table.to_string();
         assert!(text.contains(first_shape), "{name}: no {first_shape}\n{text}");
         assert!(text.contains("Shapes are NCHW, as timm prints them: input (None, 3, 64, 64)"), "{text}");
-        assert!(text.starts_with(&format!("Model: \"{name}\"\n┏")), "Keras' table\n{text}");
+        assert!(text.starts_with(&format!("Model: \"{}\"\n┏", m.name())), "Keras' table\n{text}");
     }
 }
 
