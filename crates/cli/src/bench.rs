@@ -6,6 +6,7 @@
 //! reference figures measured on the 2-core AVX-512 development machine.
 
 use crate::mnist::{load_mnist, tensors};
+use crate::report::{BenchRow, Phase, bench_json, print_json};
 use anyhow::{Result, bail};
 use clap::Args;
 use convnet::models;
@@ -91,17 +92,29 @@ pub fn mnist(args: &MnistBenchArgs) -> Result<()> {
     let peak = peak_rss_bytes();
 
     if args.json {
-        let out = json!({
-            "threads": threads,
+        let batches = |n: usize| n.div_ceil(args.batch_size).max(1) as f64;
+        let rows = [
+            BenchRow {
+                phase: Phase::Training,
+                batch_size: args.batch_size,
+                median_ms: 1e3 * train_s / batches(workload.0),
+                examples_per_sec: train_ips,
+                gflops: None,
+            },
+            BenchRow {
+                phase: Phase::Inference,
+                batch_size: args.batch_size,
+                median_ms: 1e3 * infer_s / batches(workload.1),
+                examples_per_sec: infer_ips,
+                gflops: None,
+            },
+        ];
+        let extra = json!({
             "epoch_seconds": history.epoch_seconds,
             "median_epoch_seconds": epoch_s,
-            "train_images_per_sec": train_ips,
-            "inference_images_per_sec": infer_ips,
-            "peak_rss_bytes": peak,
             "val_accuracy": history.val_accuracy,
             "train_images": workload.0,
             "test_images": workload.1,
-            "batch_size": args.batch_size,
             // references only for the workload they were measured on
             "references_seconds_per_epoch": if comparable {
                 REFERENCES.iter().map(|(name, s)| json!({"engine": name, "seconds_per_epoch": s})).collect::<Vec<_>>()
@@ -109,8 +122,7 @@ pub fn mnist(args: &MnistBenchArgs) -> Result<()> {
                 Vec::new()
             },
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return print_json(&bench_json("mnist", "mnist_cnn", &rows, extra));
     }
     println!(
         "MNIST CNN, {} training / {} test images, batch {}, {threads} thread(s)",

@@ -16,8 +16,8 @@ pub struct CompareArgs {
     /// Shell-style patterns or substrings (`resnet*`, `lite0`); all models when absent.
     pub patterns: Vec<String>,
     /// Images per timed forward pass.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 1, alias = "batch")]
+    pub batch_size: usize,
     /// Timed runs per model (the median is reported), after one warm-up run.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -39,11 +39,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}")).unwrap_or_default()
 }
 
-/// `convnet compare [PATTERN...]`.
+/// `convnet zoo compare [PATTERN...]`.
 pub fn compare(a: &CompareArgs) -> Result<()> {
-    if a.batch == 0 || a.runs == 0 {
-        bail!("--batch and --runs must be positive");
+    if a.batch_size == 0 || a.runs == 0 {
+        bail!("--batch-size and --runs must be positive");
     }
+    crate::limits::batch("--batch-size", a.batch_size)?;
     let mut rows = compare::compare_rows(&a.patterns);
     if rows.is_empty() {
         bail!("no model matches {:?}; `convnet models` lists all of them", a.patterns.join(" "));
@@ -58,12 +59,12 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
         for row in &mut rows {
             bar.set_message(row.name);
             row.measured =
-                Some(compare::measure(row, a.batch, a.runs).with_context(|| format!("measuring {}", row.name))?);
+                Some(compare::measure(row, a.batch_size, a.runs).with_context(|| format!("measuring {}", row.name))?);
             bar.inc(1);
         }
         bar.finish_and_clear();
     }
-    let desc = compare::latency_desc(a.batch, threads);
+    let desc = compare::latency_desc(a.batch_size, threads);
     compare::write_chart(&a.png, &rows, &desc).with_context(|| format!("writing {}", a.png.display()))?;
     if let Some(path) = &a.csv {
         std::fs::write(path, csv(&rows)).with_context(|| format!("writing {}", path.display()))?;
@@ -71,7 +72,7 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     if a.json {
         let out = serde_json::json!({
             "source": TIMM_RESULTS_CREDIT,
-            "batch": a.batch,
+            "batch_size": a.batch_size,
             "threads": threads,
             "models": rows,
         });
@@ -100,7 +101,7 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     }
     println!("top-1/top-5: {TIMM_RESULTS_CREDIT}; default tag at default input size, empty where timm publishes none");
     if !a.no_bench {
-        println!("latency: median of {} runs at batch {}, {threads} threads, random weights", a.runs, a.batch);
+        println!("latency: median of {} runs at batch {}, {threads} threads, random weights", a.runs, a.batch_size);
     }
     println!("wrote {}", a.png.display());
     if let Some(p) = &a.csv {

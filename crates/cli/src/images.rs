@@ -1,13 +1,36 @@
-//! `convnet train images` and `convnet evaluate images`: transfer learning on a folder of
+//! `convnet images train|evaluate|classify` (also spelled `convnet train images`, `convnet
+//! evaluate images`, `convnet classify`): transfer learning on a folder of
 //! photos (torchvision's ImageFolder layout), as timm's `train.py --pretrained
 //! --num-classes N` does. The recipe and the loop live in `convnet_zoo::finetune`.
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use convnet_zoo::finetune::{FineTune, OptimizerKind, SchedKind, Sidecar, evaluate_folder, open_folders};
 use convnet_zoo::{LoadOptions, ZooOpts, create_model};
 use serde_json::json;
 use std::path::PathBuf;
+
+/// `convnet images ...`.
+#[derive(Subcommand)]
+pub enum ImagesCmd {
+    /// Fine-tune (or train from scratch) a zoo model on a folder of images: transfer learning.
+    Train(TrainImagesArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a `images train` checkpoint on an
+    /// image folder.
+    Evaluate(EvaluateImagesArgs),
+    /// Top classes of photos with a zoo model and a timm checkpoint: ImageNet's, or those of an
+    /// `images train` checkpoint.
+    Classify(crate::zoo::ClassifyArgs),
+}
+
+/// Runs a `convnet images` command.
+pub fn images(cmd: &ImagesCmd) -> Result<()> {
+    match cmd {
+        ImagesCmd::Train(a) => train(a),
+        ImagesCmd::Evaluate(a) => evaluate(a),
+        ImagesCmd::Classify(a) => crate::zoo::classify(a),
+    }
+}
 
 /// `--optimizer`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -50,7 +73,7 @@ pub struct TrainImagesArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Base learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, visible_alias = "learning-rate")]
     pub lr: f64,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]

@@ -1,15 +1,67 @@
-//! `convnet train mnist`, `convnet evaluate`, `convnet predict`: the seed's
-//! Keras MNIST script as commands.
+//! `convnet mnist train|evaluate|predict` (also spelled `convnet train mnist`, `convnet
+//! evaluate`, `convnet predict`): the seed's Keras MNIST script as commands.
 
+use crate::report::{Classification, print_json};
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use convnet::data::{Mnist, load_digit_image};
 use convnet::nn::{Adam, FitOptions, Loss, Metric, Sequential, Targets};
 use convnet::{Tensor, models};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Options of `convnet train mnist`.
+/// `convnet mnist ...`.
+#[derive(Subcommand)]
+pub enum MnistCmd {
+    /// Train the classic Keras MNIST CNN (the course's first example): summary, fit with
+    /// validation, model and history plots in --out, Train and Test Accuracy.
+    Train(TrainArgs),
+    /// Loss and accuracy of a saved MNIST model on the MNIST train and test sets.
+    Evaluate(EvaluateArgs),
+    /// Classify digit images (any PNG/JPEG, converted to 28x28 grey) with a saved MNIST model.
+    Predict(PredictArgs),
+}
+
+/// Runs a `convnet mnist` command.
+pub fn mnist(cmd: &MnistCmd) -> Result<()> {
+    match cmd {
+        MnistCmd::Train(a) => train(a),
+        MnistCmd::Evaluate(a) => evaluate(&a.model, a.data.as_deref(), a.json),
+        MnistCmd::Predict(a) => predict(a),
+    }
+}
+
+/// Options of `convnet mnist evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// The saved MNIST model (.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, help = crate::data::MNIST_DATA_HELP)]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object (train/test loss and accuracy) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `convnet mnist predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The saved model (.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Digits to list per image in --json, most likely first (10: all of them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10))]
+    pub top: u16,
+    /// Print the classifications as JSON: `[{"file", "top": [{"index", "label", "probability"}]}]`.
+    #[arg(long)]
+    pub json: bool,
+    /// Images to classify.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// Options of `convnet mnist train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[arg(long, help = crate::data::MNIST_DATA_HELP)]
@@ -152,7 +204,8 @@ pub fn evaluate(model_path: &Path, data: Option<&Path>, json: bool) -> Result<()
     Ok(())
 }
 
-pub fn predict(model_path: &Path, images: &[PathBuf], json: bool) -> Result<()> {
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let (model_path, images) = (&args.model, &args.images);
     let model = load_model(model_path)?;
     if model.input_shape() != [28, 28, 1] || model.output_shape() != [10] {
         bail!(
@@ -170,16 +223,16 @@ pub fn predict(model_path: &Path, images: &[PathBuf], json: bool) -> Result<()> 
     let probs = model.predict(&x, 256)?;
     let mut results = Vec::new();
     for (path, p) in images.iter().zip(probs.data().chunks_exact(10)) {
-        let digit = p.iter().enumerate().fold(0, |best, (i, v)| if *v > p[best] { i } else { best });
-        if json {
-            results.push(json!({ "file": path, "digit": digit, "probabilities": p }));
-        } else {
+        let c = Classification::new(path, p, |i| i.to_string(), usize::from(args.top));
+        if !args.json {
+            let digit = c.best().map_or(0, |s| s.index);
             let ps: Vec<String> = p.iter().map(|v| format!("{v:.4}")).collect();
             println!("{}: {digit}  [{}]", path.display(), ps.join(", "));
         }
+        results.push(c);
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+    if args.json {
+        print_json(&results)?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! model has not heard.
 
 use crate::limits;
+use crate::report::{Classification, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use convnet::audio::{
@@ -44,7 +45,7 @@ pub struct RecipeArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Adam learning rate at the start; it decays along a cosine to 1 % of it.
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = 0.003, visible_alias = "learning-rate")]
     pub lr: f64,
     /// Seed of the weights, shuffling, dropout, augmentation and the speaker split.
     #[arg(long, default_value_t = 42)]
@@ -116,12 +117,15 @@ pub struct PredictArgs {
     /// for a model saved without its front end).
     #[arg(long)]
     pub sr: Option<u32>,
+    /// Digits to list per file in --json, most likely first (10: all of them).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10))]
+    pub top: u16,
+    /// Print the classifications as JSON: `[{"file", "top": [{"index", "label", "probability"}]}]`.
+    #[arg(long)]
+    pub json: bool,
     /// WAV files to classify.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Print a JSON list of {"file","digit","probabilities"}.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs a `sound-digit` subcommand.
@@ -570,19 +574,18 @@ fn predict(a: &PredictArgs) -> Result<()> {
         x.extend(audio::clip_features(&m, &options));
     }
     let probs = model.predict(&Tensor::from_vec(x, [a.files.len(), h, w, 1])?, 64)?;
-    let rows: Vec<&[f32]> = probs.data().chunks_exact(10).collect();
+    let list: Vec<Classification> = a
+        .files
+        .iter()
+        .zip(probs.data().chunks_exact(10))
+        .map(|(f, p)| Classification::new(f, p, |i| i.to_string(), usize::from(a.top)))
+        .collect();
     if a.json {
-        let list: Vec<_> = a
-            .files
-            .iter()
-            .zip(&rows)
-            .map(|(f, p)| json!({"file": f.display().to_string(), "digit": argmax(p), "probabilities": p}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        for (f, p) in a.files.iter().zip(&rows) {
-            let d = argmax(p);
-            println!("{}: {d} ({:.1}%)", f.display(), 100.0 * p[d]);
+        return print_json(&list);
+    }
+    for c in &list {
+        if let Some(best) = c.best() {
+            println!("{}: {} ({:.1}%)", c.file, best.index, 100.0 * best.probability);
         }
     }
     Ok(())
@@ -592,81 +595,119 @@ fn predict(a: &PredictArgs) -> Result<()> {
 #[derive(Subcommand)]
 pub enum AudioCmd {
     /// Draw the waveform of a WAV file.
-    Waveform(AudioArgs),
+    Waveform(WaveformArgs),
     /// MFCC of a WAV file as a PNG heatmap and/or a float32 .npy `[n_mfcc, frames]`.
-    Mfcc(AudioArgs),
+    Mfcc(MfccArgs),
     /// Log-mel spectrogram (dB) as a PNG heatmap and/or a float32 .npy `[n_mels, frames]`.
-    Melspec(AudioArgs),
+    Melspec(MelspecArgs),
 }
 
-/// Options shared by the `audio` subcommands (librosa's defaults).
+/// The clip every `audio` subcommand reads.
 #[derive(Args, Debug)]
-pub struct AudioArgs {
+pub struct ClipArgs {
     /// The WAV file.
     pub file: PathBuf,
-    /// Write a PNG here.
-    #[arg(long)]
-    pub png: Option<PathBuf>,
-    /// Write the features as .npy here (mfcc, melspec).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Sample rate in Hz, or `native` to keep the file's.
+    /// Sample rate in Hz the clip is resampled to, or `native` to keep the file's.
     #[arg(long, default_value = "22050")]
     pub sr: String,
-    /// MFCC coefficients per frame (mfcc).
-    #[arg(long, default_value_t = 20)]
-    pub n_mfcc: usize,
-    /// FFT window length in samples.
+}
+
+/// Options of `convnet audio waveform`.
+#[derive(Args, Debug)]
+pub struct WaveformArgs {
+    #[command(flatten)]
+    pub clip: ClipArgs,
+    /// The PNG file to write.
+    #[arg(long)]
+    pub png: PathBuf,
+}
+
+/// The frames and mel bands of `mfcc` and `melspec` (librosa's defaults), and where they go.
+#[derive(Args, Debug)]
+pub struct SpectralArgs {
+    #[command(flatten)]
+    pub clip: ClipArgs,
+    /// Write the features as a heatmap PNG to this file.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Write the features as a float32 .npy `[rows, frames]` to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// FFT window length, in samples.
     #[arg(long, default_value_t = 2048)]
     pub n_fft: usize,
     /// Samples between the starts of consecutive frames.
     #[arg(long, default_value_t = 512)]
     pub hop_length: usize,
-    /// Mel bands (melspec; mfcc is computed from them).
+    /// Mel bands (the rows of melspec; mfcc is computed from them).
     #[arg(long, default_value_t = 128)]
     pub n_mels: usize,
 }
 
+/// Options of `convnet audio mfcc`.
+#[derive(Args, Debug)]
+pub struct MfccArgs {
+    #[command(flatten)]
+    pub spectral: SpectralArgs,
+    /// MFCC coefficients per frame (the rows of the output).
+    #[arg(long, default_value_t = 20)]
+    pub n_mfcc: usize,
+}
+
+/// Options of `convnet audio melspec`.
+#[derive(Args, Debug)]
+pub struct MelspecArgs {
+    #[command(flatten)]
+    pub spectral: SpectralArgs,
+}
+
+/// `--sr`: a rate in Hz or `native`.
+fn target_rate(sr: &str) -> Result<TargetRate> {
+    if sr.eq_ignore_ascii_case("native") {
+        return Ok(TargetRate::Native);
+    }
+    let hz = sr.parse().with_context(|| format!("--sr must be a number or `native`, got {sr}"))?;
+    Ok(TargetRate::Hz(limits::sample_rate("--sr", hz)?))
+}
+
+/// The clip's file name, as a chart title.
+fn title_of(file: &Path) -> String {
+    file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Runs an `audio` subcommand.
 pub fn audio_cmd(cmd: &AudioCmd) -> Result<()> {
-    let (a, kind) = match cmd {
-        AudioCmd::Waveform(a) => (a, "waveform"),
-        AudioCmd::Mfcc(a) => (a, "mfcc"),
-        AudioCmd::Melspec(a) => (a, "melspec"),
+    let (a, n_mfcc) = match cmd {
+        AudioCmd::Waveform(w) => {
+            let clip = audio::load(&w.clip.file, target_rate(&w.clip.sr)?)?;
+            audio::save_waveform_png(&w.png, &clip, &title_of(&w.clip.file))?;
+            println!("wrote {}", w.png.display());
+            return Ok(());
+        }
+        AudioCmd::Mfcc(m) => (&m.spectral, Some(m.n_mfcc)),
+        AudioCmd::Melspec(m) => (&m.spectral, None),
     };
     if a.png.is_none() && a.out.is_none() {
         bail!("nothing to do: give --png and/or --out");
     }
-    let target = if a.sr.eq_ignore_ascii_case("native") {
-        TargetRate::Native
-    } else {
-        let sr = a.sr.parse().with_context(|| format!("--sr must be a number or `native`, got {}", a.sr))?;
-        TargetRate::Hz(limits::sample_rate("--sr", sr)?)
-    };
+    let target = target_rate(&a.clip.sr)?;
     limits::positive("--n-fft", a.n_fft, limits::MAX_N_FFT)?;
     limits::positive("--hop-length", a.hop_length, limits::MAX_N_FFT)?;
     limits::positive("--n-mels", a.n_mels, limits::MAX_MEL_BANDS)?;
-    limits::positive("--n-mfcc", a.n_mfcc, limits::MAX_MEL_BANDS)?;
-    let clip = audio::load(&a.file, target)?;
-    let title = a.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if kind == "waveform" {
-        if a.out.is_some() {
-            bail!("--out is for mfcc and melspec");
-        }
-        if let Some(png) = &a.png {
-            audio::save_waveform_png(png, &clip, &title)?;
-            println!("wrote {}", png.display());
-        }
-        return Ok(());
+    if let Some(n) = n_mfcc {
+        limits::positive("--n-mfcc", n, limits::MAX_MEL_BANDS)?;
     }
+    let clip = audio::load(&a.clip.file, target)?;
+    let title = title_of(&a.clip.file);
     let mel = MelSpectrogramConfig::new(clip.sample_rate)
         .with_stft(StftConfig::new(a.n_fft).with_hop_length(a.hop_length))
         .with_n_mels(a.n_mels);
-    let (features, rows, label) = if kind == "mfcc" {
-        let cfg = MfccConfig::new(clip.sample_rate, a.n_mfcc).with_mel(mel);
-        (MfccTransform::new(cfg)?.apply(&clip.samples)?, RowAxis::Coefficient, "MFCC")
-    } else {
-        (LogMelTransform::new(mel, DbConfig::default())?.apply(&clip.samples)?, RowAxis::MelBand, "dB")
+    let (features, rows, label) = match n_mfcc {
+        Some(n) => {
+            let cfg = MfccConfig::new(clip.sample_rate, n).with_mel(mel);
+            (MfccTransform::new(cfg)?.apply(&clip.samples)?, RowAxis::Coefficient, "MFCC")
+        }
+        None => (LogMelTransform::new(mel, DbConfig::default())?.apply(&clip.samples)?, RowAxis::MelBand, "dB"),
     };
     if let Some(png) = &a.png {
         let frame_s = a.hop_length as f64 / f64::from(clip.sample_rate);

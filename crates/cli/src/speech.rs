@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::report::{BenchRow, Classification, Phase, bench_json, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use convnet::speech::{
@@ -59,9 +60,9 @@ pub struct TrainArgs {
     /// Steps of each training phase, comma-separated (the example's 15000,3000).
     #[arg(long, value_delimiter = ',', default_value = "15000,3000")]
     pub steps: Vec<usize>,
-    /// Learning rate of each phase.
-    #[arg(long, value_delimiter = ',', default_value = "0.001,0.0001")]
-    pub learning_rate: Vec<f64>,
+    /// Learning rate of each phase, comma-separated (train.py's --learning_rate).
+    #[arg(long, value_delimiter = ',', default_value = "0.001,0.0001", visible_alias = "learning-rate")]
+    pub lr: Vec<f64>,
     /// Clips per training step.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -140,12 +141,15 @@ pub struct PredictArgs {
     /// A model written by `convnet speech train`.
     #[arg(long)]
     pub model: PathBuf,
+    /// Labels to list per file, most likely first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    pub top: u16,
+    /// Print the classifications as JSON: `[{"file", "top": [{"index", "label", "probability"}]}]`.
+    #[arg(long)]
+    pub json: bool,
     /// WAV files to classify (one word each, 1 s at 16 kHz as trained).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Print a JSON list of `{"file", "top": [{"label", "probability"}]}`.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Options of `convnet speech listen`.
@@ -319,7 +323,7 @@ fn train(a: &TrainArgs) -> Result<()> {
     let cfg = TrainConfig {
         architecture: arch,
         steps: a.steps.clone(),
-        learning_rates: a.learning_rate.clone(),
+        learning_rates: a.lr.clone(),
         batch_size: a.batch_size,
         eval_step_interval: a.eval_step_interval,
         optimizer: match a.optimizer {
@@ -433,17 +437,17 @@ fn predict(a: &PredictArgs) -> Result<()> {
             eprintln!("note: resampling input to {} Hz", model.info.front_end.sample_rate);
             said = true;
         }
-        let p = model.classify(&audio, 3)?;
-        if a.json {
-            let top: Vec<_> = p.top.iter().map(|(l, v)| json!({"label": l, "probability": v})).collect();
-            results.push(json!({"file": f.display().to_string(), "top": top}));
-        } else {
-            let top: Vec<String> = p.top.iter().map(|(l, v)| format!("{l} ({v:.3})")).collect();
-            println!("{}: {}", f.display(), top.join(", "));
+        let p = model.classify(&audio, 1)?;
+        let labels = &model.info.labels;
+        let c = Classification::new(f, &p.probabilities, |i| labels[i].clone(), usize::from(a.top));
+        if !a.json {
+            let top: Vec<String> = c.top.iter().map(|s| format!("{} ({:.3})", s.label, s.probability)).collect();
+            println!("{}: {}", c.file, top.join(", "));
         }
+        results.push(c);
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        print_json(&results)?;
     }
     Ok(())
 }
@@ -777,15 +781,33 @@ pub fn bench(a: &SpeechBenchArgs) -> Result<()> {
     let reference =
         (arch == Architecture::Conv && a.batch_size == 100 && threads == 2).then_some(TENSORFLOW_STEPS_PER_SEC);
     if a.json {
-        let v = json!({
-            "model": arch.name(), "batch": a.batch_size, "threads": threads,
-            "steps_per_sec": steps_per_sec, "batch_ms": 1e3 * batch_total / a.steps as f64,
-            "train_step_ms": 1e3 * step_total / a.steps as f64,
-            "tensorflow_steps_per_sec": reference,
-            "stream_seconds": heard.audio_seconds, "windows": heard.windows, "real_time_factor": rtf,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        // a step is batch preparation plus the update: the row times both, as steps_per_sec does
+        let mut totals: Vec<f64> = batch_s.iter().zip(&step_s).map(|(b, s)| b + s).collect();
+        totals.sort_by(f64::total_cmp);
+        let median_s = totals[totals.len() / 2];
+        let row = BenchRow {
+            phase: Phase::Training,
+            batch_size: a.batch_size,
+            median_ms: 1e3 * median_s,
+            examples_per_sec: a.batch_size as f64 / median_s,
+            gflops: None,
+        };
+        let v = bench_json(
+            "speech",
+            arch.name(),
+            &[row],
+            json!({
+                "steps": a.steps,
+                "steps_per_sec": steps_per_sec,
+                "batch_ms": 1e3 * batch_total / a.steps as f64,
+                "train_step_ms": 1e3 * step_total / a.steps as f64,
+                "tensorflow_steps_per_sec": reference,
+                "stream_seconds": heard.audio_seconds,
+                "windows": heard.windows,
+                "real_time_factor": rtf,
+            }),
+        );
+        return print_json(&v);
     }
     println!("speech commands `{}` model, batch {}, {threads} threads", arch.name(), a.batch_size);
     println!("| measure | value |\n| --- | --- |");

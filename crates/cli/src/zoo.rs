@@ -1,9 +1,12 @@
-//! The model-zoo commands: `convnet models`, `summary`, `classify`, `forward` and
-//! `bench infer`. Thin wrappers over `convnet-zoo`.
+//! The model-zoo commands: `convnet zoo models|summary|forward`, `convnet images classify`,
+//! `convnet bench infer|train` (also spelled `convnet models`, `summary`, `forward`,
+//! `classify`). Thin wrappers over `convnet-zoo`. Tensors on the command line are NCHW, as
+//! timm takes them; the engine runs NHWC inside.
 
 use crate::limits;
+use crate::report::{BenchRow, Classification, Phase, bench_json, print_json};
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use convnet::nn::summary::thousands as group_digits;
 use convnet_zoo::finetune::Sidecar;
 use convnet_zoo::npy::{nchw_to_nhwc, nhwc_to_nchw, read_npy, write_npy};
@@ -11,6 +14,29 @@ use convnet_zoo::transforms::EvalTransform;
 use convnet_zoo::{LoadOptions, Model, ZooOpts, create_model, list_models};
 use serde_json::json;
 use std::path::PathBuf;
+
+/// `convnet zoo ...`.
+#[derive(Subcommand)]
+pub enum ZooCmd {
+    /// List the model zoo: name, parameters, GMACs, input size (`convnet zoo models 'resnet*'`).
+    Models(ModelsArgs),
+    /// Layer table of a zoo model: output shapes (NCHW) and every parameter.
+    Summary(SummaryArgs),
+    /// Run a zoo model on an NCHW float32 .npy tensor and write the logits as .npy.
+    Forward(ForwardArgs),
+    /// Every zoo model side by side: size, timm's published accuracy, latency here; and the chart.
+    Compare(crate::compare::CompareArgs),
+}
+
+/// Runs a `convnet zoo` command.
+pub fn zoo(cmd: &ZooCmd) -> Result<()> {
+    match cmd {
+        ZooCmd::Models(a) => models(a),
+        ZooCmd::Summary(a) => summary(a),
+        ZooCmd::Forward(a) => forward(a),
+        ZooCmd::Compare(a) => crate::compare::compare(a),
+    }
+}
 
 /// Options of `convnet models`.
 #[derive(Args, Debug)]
@@ -77,6 +103,10 @@ pub struct SummaryArgs {
     /// Classes of the classifier.
     #[arg(long)]
     pub num_classes: Option<usize>,
+    /// Print one JSON object (`model`, `rows` of `layer`, `shape` (NCHW), `params`, the totals
+    /// and `notes`) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
@@ -113,7 +143,21 @@ fn opts(num_classes: Option<usize>) -> Result<ZooOpts> {
 pub fn summary(args: &SummaryArgs) -> Result<()> {
     let model = create_model(&args.model, opts(args.num_classes)?)?;
     let size = input_size(&model, args.input_size.as_deref())?;
-    println!("{}", model.summary(size)?);
+    let table = model.summary(size)?;
+    if args.json {
+        let rows: Vec<_> =
+            table.rows.iter().map(|r| json!({"layer": r.layer, "shape": r.shape, "params": r.params})).collect();
+        return print_json(&json!({
+            "model": table.name,
+            "input_size": size,
+            "rows": rows,
+            "total_params": table.trainable + table.non_trainable,
+            "trainable_params": table.trainable,
+            "non_trainable_params": table.non_trainable,
+            "notes": table.notes,
+        }));
+    }
+    println!("{table}");
     Ok(())
 }
 
@@ -126,10 +170,10 @@ pub struct ClassifyArgs {
     /// timm `.safetensors` checkpoint.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Classes to print per image.
-    #[arg(long, default_value_t = 5)]
-    pub top: usize,
-    /// Print JSON instead of text.
+    /// Classes to print per image, most likely first.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub top: u16,
+    /// Print the classifications as JSON: `[{"file", "top": [{"index", "label", "probability"}]}]`.
     #[arg(long)]
     pub json: bool,
     /// Run the training-time branches instead of folding them into single convs
@@ -187,22 +231,18 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         let x = transform.load(path)?;
         let probs = model.forward(&x)?.softmax()?;
         let p = probs.data();
-        let mut idx: Vec<usize> = (0..p.len()).collect();
-        idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-        let label = |i: usize| if p.len() == classes.len() { classes[i].as_str() } else { "" };
-        let top: Vec<_> =
-            idx.iter().take(args.top).map(|&i| json!({"index": i, "label": label(i), "prob": p[i]})).collect();
-        if args.json {
-            out.push(json!({"image": path.display().to_string(), "top": top}));
-        } else {
-            println!("{}", path.display());
-            for (rank, &i) in idx.iter().take(args.top).enumerate() {
-                println!("  {}. {:>4}  {:<40} {:>6.2}%", rank + 1, i, label(i), p[i] * 100.0);
+        let label = |i: usize| if p.len() == classes.len() { classes[i].clone() } else { String::new() };
+        let c = Classification::new(path, p, label, usize::from(args.top));
+        if !args.json {
+            println!("{}", c.file);
+            for (rank, s) in c.top.iter().enumerate() {
+                println!("  {}. {:>4}  {:<40} {:>6.2}%", rank + 1, s.index, s.label, s.probability * 100.0);
             }
         }
+        out.push(c);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_json(&out)?;
     }
     Ok(())
 }
@@ -219,9 +259,9 @@ pub struct ForwardArgs {
     /// Input `.npy`: float32 NCHW `[n, c, h, w]`, as timm takes it.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output `.npy`: logits `[n, classes]` (NCHW for --features).
-    #[arg(long)]
-    pub output: PathBuf,
+    /// The `.npy` file to write: logits `[n, classes]` (NCHW for --features).
+    #[arg(long, alias = "output")]
+    pub out: PathBuf,
     /// Write the unpooled features (`forward_features`) instead of logits.
     #[arg(long, conflicts_with = "pre_logits")]
     pub features: bool,
@@ -289,22 +329,22 @@ pub fn forward(args: &ForwardArgs) -> Result<()> {
         bail!("{what}: {c} channels, but {} takes {}", args.model, model.in_chans());
     }
     // fail now, not after a long forward pass
-    convnet::nn::fsio::ensure_writable_file(&args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    convnet::nn::fsio::ensure_writable_file(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     let x = convnet_zoo::Tensor::from_vec(nchw_to_nhwc(&a.data, [n, c, h, w]), [n, h, w, c])?;
     let y = if args.features {
         let f = model.forward_features(&x)?;
         let [n, h, w, c] = f.dims()[..] else { bail!("unexpected feature shape {:?}", f.dims()) };
-        write_npy(&args.output, &[n, c, h, w], &nhwc_to_nchw(f.data(), [n, h, w, c]))?;
-        eprintln!("wrote {} [{n}, {c}, {h}, {w}]", args.output.display());
+        write_npy(&args.out, &[n, c, h, w], &nhwc_to_nchw(f.data(), [n, h, w, c]))?;
+        eprintln!("wrote {} [{n}, {c}, {h}, {w}]", args.out.display());
         return Ok(());
     } else if args.pre_logits {
         model.forward_head(&model.forward_features(&x)?, true)?
     } else {
         model.forward(&x)?
     };
-    write_npy(&args.output, y.dims(), y.data())?;
-    eprintln!("wrote {} {:?}", args.output.display(), y.dims());
+    write_npy(&args.out, y.dims(), y.data())?;
+    eprintln!("wrote {} {:?}", args.out.display(), y.dims());
     Ok(())
 }
 
@@ -313,9 +353,9 @@ pub fn forward(args: &ForwardArgs) -> Result<()> {
 pub struct InferBenchArgs {
     /// Model name.
     pub model: String,
-    /// Batch sizes, comma separated.
-    #[arg(long, default_value = "1,16")]
-    pub batch: String,
+    /// Batch sizes to time, comma-separated.
+    #[arg(long, default_value = "1,16", alias = "batch")]
+    pub batch_size: String,
     /// Timed runs per batch size (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
@@ -325,8 +365,9 @@ pub struct InferBenchArgs {
     /// Input size `C,H,W` (default: the model's pretrained input size).
     #[arg(long)]
     pub input_size: Option<String>,
-    /// Print a JSON list of `{"batch", "median_ms", "images_per_sec", "gflops"}` instead of a
-    /// table (with `--layers`, an object: that list as `rows`, `peak_gflops` and `profiles`).
+    /// Print one JSON object (the benchmark shape: `rows` of `batch_size`, `median_ms`,
+    /// `examples_per_sec`, `gflops`) instead of a table; with `--layers` it also holds
+    /// `peak_gflops` and per-batch `profiles`.
     #[arg(long)]
     pub json: bool,
     /// Time the training-time branches instead of the folded inference convs (RepVGG).
@@ -338,24 +379,36 @@ pub struct InferBenchArgs {
     pub layers: bool,
 }
 
-/// `convnet bench infer MODEL --batch 1,16`: median milliseconds per batch, images per
+/// `convnet bench infer MODEL --batch-size 1,16`: median milliseconds per batch, images per
 /// second and GFLOP/s (2 x multiply-accumulates) of eval-mode inference.
 pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
     let mut model = create_model(&args.model, ZooOpts::default())?;
     let folded = if args.no_reparam { 0 } else { model.reparameterize()? };
     let size = input_size(&model, args.input_size.as_deref())?;
-    let batches = parse_list(&args.batch, "--batch")?;
+    let batches = parse_list(&args.batch_size, "--batch-size")?;
     for &b in &batches {
-        limits::batch("--batch", b)?;
+        limits::batch("--batch-size", b)?;
     }
     let rows = convnet_zoo::bench::bench_inference(&model, size, &batches, args.runs, args.warmup)?;
+    let macs = convnet_zoo::bench::count_macs(&model, size)?;
     if args.json {
-        let v: Vec<_> = rows
+        let shared: Vec<BenchRow> = rows
             .iter()
-            .map(|r| {
-                json!({"batch": r.batch, "median_ms": r.median_ms, "images_per_sec": r.images_per_sec, "gflops": r.gflops})
+            .map(|r| BenchRow {
+                phase: Phase::Inference,
+                batch_size: r.batch,
+                median_ms: r.median_ms,
+                examples_per_sec: r.images_per_sec,
+                gflops: Some(r.gflops),
             })
             .collect();
+        let mut extra = json!({
+            "input_size": size,
+            "gmacs_per_image": macs as f64 / 1e9,
+            "runs": args.runs.max(1),
+            "warmup": args.warmup,
+            "reparameterized_blocks": folded,
+        });
         if args.layers {
             let peak = convnet::tensor::profile::peak_gflops(300);
             let profiles = convnet_zoo::bench::profile_layers(&model, size, &batches, args.runs, args.warmup)?;
@@ -367,18 +420,15 @@ pub fn bench_infer(args: &InferBenchArgs) -> Result<()> {
                         .iter()
                         .map(|l| json!({"kernel": l.kernel, "layer": l.what, "flops": l.flops, "ms": l.ms}))
                         .collect();
-                    json!({"batch": p.batch, "total_ms": p.total_ms, "layers": rows})
+                    json!({"batch_size": p.batch, "total_ms": p.total_ms, "layers": rows})
                 })
                 .collect();
-            let out = json!({"rows": v, "peak_gflops": peak, "profiles": layers});
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            return Ok(());
+            extra["peak_gflops"] = json!(peak);
+            extra["profiles"] = json!(layers);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&bench_json("infer", &model.name(), &shared, extra));
     }
     let [c, h, w] = size;
-    let macs = convnet_zoo::bench::count_macs(&model, size)?;
     println!(
         "{} at {c}x{h}x{w}, {} threads, {:.3} GMACs/image, median of {} runs{}",
         model.name(),
@@ -447,8 +497,8 @@ pub struct TrainBenchArgs {
     /// Model name.
     pub model: String,
     /// Images per training step.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    #[arg(long, default_value_t = 32, alias = "batch")]
+    pub batch_size: usize,
     /// Image side in pixels (default: the model's pretrained input size).
     #[arg(long)]
     pub img_size: Option<usize>,
@@ -461,16 +511,16 @@ pub struct TrainBenchArgs {
     /// Classes of the classifier (default: the model's, usually 1000).
     #[arg(long)]
     pub num_classes: Option<usize>,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object (the benchmark shape, with the step times apart) instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-/// `convnet bench train MODEL --batch 32 --img-size 224`: images per second of full
+/// `convnet bench train MODEL --batch-size 32 --img-size 224`: images per second of full
 /// training steps (train-mode forward, label-smoothed cross-entropy, backward, AdamW) on
 /// random data, and peak memory.
 pub fn bench_train(args: &TrainBenchArgs) -> Result<()> {
-    limits::batch("--batch", args.batch)?;
+    limits::batch("--batch-size", args.batch_size)?;
     let mut model = create_model(&args.model, opts(args.num_classes)?)?;
     let size = match args.img_size {
         None => model.pretrained_cfg().input_size,
@@ -480,29 +530,31 @@ pub fn bench_train(args: &TrainBenchArgs) -> Result<()> {
     if !args.json {
         eprintln!("timing {} step(s) after {} warm-up step(s)...", args.steps, args.warmup);
     }
-    let r = convnet_zoo::bench::train_step_bench(&mut model, args.batch, size, args.steps, args.warmup)?;
+    let r = convnet_zoo::bench::train_step_bench(&mut model, args.batch_size, size, args.steps, args.warmup)?;
     let peak = crate::bench::peak_rss_bytes();
     if args.json {
-        let out = json!({
-            "model": model.name(),
-            "threads": threads,
-            "batch": r.batch,
+        let row = BenchRow {
+            phase: Phase::Training,
+            batch_size: r.batch,
+            median_ms: 1e3 * r.median_s,
+            examples_per_sec: r.images_per_s,
+            gflops: None,
+        };
+        let ms = |s: f64| 1e3 * s;
+        let extra = json!({
             "input_size": r.size,
             "num_classes": r.num_classes,
             "trainable_params": r.trainable_params,
+            "steps": r.step_s.len(),
             "warmup": args.warmup,
-            "step_seconds": r.step_s,
-            "median_s": r.median_s,
-            "min_s": r.min_s,
-            "max_s": r.max_s,
-            "images_per_sec": r.images_per_s,
-            "median_gradients_s": r.median_gradients_s,
-            "median_update_s": r.median_update_s,
+            "step_ms": r.step_s.iter().map(|&s| ms(s)).collect::<Vec<_>>(),
+            "min_ms": ms(r.min_s),
+            "max_ms": ms(r.max_s),
+            "gradients_ms": ms(r.median_gradients_s),
+            "update_ms": ms(r.median_update_s),
             "last_loss": r.last_loss,
-            "peak_rss_bytes": peak,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return print_json(&bench_json("train", &model.name(), &[row], extra));
     }
     let [c, h, w] = r.size;
     println!(

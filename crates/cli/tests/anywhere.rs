@@ -90,8 +90,9 @@ fn a_checkout_trains_and_predicts_from_the_root_folder() {
     let predicted = json_of(&run(&exe, &home, &[], &["predict", "--model", s(&model), "--json", s(&img)]), "predict");
     let rows = predicted.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{predicted}");
-    assert!(rows[0]["digit"].as_u64().unwrap() < 10, "{predicted}");
-    let p: f64 = rows[0]["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+    let top = rows[0]["top"].as_array().unwrap();
+    assert!(top[0]["index"].as_u64().unwrap() < 10, "{predicted}");
+    let p: f64 = top.iter().map(|v| v["probability"].as_f64().unwrap()).sum();
     assert!((p - 1.0).abs() < 1e-4, "{predicted}");
 }
 
@@ -156,12 +157,12 @@ fn every_json_output_is_one_document() {
     assert!(models.as_array().unwrap().iter().any(|m| m["name"] == "lenet5"), "{models}");
 
     let bench = json_of(
-        &run(exe, home.path(), &[], &["bench", "infer", "lenet5", "--batch", "1", "--runs", "1", "--json"]),
+        &run(exe, home.path(), &[], &["bench", "infer", "lenet5", "--batch-size", "1", "--runs", "1", "--json"]),
         "bench infer",
     );
-    let row = &bench.as_array().unwrap()[0];
-    assert_eq!(row["batch"], 1, "{bench}");
-    for key in ["median_ms", "images_per_sec", "gflops"] {
+    let row = &bench["rows"][0];
+    assert_eq!(row["batch_size"], 1, "{bench}");
+    for key in ["median_ms", "examples_per_sec", "gflops"] {
         assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
     }
 

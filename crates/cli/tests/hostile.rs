@@ -2,6 +2,9 @@
 //! one-line error (or a quiet exit), never a panic, an abort, a hang, a silent wrong answer or
 //! a half-written file. Every input is a small file generated in a temporary folder.
 
+mod common;
+
+use common::tiny_mnist;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -80,33 +83,6 @@ fn tone_wav(path: &Path, rate: u32) {
         .flat_map(|i| (((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16).to_le_bytes())
         .collect();
     std::fs::write(path, wav_bytes(1, rate, 16, &data)).unwrap();
-}
-
-/// A tiny MNIST folder (raw IDX files): `n_train` and `n_test` 28x28 images of noise.
-fn tiny_mnist(dir: &Path, n_train: u32, n_test: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut seed = 7u32;
-    let mut next = move || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (seed >> 24) as u8
-    };
-    for (images, labels, n) in [
-        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", n_train),
-        ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", n_test),
-    ] {
-        let mut b = Vec::new();
-        for v in [0x803u32, n, 28, 28] {
-            b.extend_from_slice(&v.to_be_bytes());
-        }
-        b.extend((0..n * 784).map(|_| next()));
-        std::fs::write(dir.join(images), b).unwrap();
-        let mut l = Vec::new();
-        for v in [0x801u32, n] {
-            l.extend_from_slice(&v.to_be_bytes());
-        }
-        l.extend((0..n).map(|i| (i % 10) as u8));
-        std::fs::write(dir.join(labels), l).unwrap();
-    }
 }
 
 fn mnist_model(path: &Path) {

@@ -275,6 +275,33 @@ impl Params {
         self.iter().filter(|(_, e)| under(&e.key, prefix)).map(|(_, e)| e.value.numel()).sum()
     }
 
+    /// Every value of the store, buffers included, counted once under one of `owners`
+    /// (module paths, as a summary's rows): under the longest owner whose path holds the key
+    /// (the first of equal paths), so nested rows do not count their children twice; a key
+    /// under no owner (a stem's `bn1` beside the `conv1` row) goes to the owner of the key
+    /// created before it. The counts add up to the store's total.
+    pub fn counts_by_owner(&self, owners: &[&str]) -> Vec<usize> {
+        let mut counts = vec![0; owners.len()];
+        if owners.is_empty() {
+            return counts;
+        }
+        let mut previous = 0;
+        for (_, e) in self.iter() {
+            let owner = owners
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.is_empty() && under(&e.key, p))
+                .fold(None, |best: Option<(usize, usize)>, (i, p)| match best {
+                    Some((_, len)) if len >= p.len() => best,
+                    _ => Some((i, p.len())),
+                })
+                .map_or(previous, |(i, _)| i);
+            counts[owner] += e.value.numel();
+            previous = owner;
+        }
+        counts
+    }
+
     /// Makes the parameter `id` trainable (an autograd variable the optimizer updates) or
     /// frozen (a constant; a frozen batch norm normalises with its running statistics).
     /// Buffers (`running_mean`, integer counters) are never trainable: `trainable` is ignored
@@ -563,5 +590,27 @@ mod tests {
         p.remove_prefix("fc");
         assert_eq!(p.len(), 1);
         assert_eq!(p.param_count(), 0);
+    }
+
+    /// A summary's rows count every value once: `bn1` (no row of its own) goes to `conv1`'s
+    /// row, created just before it; `stage.0.block` is counted by its own row, not again by
+    /// the enclosing `stage.0`.
+    #[test]
+    fn counts_by_owner_count_every_value_once() {
+        let mut p = Params::new();
+        for (key, n, trainable) in [
+            ("conv1.weight", 27, true),
+            ("bn1.weight", 3, true),
+            ("bn1.running_var", 3, false),
+            ("stage.0.block.weight", 10, true),
+            ("stage.0.down.weight", 5, true),
+            ("fc.weight", 7, true),
+        ] {
+            p.insert(key.into(), Tensor::zeros([n]), Layout::Plain, trainable, false);
+        }
+        let counts = p.counts_by_owner(&["conv1", "stage.0.block", "stage.0", "fc"]);
+        assert_eq!(counts, vec![33, 10, 5, 7]);
+        assert_eq!(counts.iter().sum::<usize>(), p.iter().map(|(_, e)| e.value().numel()).sum::<usize>());
+        assert_eq!(p.counts_by_owner(&[]), Vec::<usize>::new());
     }
 }

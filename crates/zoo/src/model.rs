@@ -220,18 +220,20 @@ impl Model {
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
-        match *x.dims() {
-            [_, h, w, c] if c == self.in_chans && h > 0 && w > 0 => Ok(()),
-            _ => Err(ZooError::arg(
-                "input",
-                format!(
-                    "{} takes NHWC images [n, h, w, {}], got {:?} (NCHW arrays, as timm takes them, need a transpose)",
-                    self.arch,
-                    self.in_chans,
-                    x.dims()
-                ),
-            )),
-        }
+        let why = match *x.dims() {
+            [_, h, w, c] if c == self.in_chans && h > 0 && w > 0 => return Ok(()),
+            // channels where NCHW has them and not where NHWC does: the layout is what is wrong
+            [_, c, _, w] if c == self.in_chans && w != self.in_chans => {
+                "this looks like an NCHW array, as timm takes them: transpose it to NHWC".to_string()
+            }
+            [_, _, _, c] if c != self.in_chans => format!("{c} channels, but the model takes {}", self.in_chans),
+            [_, _, _, _] => "an empty image".to_string(),
+            _ => "not a batch of images".to_string(),
+        };
+        Err(ZooError::arg(
+            "input",
+            format!("{} takes NHWC images [n, h, w, {}], got {:?}: {why}", self.arch, self.in_chans, x.dims()),
+        ))
     }
 
     /// Features before pooling, eval mode: `[n, h, w, in_chans] -> [n, h', w', num_features]`.
@@ -402,25 +404,35 @@ impl Model {
     }
 
     /// Traces one image of `[c, h, w]` through the model: each module's output shape and
-    /// parameters, and the multiply-accumulates of the whole pass, as the one summary
-    /// table of convnet (Keras' layout; shapes NHWC after the batch axis).
+    /// values, and the multiply-accumulates of the whole pass, as the one summary table of
+    /// convnet (Keras' table). Shapes are NCHW after the batch axis, as timm prints them and
+    /// as the command line takes tensors (the engine runs NHWC inside); every value of the
+    /// state dict, running statistics included, is counted in exactly one row, so the rows add
+    /// up to the total ([`Params::counts_by_owner`]).
     pub fn summary(&self, input_size: [usize; 3]) -> Result<SummaryTable> {
         let [c, h, w] = input_size;
         let x = Tensor::zeros([1, h, w, c]);
         let cx = Cx::new(&self.params, Mode::Eval, 0).tracing();
         let y = self.forward_with(&cx, &x)?;
-        let rows = cx
-            .take_trace()
-            .into_iter()
-            .map(|r| SummaryRow {
+        let trace = cx.take_trace();
+        let paths: Vec<&str> = trace.iter().map(|r| r.path.as_str()).collect();
+        let counts = self.params.counts_by_owner(&paths);
+        let rows = trace
+            .iter()
+            .zip(counts)
+            .map(|(r, params)| SummaryRow {
                 layer: format!("{} ({})", r.path, r.kind),
-                shape: r.shape[1..].to_vec(),
-                params: self.params.count_under(&r.path),
+                shape: nchw(&r.shape[1..]),
+                params,
             })
             .collect();
         let mut table = SummaryTable::of(self, self.name(), rows);
         let macs = cx.macs();
-        table.notes.push(format!("Input: (None, {h}, {w}, {c}), output: {:?} (NHWC)", y.dims()));
+        let out: Vec<String> = nchw(&y.dims()[1..]).iter().map(|d| d.to_string()).collect();
+        table.notes.push(format!(
+            "Shapes are NCHW, as timm prints them: input (None, {c}, {h}, {w}), output (None, {})",
+            out.join(", ")
+        ));
         table.notes.push(if macs >= 10_000_000 {
             format!("GMACs: {:.3}", macs as f64 / 1e9)
         } else {
@@ -435,6 +447,14 @@ impl Model {
         let cx = Cx::new(&self.params, Mode::Eval, 0);
         self.forward_with(&cx, &Tensor::zeros([1, h, w, c]))?;
         Ok(cx.macs() as f64 / 1e9)
+    }
+}
+
+/// A per-sample NHWC shape `[h, w, c]` as NCHW `[c, h, w]`; other ranks as they are.
+fn nchw(shape: &[usize]) -> Vec<usize> {
+    match *shape {
+        [h, w, c] => vec![c, h, w],
+        _ => shape.to_vec(),
     }
 }
 

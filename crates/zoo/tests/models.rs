@@ -19,6 +19,29 @@ fn classic_counts_equal_torchvision_and_lecun() {
     assert_eq!(count("lenet5"), 61_706);
 }
 
+/// `summary` counts every value of the state dict once (a stem's batch norm, which has no row
+/// of its own, included; nested rows without double counting), shows NCHW shapes and says so.
+#[test]
+fn summary_rows_add_up_to_the_total_and_shapes_are_nchw() {
+    for (name, size, first_shape) in [
+        ("resnet18", [3, 64, 64], "(None, 64, 32, 32)"),
+        ("efficientnet_b0", [3, 64, 64], "(None, 32, 32, 32)"),
+        ("convnext_atto", [3, 64, 64], "(None, 40, 16, 16)"),
+        ("mobilenetv3_small_050", [3, 64, 64], "(None, 16, 32, 32)"),
+    ] {
+        let m = create_model(name, ZooOpts::default()).unwrap();
+        let table = m.summary(size).unwrap();
+        let rows: usize = table.rows.iter().map(|r| r.params).sum();
+        assert_eq!(rows, table.trainable + table.non_trainable, "{name}: rows and total differ\n{table}");
+        let all: usize = m.params().iter().map(|(_, e)| e.value().numel()).sum();
+        assert_eq!(rows, all, "{name}");
+        let text = table.to_string();
+        assert!(text.contains(first_shape), "{name}: no {first_shape}\n{text}");
+        assert!(text.contains("Shapes are NCHW, as timm prints them: input (None, 3, 64, 64)"), "{text}");
+        assert!(text.starts_with(&format!("Model: \"{}\"\n┏", m.name())), "Keras' table\n{text}");
+    }
+}
+
 #[test]
 fn heads_features_and_reset_classifier() {
     let mut m = create_model("resnet18", ZooOpts::new().with_num_classes(10)).unwrap();
@@ -37,7 +60,10 @@ fn heads_features_and_reset_classifier() {
     assert!(m.params().by_key("fc.weight").is_none());
     // wrong layout is a typed error naming the fix
     let err = m.forward(&Tensor::zeros([1, 3, 32, 32])).unwrap_err();
-    assert!(err.to_string().contains("NHWC"), "{err}");
+    assert!(err.to_string().contains("NHWC") && err.to_string().contains("transpose"), "{err}");
+    // a wrong channel count in the right layout says so, and asks for no transpose
+    let err = m.forward(&Tensor::zeros([1, 32, 32, 1])).unwrap_err().to_string();
+    assert!(err.contains("1 channels, but the model takes 3") && !err.contains("transpose"), "{err}");
 }
 
 #[test]
