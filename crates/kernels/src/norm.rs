@@ -146,7 +146,7 @@ pub fn normalise(x: &[f32], a: &Affine<'_>) -> Vec<f32> {
             for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
                 for j in 0..c {
                     let o = (xr[j] - a.mean[j]) * a.inv_std[j] * a.gamma[j] + a.beta[j];
-                    yr[j].write(if a.relu && !(o > 0.0) { 0.0 } else { o });
+                    yr[j].write(if a.relu && (o <= 0.0 || o.is_nan()) { 0.0 } else { o });
                 }
             }
         })
