@@ -54,4 +54,6 @@ pub use stft::{ComplexSpectrogram, PadMode, StftConfig, StftPlan, StftScratch, h
 pub use tf::{
     TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc, tf_mfcc_from_spectrogram,
 };
-pub use wav::{Audio, LIBROSA_DEFAULT_SR, TargetRate, Wav, WavInfo, WavSampleFormat, decode_wav, load, read_wav};
+pub use wav::{
+    Audio, LIBROSA_DEFAULT_SR, TargetRate, Wav, WavInfo, WavSampleFormat, decode_wav, load, load_bytes, read_wav,
+};

@@ -38,6 +38,6 @@ pub use recognize::{
 };
 pub use speech_model::{Prediction, SpeechModel, SpeechModelInfo};
 pub use split::{Split, SplitLists, which_set};
-pub use stream_test::{StreamOptions, make_stream, read_truth, write_truth, write_wav};
+pub use stream_test::{StreamOptions, make_stream, parse_truth, read_truth, write_truth, write_wav};
 pub use train::{Confusion, EvalPoint, OptimizerKind, TrainConfig, TrainEvent, TrainOutcome, evaluate, train};
 pub use tune::{TuneOptions, TunedRecognizer, tune_recognizer};

@@ -89,7 +89,14 @@ impl SpeechModel {
     /// Loads a model written by [`SpeechModel::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<SpeechModel> {
         let path = path.as_ref();
-        let (model, metadata) = Sequential::load_with_metadata(path)?;
+        let bytes = std::fs::read(path).map_err(|source| SpeechError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// [`SpeechModel::load`] from the bytes of a model file already in memory; `path` only
+    /// names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<SpeechModel> {
+        let (model, metadata) = Sequential::from_bytes_with_metadata(bytes, path)?;
         let bad = |reason: String| SpeechError::BadModel { path: path.to_path_buf(), reason };
         let json = metadata
             .get(INFO_KEY)
