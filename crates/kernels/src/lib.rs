@@ -25,7 +25,8 @@
 //! * [`layer_norm`]: layer norm over the last axis, forward and backward, rows in
 //!   parallel bands.
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
-//!   and uninitialised output vectors.
+//!   and uninitialised output vectors; [`alloc_cap`]: a size-capped global
+//!   allocator for the fuzz tests.
 //!
 //! Fast paths are chosen at run time (`is_x86_feature_detected!`); setting
 //! `CONVNET_NO_SIMD` forces the portable paths (for tests). Every parallel
@@ -35,6 +36,7 @@
 //! whose blocking follows the thread count).
 
 pub mod alloc;
+pub mod alloc_cap;
 pub mod conv;
 #[cfg(target_arch = "x86_64")]
 mod conv_fast;
