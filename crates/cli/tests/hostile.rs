@@ -398,6 +398,51 @@ fn an_unwritable_out_folder_is_refused_before_training() {
     fails(&["speech", "train", "--data", s(&wav_dir), "--out", s(&out)], &["--out", "blocker"]);
 }
 
+/// Outputs replace the destination by renaming a finished file over it, never by writing into
+/// it: a hard link to the previous file keeps the previous bytes (an in-place write, which a
+/// full disk leaves half done, would change them too).
+#[test]
+fn outputs_replace_the_previous_file_instead_of_writing_into_it() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("tone.wav");
+    tone_wav(&wav, 8000);
+    let x = d.path().join("x.npy");
+    convnet_zoo::npy::write_npy(&x, &[1, 1, 32, 32], &vec![0.5; 32 * 32]).unwrap();
+    let out = |name: &str| d.path().join(name);
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("y.npy", vec!["forward", "--model", "lenet5", "--input", s(&x), "--output"]),
+        ("mfcc.npy", vec!["audio", "mfcc", s(&wav), "--out"]),
+        ("wave.png", vec!["audio", "waveform", s(&wav), "--png"]),
+        ("table.csv", vec!["compare", "lenet5", "--no-bench", "--png", s(&out("c.png")), "--csv"]),
+    ];
+    for (name, args) in cases {
+        let dest = out(name);
+        std::fs::write(&dest, b"previous").unwrap();
+        let keep = out(&format!("{name}.link"));
+        std::fs::hard_link(&dest, &keep).unwrap();
+        let mut args = args.clone();
+        args.push(s(&dest));
+        ok(&args);
+        assert_eq!(std::fs::read(&keep).unwrap(), b"previous", "{name} was written in place");
+        assert_ne!(std::fs::read(&dest).unwrap(), b"previous", "{name} was not written");
+        assert_eq!(temp_files(d.path(), ".tmp-"), Vec::<PathBuf>::new());
+    }
+}
+
+/// `compare` checks where its chart and table go before it spends minutes measuring.
+#[test]
+fn compare_checks_its_outputs_before_measuring() {
+    let d = tempfile::tempdir().unwrap();
+    let blocker = d.path().join("blocker");
+    std::fs::write(&blocker, b"a file, not a folder").unwrap();
+    let csv = blocker.join("table.csv");
+    let png = d.path().join("c.png");
+    let r = run(&["compare", "lenet5", "--runs", "1", "--png", s(&png), "--csv", s(&csv)]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("blocker") && !r.stderr.contains("measuring"), "{}", r.stderr);
+    assert!(!png.exists(), "the chart was written before the table's folder was checked");
+}
+
 /// Temporary files in `dir` whose name contains `what` (`.tmp-` for all of them).
 fn temp_files(dir: &Path, what: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
