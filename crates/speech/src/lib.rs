@@ -30,7 +30,7 @@ pub use dataset::{
     SpeechCommands, TENSORFLOW_SEED, UNKNOWN_LABEL, labels_for,
 };
 pub use error::{Result, SpeechError};
-pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd};
+pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd, MAX_CLIP_MS};
 pub use models::{Architecture, create_model};
 pub use recognize::{
     Detection, Listening, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord, WindowScores,

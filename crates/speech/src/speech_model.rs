@@ -61,7 +61,6 @@ pub struct Prediction {
 impl SpeechModel {
     /// Wraps a network. Errors when the network's input or output does not fit `info`.
     pub fn new(model: Sequential, info: SpeechModelInfo) -> Result<SpeechModel> {
-        let transform = info.front_end.transform()?;
         let bad = |reason: String| SpeechError::options(reason);
         if model.input_shape() != info.front_end.input_shape() {
             return Err(bad(format!(
@@ -77,6 +76,19 @@ impl SpeechModel {
                 info.labels.len()
             )));
         }
+        if let Some(norm) = &info.feature_norm {
+            let bins = info.front_end.feature_bin_count;
+            let usable = |v: &[f32], min: f32| v.len() == bins && v.iter().all(|x| x.is_finite() && *x >= min);
+            if !usable(&norm.mean, f32::MIN) || !usable(&norm.std, 1e-6) {
+                return Err(bad(format!(
+                    "the feature standardisation needs {bins} finite means and positive deviations; it has {} and {}",
+                    norm.mean.len(),
+                    norm.std.len()
+                )));
+            }
+        }
+        // planned last: the shapes above are cheap to compare, the transform allocates
+        let transform = info.front_end.transform()?;
         Ok(SpeechModel { model, info, transform })
     }
 
