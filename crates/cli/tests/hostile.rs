@@ -429,6 +429,90 @@ fn outputs_replace_the_previous_file_instead_of_writing_into_it() {
     }
 }
 
+/// A tiny Speech Commands folder: two one-second clips of each default word (the second in
+/// the test split), a noise file.
+fn tiny_speech_commands(dir: &Path) {
+    let words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"];
+    let mut testing = String::new();
+    for (w, word) in words.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(word)).unwrap();
+        for n in 0..2 {
+            let rate = 16000;
+            let f = 200.0 + 50.0 * w as f32 + 20.0 * n as f32;
+            let data: Vec<u8> = (0..rate)
+                .flat_map(|i| {
+                    ((((i as f32) * f * std::f32::consts::TAU / 16000.0).sin() * 8000.0) as i16).to_le_bytes()
+                })
+                .collect();
+            let name = format!("{word}/{:08x}_nohash_0.wav", 16 * w + n);
+            std::fs::write(dir.join(&name), wav_bytes(1, rate, 16, &data)).unwrap();
+            if n == 1 {
+                testing.push_str(&format!("{name}\n"));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("_background_noise_")).unwrap();
+    let noise: Vec<u8> =
+        (0..32000u32).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) as i16 - 2048).to_le_bytes()).collect();
+    std::fs::write(dir.join("_background_noise_/noise.wav"), wav_bytes(1, 16000, 16, &noise)).unwrap();
+    std::fs::write(dir.join("testing_list.txt"), testing).unwrap();
+    std::fs::write(dir.join("validation_list.txt"), "yes/00000000_nohash_0.wav\n").unwrap();
+}
+
+/// `speech make-stream`'s WAV and word list and `speech listen --scores` replace their files as
+/// the other outputs do, and `bench speech --json` prints JSON only (it used to print the data
+/// set's summary line first).
+#[test]
+fn speech_outputs_replace_their_files_and_bench_json_is_json() {
+    use convnet::speech::{Architecture, FrontEnd, SpeechModel, SpeechModelInfo};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("speech");
+    tiny_speech_commands(&data);
+    let r = ok(&["bench", "speech", "--data", s(&data), "--model", "tiny_conv", "--steps", "1", "--batch-size", "2"]
+        .into_iter()
+        .chain(["--stream-seconds", "2", "--json"])
+        .collect::<Vec<_>>());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("bench speech --json prints JSON only");
+    assert!(v["steps_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    let keep = |dest: &Path| {
+        std::fs::write(dest, b"previous").unwrap();
+        let link = dest.with_extension("link");
+        std::fs::hard_link(dest, &link).unwrap();
+        link
+    };
+    let check = |dest: &Path, link: &Path| {
+        assert_eq!(std::fs::read(link).unwrap(), b"previous", "{} was written in place", dest.display());
+        assert_ne!(std::fs::read(dest).unwrap(), b"previous", "{} was not written", dest.display());
+    };
+    let long = d.path().join("long.wav");
+    let list = d.path().join("long.txt");
+    let (long_link, list_link) = (keep(&long), keep(&list));
+    ok(&["speech", "make-stream", "--data", s(&data), "--out", s(&long)]);
+    check(&long, &long_link);
+    check(&list, &list_link);
+    // an untrained keyword model of the default front end: listen only needs its scores
+    let front_end = FrontEnd::default();
+    let mut net = convnet::nn::Sequential::new(front_end.input_shape());
+    net.add(convnet::nn::FlattenConfig::new()).unwrap();
+    net.add(convnet::nn::DenseConfig::new(3).with_activation(convnet::Activation::Softmax)).unwrap();
+    let info = SpeechModelInfo {
+        architecture: Architecture::SingleFc,
+        labels: vec!["_silence_".into(), "_unknown_".into(), "yes".into()],
+        front_end,
+        trained_steps: 0,
+        validation_accuracy: None,
+        feature_norm: None,
+        recognizer: None,
+    };
+    let model = d.path().join("kws.safetensors");
+    SpeechModel::new(net, info).unwrap().save(&model).unwrap();
+    let scores = d.path().join("scores.csv");
+    let scores_link = keep(&scores);
+    ok(&["speech", "listen", "--model", s(&model), s(&long), "--scores", s(&scores)]);
+    check(&scores, &scores_link);
+    assert_eq!(temp_files(d.path(), ".tmp-"), Vec::<PathBuf>::new());
+}
+
 /// `compare` checks where its chart and table go before it spends minutes measuring.
 #[test]
 fn compare_checks_its_outputs_before_measuring() {
