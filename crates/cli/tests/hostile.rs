@@ -409,11 +409,12 @@ fn outputs_replace_the_previous_file_instead_of_writing_into_it() {
     let x = d.path().join("x.npy");
     convnet_zoo::npy::write_npy(&x, &[1, 1, 32, 32], &vec![0.5; 32 * 32]).unwrap();
     let out = |name: &str| d.path().join(name);
+    let chart = out("c.png");
     let cases: [(&str, Vec<&str>); 4] = [
         ("y.npy", vec!["forward", "--model", "lenet5", "--input", s(&x), "--output"]),
         ("mfcc.npy", vec!["audio", "mfcc", s(&wav), "--out"]),
         ("wave.png", vec!["audio", "waveform", s(&wav), "--png"]),
-        ("table.csv", vec!["compare", "lenet5", "--no-bench", "--png", s(&out("c.png")), "--csv"]),
+        ("table.csv", vec!["compare", "mobilenetv3_small_050", "--no-bench", "--png", s(&chart), "--csv"]),
     ];
     for (name, args) in cases {
         let dest = out(name);
@@ -476,7 +477,7 @@ fn speech_outputs_replace_their_files_and_bench_json_is_json() {
     assert!(v["steps_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{v}");
     let keep = |dest: &Path| {
         std::fs::write(dest, b"previous").unwrap();
-        let link = dest.with_extension("link");
+        let link = PathBuf::from(format!("{}.link", dest.display()));
         std::fs::hard_link(dest, &link).unwrap();
         link
     };
@@ -521,7 +522,8 @@ fn compare_checks_its_outputs_before_measuring() {
     std::fs::write(&blocker, b"a file, not a folder").unwrap();
     let csv = blocker.join("table.csv");
     let png = d.path().join("c.png");
-    let r = run(&["compare", "lenet5", "--runs", "1", "--png", s(&png), "--csv", s(&csv)]);
+    // a model with a published top-1, so that the old order wrote its chart before failing
+    let r = run(&["compare", "mobilenetv3_small_050", "--runs", "1", "--png", s(&png), "--csv", s(&csv)]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("blocker") && !r.stderr.contains("measuring"), "{}", r.stderr);
     assert!(!png.exists(), "the chart was written before the table's folder was checked");
