@@ -11,7 +11,9 @@
 //! fields, non-finite float samples), which byte flips rarely reach. Each input must come back
 //! (Ok or a typed error) without panicking and without asking for more than 1 GiB in one
 //! allocation: the global allocator ([`CappedAlloc`]) refuses such a request, which aborts the
-//! test binary with "memory allocation of N bytes failed" after saving the input.
+//! test binary with "memory allocation of N bytes failed" after saving the input. The slowest
+//! input of each target is timed again at the end and must take under a second: a few hundred
+//! bytes that cost seconds are a hang waiting for a bigger file.
 //!
 //! A normal `cargo test` runs a few thousand inputs per target with a fixed seed (seconds).
 //! The long run, every target for a million inputs or ten minutes, whichever comes first, one
