@@ -276,7 +276,7 @@ fn mutate_safetensors(b: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
         },
     }
     let mut header = v.to_string().into_bytes();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
