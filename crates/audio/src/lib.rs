@@ -52,6 +52,9 @@ pub use spoken_digits::{
 };
 pub use stft::{ComplexSpectrogram, PadMode, StftConfig, StftPlan, StftScratch, hann_window, power_spectrogram, stft};
 pub use tf::{
-    TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc, tf_mfcc_from_spectrogram,
+    MAX_TF_CHANNELS, MAX_TF_WINDOW, TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, tf_audio_spectrogram, tf_mfcc,
+    tf_mfcc_from_spectrogram,
 };
-pub use wav::{Audio, LIBROSA_DEFAULT_SR, TargetRate, Wav, WavInfo, WavSampleFormat, decode_wav, load, read_wav};
+pub use wav::{
+    Audio, LIBROSA_DEFAULT_SR, TargetRate, Wav, WavInfo, WavSampleFormat, decode_wav, load, load_bytes, read_wav,
+};

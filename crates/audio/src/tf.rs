@@ -26,6 +26,12 @@ use crate::error::{AudioError, Result};
 use crate::features::{Features, Transform};
 use crate::stft::hann_window;
 
+/// Largest window (and so FFT) in samples: 2^16, four seconds at 16 kHz. A front end read
+/// from a model file may declare any window; planning a bigger FFT is refused, not allocated.
+pub const MAX_TF_WINDOW: usize = 1 << 16;
+/// Most mel filterbank channels (and so MFCC coefficients).
+pub const MAX_TF_CHANNELS: usize = 1024;
+
 /// `AudioSpectrogram` attributes, with the speech-commands values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TfSpectrogramConfig {
@@ -57,9 +63,9 @@ impl TfSpectrogramConfig {
     /// Frames for `n` samples. Errors: [`AudioError::InvalidConfig`] for a window below 2 or a
     /// zero stride; [`AudioError::TooShort`] if `n < window_size`.
     pub fn frames(&self, n: usize) -> Result<usize> {
-        if self.window_size < 2 || self.stride == 0 {
+        if self.window_size < 2 || self.window_size > MAX_TF_WINDOW || self.stride == 0 {
             return Err(AudioError::config(format!(
-                "AudioSpectrogram needs window_size >= 2 and stride >= 1; got {} and {}",
+                "AudioSpectrogram needs window_size in 2..={MAX_TF_WINDOW} and stride >= 1; got {} and {}",
                 self.window_size, self.stride
             )));
         }
@@ -147,8 +153,8 @@ struct TfMelFilterbank {
 impl TfMelFilterbank {
     fn new(input_length: usize, sample_rate: f64, channels: usize, lower: f64, upper: f64) -> Result<Self> {
         let bad = |reason: String| Err(AudioError::config(reason));
-        if channels < 1 {
-            return bad("filterbank_channel_count must be >= 1".into());
+        if !(1..=MAX_TF_CHANNELS).contains(&channels) {
+            return bad(format!("filterbank_channel_count is {channels}; it must be in 1..={MAX_TF_CHANNELS}"));
         }
         if sample_rate.is_nan() || sample_rate <= 0.0 || input_length < 2 {
             return bad(format!(

@@ -104,7 +104,14 @@ impl Audio {
 /// [`AudioError::TooLarge`], [`AudioError::Resample`].
 pub fn load(path: impl AsRef<Path>, target: TargetRate) -> Result<Audio> {
     let path = path.as_ref();
-    let wav = read_wav(path)?;
+    let bytes = std::fs::read(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
+    load_bytes(&bytes, path, target)
+}
+
+/// [`load`] from the bytes of a WAV file already in memory; `path` only names them in errors.
+/// The file loader runs this, so the fuzz test covers it.
+pub fn load_bytes(bytes: &[u8], path: &Path, target: TargetRate) -> Result<Audio> {
+    let wav = decode_wav(bytes, path)?;
     let mono = wav.to_mono();
     let native = wav.info.sample_rate;
     match target {

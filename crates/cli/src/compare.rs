@@ -49,6 +49,10 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     if rows.is_empty() {
         bail!("no model matches {:?}; `convnet models` lists all of them", a.patterns.join(" "));
     }
+    // the outputs are checked before minutes of measuring, not after
+    for path in std::iter::once(&a.png).chain(&a.csv) {
+        convnet::nn::fsio::ensure_writable_file(path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let threads = rayon::current_num_threads();
     if !a.no_bench {
         let bar = ProgressBar::new(rows.len() as u64);
@@ -67,7 +71,8 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     let desc = compare::latency_desc(a.batch_size, threads);
     compare::write_chart(&a.png, &rows, &desc).with_context(|| format!("writing {}", a.png.display()))?;
     if let Some(path) = &a.csv {
-        std::fs::write(path, csv(&rows)).with_context(|| format!("writing {}", path.display()))?;
+        convnet::nn::fsio::write_file_atomic(path, csv(&rows).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
         let out = serde_json::json!({

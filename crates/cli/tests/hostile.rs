@@ -374,6 +374,137 @@ fn an_unwritable_out_folder_is_refused_before_training() {
     fails(&["speech", "train", "--data", s(&wav_dir), "--out", s(&out)], &["--out", "blocker"]);
 }
 
+/// Outputs replace the destination by renaming a finished file over it, never by writing into
+/// it: a hard link to the previous file keeps the previous bytes (an in-place write, which a
+/// full disk leaves half done, would change them too).
+#[test]
+fn outputs_replace_the_previous_file_instead_of_writing_into_it() {
+    let d = tempfile::tempdir().unwrap();
+    let wav = d.path().join("tone.wav");
+    tone_wav(&wav, 8000);
+    let x = d.path().join("x.npy");
+    convnet_zoo::npy::write_npy(&x, &[1, 1, 32, 32], &vec![0.5; 32 * 32]).unwrap();
+    let out = |name: &str| d.path().join(name);
+    let chart = out("c.png");
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("y.npy", vec!["forward", "--model", "lenet5", "--input", s(&x), "--output"]),
+        ("mfcc.npy", vec!["audio", "mfcc", s(&wav), "--out"]),
+        ("wave.png", vec!["audio", "waveform", s(&wav), "--png"]),
+        ("table.csv", vec!["compare", "mobilenetv3_small_050", "--no-bench", "--png", s(&chart), "--csv"]),
+    ];
+    for (name, args) in cases {
+        let dest = out(name);
+        std::fs::write(&dest, b"previous").unwrap();
+        let keep = out(&format!("{name}.link"));
+        std::fs::hard_link(&dest, &keep).unwrap();
+        let mut args = args.clone();
+        args.push(s(&dest));
+        ok(&args);
+        assert_eq!(std::fs::read(&keep).unwrap(), b"previous", "{name} was written in place");
+        assert_ne!(std::fs::read(&dest).unwrap(), b"previous", "{name} was not written");
+        assert_eq!(temp_files(d.path(), ".tmp-"), Vec::<PathBuf>::new());
+    }
+}
+
+/// A tiny Speech Commands folder: two one-second clips of each default word (the second in
+/// the test split), a noise file.
+fn tiny_speech_commands(dir: &Path) {
+    let words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"];
+    let mut testing = String::new();
+    for (w, word) in words.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(word)).unwrap();
+        for n in 0..2 {
+            let rate = 16000;
+            let f = 200.0 + 50.0 * w as f32 + 20.0 * n as f32;
+            let data: Vec<u8> = (0..rate)
+                .flat_map(|i| {
+                    ((((i as f32) * f * std::f32::consts::TAU / 16000.0).sin() * 8000.0) as i16).to_le_bytes()
+                })
+                .collect();
+            let name = format!("{word}/{:08x}_nohash_0.wav", 16 * w + n);
+            std::fs::write(dir.join(&name), wav_bytes(1, rate, 16, &data)).unwrap();
+            if n == 1 {
+                testing.push_str(&format!("{name}\n"));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("_background_noise_")).unwrap();
+    let noise: Vec<u8> =
+        (0..32000u32).flat_map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) as i16 - 2048).to_le_bytes()).collect();
+    std::fs::write(dir.join("_background_noise_/noise.wav"), wav_bytes(1, 16000, 16, &noise)).unwrap();
+    std::fs::write(dir.join("testing_list.txt"), testing).unwrap();
+    std::fs::write(dir.join("validation_list.txt"), "yes/00000000_nohash_0.wav\n").unwrap();
+}
+
+/// `speech make-stream`'s WAV and word list and `speech listen --scores` replace their files as
+/// the other outputs do, and `bench speech --json` prints JSON only (it used to print the data
+/// set's summary line first).
+#[test]
+fn speech_outputs_replace_their_files_and_bench_json_is_json() {
+    use convnet::speech::{Architecture, FrontEnd, SpeechModel, SpeechModelInfo};
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("speech");
+    tiny_speech_commands(&data);
+    let r = ok(&["bench", "speech", "--data", s(&data), "--model", "tiny_conv", "--steps", "1", "--batch-size", "2"]
+        .into_iter()
+        .chain(["--stream-seconds", "2", "--json"])
+        .collect::<Vec<_>>());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("bench speech --json prints JSON only");
+    assert!(v["steps_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    let keep = |dest: &Path| {
+        std::fs::write(dest, b"previous").unwrap();
+        let link = PathBuf::from(format!("{}.link", dest.display()));
+        std::fs::hard_link(dest, &link).unwrap();
+        link
+    };
+    let check = |dest: &Path, link: &Path| {
+        assert_eq!(std::fs::read(link).unwrap(), b"previous", "{} was written in place", dest.display());
+        assert_ne!(std::fs::read(dest).unwrap(), b"previous", "{} was not written", dest.display());
+    };
+    let long = d.path().join("long.wav");
+    let list = d.path().join("long.txt");
+    let (long_link, list_link) = (keep(&long), keep(&list));
+    ok(&["speech", "make-stream", "--data", s(&data), "--out", s(&long)]);
+    check(&long, &long_link);
+    check(&list, &list_link);
+    // an untrained keyword model of the default front end: listen only needs its scores
+    let front_end = FrontEnd::default();
+    let mut net = convnet::nn::Sequential::new(front_end.input_shape());
+    net.add(convnet::nn::FlattenConfig::new()).unwrap();
+    net.add(convnet::nn::DenseConfig::new(3).with_activation(convnet::Activation::Softmax)).unwrap();
+    let info = SpeechModelInfo {
+        architecture: Architecture::SingleFc,
+        labels: vec!["_silence_".into(), "_unknown_".into(), "yes".into()],
+        front_end,
+        trained_steps: 0,
+        validation_accuracy: None,
+        feature_norm: None,
+        recognizer: None,
+    };
+    let model = d.path().join("kws.safetensors");
+    SpeechModel::new(net, info).unwrap().save(&model).unwrap();
+    let scores = d.path().join("scores.csv");
+    let scores_link = keep(&scores);
+    ok(&["speech", "listen", "--model", s(&model), s(&long), "--scores", s(&scores)]);
+    check(&scores, &scores_link);
+    assert_eq!(temp_files(d.path(), ".tmp-"), Vec::<PathBuf>::new());
+}
+
+/// `compare` checks where its chart and table go before it spends minutes measuring.
+#[test]
+fn compare_checks_its_outputs_before_measuring() {
+    let d = tempfile::tempdir().unwrap();
+    let blocker = d.path().join("blocker");
+    std::fs::write(&blocker, b"a file, not a folder").unwrap();
+    let csv = blocker.join("table.csv");
+    let png = d.path().join("c.png");
+    // a model with a published top-1, so that the old order wrote its chart before failing
+    let r = run(&["compare", "mobilenetv3_small_050", "--runs", "1", "--png", s(&png), "--csv", s(&csv)]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("blocker") && !r.stderr.contains("measuring"), "{}", r.stderr);
+    assert!(!png.exists(), "the chart was written before the table's folder was checked");
+}
+
 /// Temporary files in `dir` whose name contains `what` (`.tmp-` for all of them).
 fn temp_files(dir: &Path, what: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)

@@ -9,7 +9,7 @@
 //! gzip, label outside `0..=9`) is reported as a [`DataError`] naming the file; nothing panics.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -84,7 +84,31 @@ impl Images {
 /// actual byte counts), extra bytes are [`DataError::TrailingData`].
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Images> {
     let path = path.as_ref();
-    let mut src = IdxSource::open(path)?;
+    images_from(IdxSource::new(path, open(path)?)?)
+}
+
+/// [`read_idx_images`] from bytes already in memory (raw or gzip); `path` only names them in
+/// errors. The file reader runs the same code, so the fuzz test covers it.
+pub fn parse_idx_images(bytes: &[u8], path: &Path) -> Result<Images> {
+    images_from(IdxSource::new(path, bytes)?)
+}
+
+/// Reads an IDX1 unsigned-byte label file (`train-labels-idx1-ubyte[.gz]`), raw or gzip.
+///
+/// Checks the magic `0x00000801`, the exact payload length (as [`read_idx_images`]) and that
+/// every label is a digit `0..=9` ([`DataError::LabelOutOfRange`] names the first bad one).
+pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    labels_from(IdxSource::new(path, open(path)?)?)
+}
+
+/// [`read_idx_labels`] from bytes already in memory (raw or gzip); `path` only names them in
+/// errors.
+pub fn parse_idx_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    labels_from(IdxSource::new(path, bytes)?)
+}
+
+fn images_from(mut src: IdxSource) -> Result<Images> {
     let dims = src.header(IMAGES_MAGIC, "images (IDX3, unsigned byte)")?;
     let [n, rows, cols] = [dims[0], dims[1], dims[2]];
     if rows == 0 || cols == 0 {
@@ -98,24 +122,18 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Images> {
     Ok(Images { n: n as usize, rows: rows as usize, cols: cols as usize, pixels })
 }
 
-/// Reads an IDX1 unsigned-byte label file (`train-labels-idx1-ubyte[.gz]`), raw or gzip.
-///
-/// Checks the magic `0x00000801`, the exact payload length (as [`read_idx_images`]) and that
-/// every label is a digit `0..=9` ([`DataError::LabelOutOfRange`] names the first bad one).
-pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
-    let path = path.as_ref();
-    let mut src = IdxSource::open(path)?;
+fn labels_from(mut src: IdxSource) -> Result<Vec<u8>> {
     let dims = src.header(LABELS_MAGIC, "labels (IDX1, unsigned byte)")?;
     let labels = src.payload(u64::from(dims[0]))?;
     if let Some((index, &value)) = labels.iter().enumerate().find(|&(_, &v)| v > 9) {
-        return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, value });
+        return Err(DataError::LabelOutOfRange { path: src.path.clone(), index, value });
     }
     Ok(labels)
 }
 
 /// Reads a whole file, decompressing it if it starts with the gzip magic. Used for checksums.
 pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>> {
-    let mut src = IdxSource::open(path)?;
+    let mut src = IdxSource::new(path, open(path)?)?;
     let mut out = Vec::new();
     if let Err(e) = src.reader.read_to_end(&mut out) {
         return Err(src.read_error(e));
@@ -123,25 +141,28 @@ pub(crate) fn read_decompressed(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// An open IDX file, positioned after whatever has been consumed so far.
-struct IdxSource {
+fn open(path: &Path) -> Result<BufReader<File>> {
+    File::open(path).map(BufReader::new).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+}
+
+/// An IDX stream (a file or bytes in memory), positioned after whatever has been consumed so far.
+struct IdxSource<'a> {
     path: PathBuf,
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + 'a>,
     gzip: bool,
     /// Decompressed bytes consumed so far (the header, once read).
     consumed: u64,
 }
 
-impl IdxSource {
-    fn open(path: &Path) -> Result<Self> {
-        let io_err = |source| DataError::Io { path: path.to_path_buf(), source };
-        let mut file = File::open(path).map_err(io_err)?;
+impl<'a> IdxSource<'a> {
+    /// Looks at the first two bytes for the gzip magic, then reads the stream from its start.
+    fn new(path: &Path, mut input: impl Read + 'a) -> Result<Self> {
         let mut magic = [0u8; 2];
-        let got = read_full(&mut file, &mut magic).map_err(io_err)?;
-        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        let got =
+            read_full(&mut input, &mut magic).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
         let gzip = got == 2 && magic == [0x1f, 0x8b];
-        let reader: Box<dyn Read> =
-            if gzip { Box::new(GzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+        let whole = Cursor::new(magic).take(got as u64).chain(input);
+        let reader: Box<dyn Read + 'a> = if gzip { Box::new(GzDecoder::new(whole)) } else { Box::new(whole) };
         Ok(Self { path: path.to_path_buf(), reader, gzip, consumed: 0 })
     }
 

@@ -36,7 +36,7 @@ pub use decode::{MAX_PIXELS, Rgb8, decode_image, load_image};
 pub use digit_image::{MNIST_SIDE, digit_from_rgb, load_digit_image};
 pub use error::{DataError, Result};
 pub use folder::{IMAGE_EXTENSIONS, ImageFolder};
-pub use idx::{Images, read_idx_images, read_idx_labels};
+pub use idx::{Images, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels};
 pub use loader::{Batch, Loader, LoaderConfig, Skipped, Transform};
 pub use mnist::{MNIST_FILES, Mnist, MnistFile, idx_md5, verify_mnist};
 pub use rng::{SplitMix64, shuffled_order};

@@ -12,6 +12,7 @@
 use crate::decode::{MAX_PIXELS, Rgb8, load_image};
 use crate::error::{DataError, Result};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::path::Path;
 
 /// Resampling filter of the transforms' resize.
@@ -140,9 +141,10 @@ fn triangle(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
-/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc`: per output pixel, the first input
-/// pixel and the fixed-point weights.
-fn coeffs(in_size: usize, out_size: usize, interp: Interpolation) -> Vec<(usize, Vec<i32>)> {
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for the output pixels `outputs` of an
+/// `in_size -> out_size` resize: per output pixel, the first input pixel and the fixed-point
+/// weights.
+fn coeffs(in_size: usize, out_size: usize, interp: Interpolation, outputs: Range<usize>) -> Vec<(usize, Vec<i32>)> {
     let (filter, support): (fn(f64) -> f64, f64) = match interp {
         Interpolation::Bicubic => (bicubic, 2.0),
         _ => (triangle, 1.0),
@@ -151,7 +153,7 @@ fn coeffs(in_size: usize, out_size: usize, interp: Interpolation) -> Vec<(usize,
     let filterscale = scale.max(1.0);
     let support = support * filterscale;
     let ss = 1.0 / filterscale;
-    (0..out_size)
+    outputs
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
@@ -178,55 +180,83 @@ fn clip8(v: i64) -> u8 {
 /// Resizes to `width x height` as `PIL.Image.resize` does (bilinear and bicubic antialiased;
 /// nearest samples the pixel under each output centre).
 pub fn resize(img: &Rgb8, width: usize, height: usize, interp: Interpolation) -> Rgb8 {
-    if (width, height) == (img.width, img.height) || width == 0 || height == 0 {
+    if width == 0 || height == 0 {
         return img.clone();
     }
-    if interp == Interpolation::Nearest {
-        let mut data = Vec::with_capacity(width * height * 3);
-        for y in 0..height {
+    resize_window(img, (width, height), interp, 0..width, 0..height)
+}
+
+/// The columns `xs` and rows `ys` of [`resize`]`(img, width, height, interp)`, computing only
+/// those pixels (bit for bit the same values): the eval transform crops 224 x 224 out of a
+/// resize that a long thin image makes millions of pixels tall. As PIL's `ImagingResample`,
+/// the horizontal pass runs only over the input rows the vertical pass reads.
+fn resize_window(
+    img: &Rgb8,
+    (width, height): (usize, usize),
+    interp: Interpolation,
+    xs: Range<usize>,
+    ys: Range<usize>,
+) -> Rgb8 {
+    let (cw, ch) = (xs.len(), ys.len());
+    if interp == Interpolation::Nearest && (width, height) != (img.width, img.height) {
+        let mut data = Vec::with_capacity(cw * ch * 3);
+        for y in ys {
             let sy = (((y as f64 + 0.5) * img.height as f64 / height as f64) as usize).min(img.height - 1);
-            for x in 0..width {
+            for x in xs.clone() {
                 let sx = (((x as f64 + 0.5) * img.width as f64 / width as f64) as usize).min(img.width - 1);
                 data.extend_from_slice(&img.data[(sy * img.width + sx) * 3..][..3]);
             }
         }
-        return Rgb8 { width, height, data };
+        return Rgb8 { width: cw, height: ch, data };
     }
-    let mut cur = img.clone();
-    if width != cur.width {
-        let k = coeffs(cur.width, width, interp);
-        let mut data = vec![0u8; width * cur.height * 3];
-        for y in 0..cur.height {
-            let row = &cur.data[y * cur.width * 3..(y + 1) * cur.width * 3];
+    let ky = (height != img.height).then(|| coeffs(img.height, height, interp, ys.clone()));
+    // the input rows the vertical pass reads
+    let rows = match &ky {
+        Some(k) => {
+            let first = k.iter().map(|(m, _)| *m).min().unwrap_or(0);
+            let end = k.iter().map(|(m, w)| m + w.len()).max().unwrap_or(first);
+            first..end.max(first)
+        }
+        None => ys.clone(),
+    };
+    // horizontal pass: `cw` columns of the rows `rows`
+    let (r0, nrows) = (rows.start, rows.len());
+    let mut cur = vec![0u8; cw * nrows * 3];
+    if width != img.width {
+        let k = coeffs(img.width, width, interp, xs.clone());
+        for (r, y) in rows.enumerate() {
+            let row = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
             for (x, (xmin, w)) in k.iter().enumerate() {
                 for c in 0..3 {
                     let mut ss: i64 = 1 << (PRECISION_BITS - 1);
                     for (i, wi) in w.iter().enumerate() {
                         ss += row[(xmin + i) * 3 + c] as i64 * *wi as i64;
                     }
-                    data[(y * width + x) * 3 + c] = clip8(ss);
+                    cur[(r * cw + x) * 3 + c] = clip8(ss);
                 }
             }
         }
-        cur = Rgb8 { width, height: cur.height, data };
+    } else {
+        for (r, y) in rows.enumerate() {
+            let start = (y * img.width + xs.start) * 3;
+            cur[r * cw * 3..(r + 1) * cw * 3].copy_from_slice(&img.data[start..start + cw * 3]);
+        }
     }
-    if height != cur.height {
-        let k = coeffs(cur.height, height, interp);
-        let mut data = vec![0u8; cur.width * height * 3];
-        for (y, (ymin, w)) in k.iter().enumerate() {
-            for x in 0..cur.width {
-                for c in 0..3 {
-                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                    for (i, wi) in w.iter().enumerate() {
-                        ss += cur.data[((ymin + i) * cur.width + x) * 3 + c] as i64 * *wi as i64;
-                    }
-                    data[(y * cur.width + x) * 3 + c] = clip8(ss);
+    let Some(ky) = ky else { return Rgb8 { width: cw, height: ch, data: cur } };
+    // vertical pass over the rows kept
+    let mut data = vec![0u8; cw * ch * 3];
+    for (y, (ymin, w)) in ky.iter().enumerate() {
+        for x in 0..cw {
+            for c in 0..3 {
+                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                for (i, wi) in w.iter().enumerate() {
+                    ss += cur[((ymin - r0 + i) * cw + x) * 3 + c] as i64 * *wi as i64;
                 }
+                data[(y * cw + x) * 3 + c] = clip8(ss);
             }
         }
-        cur = Rgb8 { width: cur.width, height, data };
     }
-    cur
+    Rgb8 { width: cw, height: ch, data }
 }
 
 /// torchvision's `Resize(size)` with an int: the short side becomes `size`, the long side
@@ -360,7 +390,21 @@ impl EvalTransform {
     /// [`EvalTransform::check`] first ([`EvalTransform::load`] and the loader do).
     pub fn crop(&self, img: &Rgb8) -> Rgb8 {
         let (rw, rh) = self.resized_size(img.width, img.height);
-        let resized = resize(img, rw, rh, self.interpolation);
+        if rw == 0 || rh == 0 {
+            return center_crop(img, self.size.1, self.size.0);
+        }
+        // only the pixels the center crop keeps are resized; an axis shorter than the crop is
+        // resized whole and padded by `center_crop`, as torchvision pads
+        let window = |resized: usize, crop: usize| {
+            if crop <= resized {
+                let start = ((resized - crop) as f64 / 2.0).round_ties_even() as usize;
+                start..start + crop
+            } else {
+                0..resized
+            }
+        };
+        let (xs, ys) = (window(rw, self.size.1), window(rh, self.size.0));
+        let resized = resize_window(img, (rw, rh), self.interpolation, xs, ys);
         center_crop(&resized, self.size.1, self.size.0)
     }
 
@@ -383,6 +427,23 @@ mod tests {
 
     fn img(w: usize, h: usize) -> Rgb8 {
         Rgb8 { width: w, height: h, data: (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect() }
+    }
+
+    /// The eval crop resizes only the pixels it keeps: the same bytes as resizing the whole
+    /// image and cropping it, for shapes that pad, crop one axis or both, and every filter.
+    #[test]
+    fn eval_crop_equals_the_whole_resize_cropped() {
+        for (w, h) in [(451, 300), (7, 300), (300, 7), (40, 41), (5, 5), (1, 97), (33, 1)] {
+            for interp in [Interpolation::Bilinear, Interpolation::Bicubic, Interpolation::Nearest] {
+                for (size, crop_pct) in [((32, 32), 0.875), ((24, 40), 0.9), ((16, 16), 1.2)] {
+                    let t = EvalTransform { size, crop_pct, interpolation: interp, mean: [0.5; 3], std: [0.5; 3] };
+                    let image = img(w, h);
+                    let (rw, rh) = t.resized_size(w, h);
+                    let whole = center_crop(&resize(&image, rw, rh, interp), size.1, size.0);
+                    assert_eq!(t.crop(&image), whole, "{w}x{h} {interp:?} {size:?} {crop_pct}");
+                }
+            }
+        }
     }
 
     #[test]

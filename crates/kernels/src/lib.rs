@@ -33,7 +33,8 @@
 //! * [`profile`]: opt-in per-call timing of the forward kernels, and the
 //!   machine's FMA peak (`convnet bench infer --layers`).
 //! * [`scratch`]: per-thread reusable buffers; [`alloc`]: allocator settings
-//!   and uninitialised output vectors.
+//!   and uninitialised output vectors; [`alloc_cap`]: a size-capped global
+//!   allocator for the fuzz tests.
 //!
 //! Fast paths are chosen at run time (`is_x86_feature_detected!`); setting
 //! `CONVNET_NO_SIMD` forces the portable paths (for tests). Every parallel
@@ -43,6 +44,7 @@
 //! whose blocking follows the thread count).
 
 pub mod alloc;
+pub mod alloc_cap;
 pub mod conv;
 #[cfg(target_arch = "x86_64")]
 mod conv_fast;

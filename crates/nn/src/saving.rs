@@ -30,11 +30,19 @@ pub type NamedTensors = Vec<(String, Tensor)>;
 
 /// Reads a safetensors file into `(name, tensor)` pairs (f32 only) and its metadata.
 pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+    parse_safetensors(&read_file(path)?, path)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| NnError::Io { path: path.to_path_buf(), source })
+}
+
+/// [`read_safetensors`] from bytes already in memory; `path` only names them in errors.
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| NnError::bad_file(path, format!("not a safetensors file: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| NnError::bad_file(path, format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| NnError::bad_file(path, format!("not a safetensors file: {e}")))?;
     let mut tensors = Vec::new();
     for (name, view) in st.iter() {
         if view.dtype() != Dtype::F32 {
@@ -263,7 +271,13 @@ impl Sequential {
     /// given to [`Sequential::save_with_metadata`]).
     pub fn load_with_metadata(path: impl AsRef<Path>) -> Result<(Sequential, HashMap<String, String>)> {
         let path = path.as_ref();
-        let (tensors, metadata) = read_safetensors(path)?;
+        Self::from_bytes_with_metadata(&read_file(path)?, path)
+    }
+
+    /// [`Sequential::load_with_metadata`] from the bytes of a model file already in memory;
+    /// `path` only names them in errors. The file loader runs this, so the fuzz test covers it.
+    pub fn from_bytes_with_metadata(bytes: &[u8], path: &Path) -> Result<(Sequential, HashMap<String, String>)> {
+        let (tensors, metadata) = parse_safetensors(bytes, path)?;
         let config = metadata.get(CONFIG_KEY).ok_or_else(|| {
             NnError::bad_file(
                 path,

@@ -5,7 +5,7 @@
 //! the image the models see as `[height, width, 1]`. Saved with every model, so `predict`
 //! and `listen` compute exactly what training saw.
 
-use convnet_audio::{Features, TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, Transform};
+use convnet_audio::{Features, MAX_SAMPLE_RATE, TfMfccConfig, TfMfccTransform, TfSpectrogramConfig, Transform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SpeechError};
@@ -24,6 +24,9 @@ pub struct FrontEnd {
     /// MFCC coefficients per frame (40).
     pub feature_bin_count: usize,
 }
+
+/// Longest clip a front end may declare: a minute (Speech Commands clips are one second).
+pub const MAX_CLIP_MS: u32 = 60_000;
 
 impl Default for FrontEnd {
     fn default() -> Self {
@@ -73,6 +76,13 @@ impl FrontEnd {
     pub fn transform(&self) -> Result<FingerprintTransform> {
         if self.sample_rate == 0 || self.clip_duration_ms == 0 || self.feature_bin_count == 0 {
             return Err(SpeechError::options("sample rate, clip duration and feature bins must be positive"));
+        }
+        // a front end read from a model file may declare anything: bound what it makes us allocate
+        if self.sample_rate > MAX_SAMPLE_RATE || self.clip_duration_ms > MAX_CLIP_MS {
+            return Err(SpeechError::options(format!(
+                "a {} ms clip at {} Hz is over the limits ({MAX_CLIP_MS} ms, {MAX_SAMPLE_RATE} Hz)",
+                self.clip_duration_ms, self.sample_rate
+            )));
         }
         if self.window_size_samples() < 2 || self.window_stride_samples() == 0 || self.frames() == 0 {
             return Err(SpeechError::options(format!(

@@ -31,7 +31,7 @@ pub use dataset::{
     SpeechCommands, TENSORFLOW_SEED, UNKNOWN_LABEL, labels_for,
 };
 pub use error::{Result, SpeechError};
-pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd};
+pub use front_end::{FeatureNorm, FingerprintTransform, FrontEnd, MAX_CLIP_MS};
 pub use models::{Architecture, create_model};
 pub use recognize::{
     Detection, Listening, Outcome, Recognition, RecognizeCommands, RecognizerConfig, StreamingStats, TruthWord,
@@ -40,6 +40,6 @@ pub use recognize::{
 pub use speech_model::{Prediction, SpeechModel, SpeechModelInfo};
 pub use split::{Split, SplitLists, which_set};
 pub use stream_report::{PositionReport, WordReport, position_report, word_report};
-pub use stream_test::{StreamOptions, make_stream, read_truth, write_truth, write_wav};
+pub use stream_test::{StreamOptions, make_stream, parse_truth, read_truth, write_truth, write_wav};
 pub use train::{Confusion, EvalPoint, OptimizerKind, TrainConfig, TrainEvent, TrainOutcome, evaluate, train};
 pub use tune::{TuneOptions, TunedRecognizer, tune_recognizer};

@@ -61,7 +61,6 @@ pub struct Prediction {
 impl SpeechModel {
     /// Wraps a network. Errors when the network's input or output does not fit `info`.
     pub fn new(model: Sequential, info: SpeechModelInfo) -> Result<SpeechModel> {
-        let transform = info.front_end.transform()?;
         let bad = |reason: String| SpeechError::options(reason);
         if model.input_shape() != info.front_end.input_shape() {
             return Err(bad(format!(
@@ -77,6 +76,19 @@ impl SpeechModel {
                 info.labels.len()
             )));
         }
+        if let Some(norm) = &info.feature_norm {
+            let bins = info.front_end.feature_bin_count;
+            let usable = |v: &[f32], min: f32| v.len() == bins && v.iter().all(|x| x.is_finite() && *x >= min);
+            if !usable(&norm.mean, f32::MIN) || !usable(&norm.std, 1e-6) {
+                return Err(bad(format!(
+                    "the feature standardisation needs {bins} finite means and positive deviations; it has {} and {}",
+                    norm.mean.len(),
+                    norm.std.len()
+                )));
+            }
+        }
+        // planned last: the shapes above are cheap to compare, the transform allocates
+        let transform = info.front_end.transform()?;
         Ok(SpeechModel { model, info, transform })
     }
 
@@ -89,7 +101,14 @@ impl SpeechModel {
     /// Loads a model written by [`SpeechModel::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<SpeechModel> {
         let path = path.as_ref();
-        let (model, metadata) = Sequential::load_with_metadata(path)?;
+        let bytes = std::fs::read(path).map_err(|source| SpeechError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// [`SpeechModel::load`] from the bytes of a model file already in memory; `path` only
+    /// names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<SpeechModel> {
+        let (model, metadata) = Sequential::from_bytes_with_metadata(bytes, path)?;
         let bad = |reason: String| SpeechError::BadModel { path: path.to_path_buf(), reason };
         let json = metadata
             .get(INFO_KEY)

@@ -124,6 +124,11 @@ pub fn write_truth(path: &Path, truth: &[TruthWord]) -> Result<()> {
 /// Reads `word,start_ms` lines (blank lines and `#` comments skipped).
 pub fn read_truth(path: &Path) -> Result<Vec<TruthWord>> {
     let text = std::fs::read_to_string(path).map_err(|source| SpeechError::Io { path: path.to_path_buf(), source })?;
+    parse_truth(&text, path)
+}
+
+/// [`read_truth`] from text already in memory; `path` only names it in errors.
+pub fn parse_truth(text: &str, path: &Path) -> Result<Vec<TruthWord>> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

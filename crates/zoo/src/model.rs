@@ -378,7 +378,14 @@ impl Model {
     /// Loads a timm `.safetensors` state dict (PyTorch layouts converted once, here).
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<LoadReport> {
         let path = path.as_ref();
-        let mut sd = checkpoint::read_state_dict(path)?;
+        let bytes = std::fs::read(path).map_err(|e| ZooError::io(path, e))?;
+        self.load_checkpoint_bytes(&bytes, path, opts)
+    }
+
+    /// [`Model::load_checkpoint`] from the bytes of a `.safetensors` file already in memory;
+    /// `path` only names them in errors. The file loader runs this, so the fuzz test covers it.
+    pub fn load_checkpoint_bytes(&mut self, bytes: &[u8], path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+        let mut sd = checkpoint::parse_state_dict(bytes, path)?;
         self.net.remap_state_dict(&mut sd);
         let name = self.name();
         checkpoint::load_state_dict(&mut self.params, &name, &path.display().to_string(), sd, opts)
@@ -388,12 +395,18 @@ impl Model {
     /// that a classifier of another class count is left out (and stays freshly
     /// initialised) and a first conv of other input channels is adapted.
     pub fn load_pretrained(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
-        let opts = LoadOptions {
+        let opts = self.pretrained_options();
+        self.load_checkpoint(path, &opts)
+    }
+
+    /// The options of [`Model::load_pretrained`]: strict, with this model's classifier and
+    /// first conv.
+    pub fn pretrained_options(&self) -> LoadOptions {
+        LoadOptions {
             strict: true,
             classifier: Some(self.cfg.classifier.to_string()),
             first_conv: Some(self.cfg.first_conv.to_string()),
-        };
-        self.load_checkpoint(path, &opts)
+        }
     }
 
     /// Saves the state dict as timm's `.safetensors` (PyTorch layouts and key names, so
