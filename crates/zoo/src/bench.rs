@@ -43,14 +43,9 @@ pub fn bench_inference(
     warmup: usize,
 ) -> Result<Vec<BenchRow>> {
     let macs = count_macs(model, size)?;
-    let [c, h, w] = size;
     let mut rows = Vec::new();
     for &b in batches {
-        if b == 0 {
-            return Err(ZooError::arg("batch", "batch sizes must be positive"));
-        }
-        let data: Vec<f32> = (0..b * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-        let x = Tensor::from_vec(data, [b, h, w, c])?;
+        let x = bench_input(b, size)?;
         for _ in 0..warmup {
             model.forward(&x)?;
         }
@@ -110,14 +105,9 @@ pub fn profile_layers(
     warmup: usize,
 ) -> Result<Vec<LayerProfile>> {
     use convnet_tensor::profile;
-    let [c, h, w] = size;
     let mut out = Vec::new();
     for &b in batches {
-        if b == 0 {
-            return Err(ZooError::arg("batch", "batch sizes must be positive"));
-        }
-        let data: Vec<f32> = (0..b * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-        let x = Tensor::from_vec(data, [b, h, w, c])?;
+        let x = bench_input(b, size)?;
         for _ in 0..warmup {
             model.forward(&x)?;
         }
@@ -285,6 +275,15 @@ pub fn train_step_bench(
         step_s,
         last_loss,
     })
+}
+
+/// The deterministic NHWC input batch every inference benchmark times (values in [-1, 1)).
+fn bench_input(b: usize, [c, h, w]: [usize; 3]) -> Result<Tensor> {
+    if b == 0 {
+        return Err(ZooError::arg("batch", "batch sizes must be positive"));
+    }
+    let data: Vec<f32> = (0..b * h * w * c).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    Ok(Tensor::from_vec(data, [b, h, w, c])?)
 }
 
 #[cfg(test)]

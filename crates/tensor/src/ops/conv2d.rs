@@ -255,14 +255,7 @@ impl Tensor {
         act: Activation,
     ) -> Result<(Tensor, Tensor)> {
         let needs_grad = self.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
-        let fused = match act {
-            Activation::Linear => Some(ConvAct::Identity),
-            Activation::Relu => Some(ConvAct::Relu),
-            Activation::Relu6 => Some(ConvAct::Relu6),
-            Activation::Silu => Some(ConvAct::Silu),
-            Activation::HardSwish => Some(ConvAct::HardSwish),
-            _ => None,
-        };
+        let fused = fused_act(act);
         let geo = conv_geometry(self, weight, args)?;
         if let Some(ca) = fused
             && !needs_grad
@@ -311,14 +304,7 @@ impl Tensor {
             || weight.requires_grad()
             || bias.is_some_and(|b| b.requires_grad())
             || residual.is_some_and(|r| r.requires_grad());
-        let fused = match act {
-            Activation::Linear => Some(ConvAct::Identity),
-            Activation::Relu => Some(ConvAct::Relu),
-            Activation::Relu6 => Some(ConvAct::Relu6),
-            Activation::Silu => Some(ConvAct::Silu),
-            Activation::HardSwish => Some(ConvAct::HardSwish),
-            _ => None,
-        };
+        let fused = fused_act(act);
         let geo = conv_geometry(self, weight, args)?;
         let (Some(fused), false, true) = (fused, grad, prep.fits(&geo)) else {
             return match residual {
@@ -407,4 +393,16 @@ pub(crate) fn conv_geometry(x: &Tensor, weight: &Tensor, args: &Conv2dArgs) -> R
         pad_left: pl,
         groups,
     })
+}
+
+/// The activation as the kernels apply it in a convolution's store (`None`: not fusable).
+fn fused_act(act: Activation) -> Option<ConvAct> {
+    match act {
+        Activation::Linear => Some(ConvAct::Identity),
+        Activation::Relu => Some(ConvAct::Relu),
+        Activation::Relu6 => Some(ConvAct::Relu6),
+        Activation::Silu => Some(ConvAct::Silu),
+        Activation::HardSwish => Some(ConvAct::HardSwish),
+        _ => None,
+    }
 }
